@@ -1,0 +1,1 @@
+//! Procedural macros for warren (see the `warren` crate).

@@ -1,0 +1,227 @@
+//! An in-process transport: clients call servers in the same process, with
+//! no broker. For unit tests, doc tests and tests of the layers above.
+//!
+//! It routes exactly as the broker would ([`Address::Instance`] to one
+//! instance, [`Address::Any`] round-robin over a type, [`Address::Every`]
+//! and [`Address::All`] to each), applies deadlines, and turns error
+//! replies into [`Error::Remote`], so code tested on it behaves the same
+//! over RabbitMQ.
+
+use crate::address::{Address, Peer, ServiceId, ServiceType};
+use crate::context::Context;
+use crate::error::Error;
+use crate::message::{Gather, Request, Response};
+use futures::future::BoxFuture;
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+
+type Handler = BoxCloneSyncService<Request, Response, Error>;
+
+struct Instance {
+    id: ServiceId,
+    service: ServiceType,
+    handler: Handler,
+}
+
+#[derive(Default)]
+struct Registry {
+    instances: Vec<Instance>,
+    next: AtomicUsize,
+}
+
+/// The in-process transport: a registry of servers that is also a client.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use warren::{local::Local, Address, ContentType, Request, Response};
+/// use tower::{service_fn, Service, ServiceExt};
+///
+/// let mut local = Local::new();
+/// local.serve(
+///     "echo".parse()?,
+///     "echo-1".parse()?,
+///     service_fn(|req: Request| async move { Ok(Response::ok(req.content_type, req.body)) }),
+/// );
+/// let req = Request::new(Address::any("echo")?, "Echo.say", ContentType::Json, "\"hi\"")?;
+/// let reply = local.ready().await?.call(req).await?;
+/// assert_eq!(&reply.body[..], b"\"hi\"");
+/// # Ok::<_, warren::Error>(()) });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Local {
+    registry: Arc<RwLock<Registry>>,
+    default_timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Local {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reg = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        f.debug_struct("Local")
+            .field(
+                "instances",
+                &reg.instances
+                    .iter()
+                    .map(|i| format!("{}/{}", i.service, i.id))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Local {
+    /// An empty transport.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets the deadline of calls that set none (default 30 s).
+    #[must_use]
+    pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = Some(timeout);
+        self
+    }
+
+    /// Serves `handler` as instance `id` of `service`.
+    pub fn serve<S>(&mut self, service: ServiceType, id: ServiceId, handler: S)
+    where
+        S: Service<Request, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
+        S::Future: Send + 'static,
+    {
+        let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
+        reg.instances.push(Instance {
+            id,
+            service,
+            handler: BoxCloneSyncService::new(handler),
+        });
+    }
+
+    fn route(&self, address: &Address) -> Vec<(Peer, Handler)> {
+        let reg = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        let peer = |i: &Instance| Peer {
+            id: Some(i.id.to_string()),
+            service: Some(i.service.to_string()),
+        };
+        let matching: Vec<_> = reg
+            .instances
+            .iter()
+            .filter(|i| match address {
+                Address::Instance(id) => &i.id == id,
+                Address::Any(t) | Address::Every(t) => &i.service == t,
+                Address::All => true,
+            })
+            .map(|i| (peer(i), i.handler.clone()))
+            .collect();
+        if matches!(address, Address::Any(_)) && !matching.is_empty() {
+            let n = reg.next.fetch_add(1, Ordering::Relaxed) % matching.len();
+            return matching.into_iter().skip(n).take(1).collect();
+        }
+        matching
+    }
+
+    fn deadline(&self, req: &mut Request) -> Instant {
+        Context::propagate(req);
+        let deadline = req.deadline.unwrap_or_else(|| {
+            Instant::now() + self.default_timeout.unwrap_or(Duration::from_secs(30))
+        });
+        req.deadline = Some(deadline);
+        deadline
+    }
+}
+
+async fn invoke(mut handler: Handler, peer: Peer, mut req: Request) -> Response {
+    req.from = Peer::default();
+    req.message_id = Some(uuid::Uuid::new_v4().to_string());
+    let content_type = req.content_type;
+    let mut resp = match handler.ready().await {
+        Ok(h) => h
+            .call(req)
+            .await
+            .unwrap_or_else(|e| Response::error(content_type, &e.to_status())),
+        Err(e) => Response::error(content_type, &e.to_status()),
+    };
+    resp.from = peer;
+    resp.transport = "local";
+    resp
+}
+
+impl Service<Request> for Local {
+    type Response = Response;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        let deadline = self.deadline(&mut req);
+        let targets = self.route(&req.address);
+        Box::pin(async move {
+            if req.address.is_multicast() {
+                return Err(Error::InvalidRequest(format!(
+                    "{} may answer many times; send a Gather instead",
+                    req.address
+                )));
+            }
+            let Some((peer, handler)) = targets.into_iter().next() else {
+                return Err(Error::NoRoute {
+                    address: req.address,
+                });
+            };
+            let after = deadline.saturating_duration_since(Instant::now());
+            tokio::time::timeout_at(deadline.into(), invoke(handler, peer, req))
+                .await
+                .map_err(|_| Error::Timeout { after })?
+                .into_result()
+        })
+    }
+}
+
+impl Service<Gather> for Local {
+    type Response = Vec<Response>;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Vec<Response>, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut gather: Gather) -> Self::Future {
+        let deadline = self.deadline(&mut gather.request);
+        let targets = self.route(&gather.request.address);
+        Box::pin(async move {
+            if targets.is_empty() {
+                return Err(Error::NoRoute {
+                    address: gather.request.address,
+                });
+            }
+            let expect = gather.expect.unwrap_or(usize::MAX);
+            let mut pending: FuturesUnordered<_> = targets
+                .into_iter()
+                .map(|(peer, h)| invoke(h, peer, gather.request.clone()))
+                .collect();
+            let mut replies = Vec::new();
+            let sleep = tokio::time::sleep_until(deadline.into());
+            tokio::pin!(sleep);
+            while replies.len() < expect {
+                tokio::select! {
+                    next = pending.next() => match next {
+                        Some(r) => replies.push(r),
+                        None => break,
+                    },
+                    () = &mut sleep => break,
+                }
+            }
+            Ok(replies)
+        })
+    }
+}

@@ -1,0 +1,232 @@
+//! The request and response every transport carries.
+//!
+//! `Request -> Response` is the pair behind every [`tower::Service`] in
+//! warren: the AMQP caller, the in-process transport, and server handlers.
+//! Multicast calls use [`Gather`], answered by one [`Response`] per sender.
+
+use crate::address::{check_method, Address, Peer};
+use crate::codec::ContentType;
+use crate::error::Error;
+use crate::headers::Headers;
+use crate::status::{Code, Status};
+use bytes::Bytes;
+use serde::Serialize;
+use std::time::{Duration, Instant};
+
+/// A request: an encoded body for a method at an address.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// Who the request is for.
+    pub address: Address,
+    /// The method name on the wire, such as `Calculator.add`.
+    pub method: String,
+    /// The encoded arguments.
+    pub body: Bytes,
+    /// How `body` is encoded; replies use the same codec.
+    pub content_type: ContentType,
+    /// Application headers (`traceparent` and the like).
+    pub headers: Headers,
+    /// When the caller stops waiting. `None` takes the client's default.
+    pub deadline: Option<Instant>,
+    /// Whether running the method twice is harmless; lets a call that may
+    /// have reached the broker be retried over another transport.
+    pub idempotent: bool,
+    /// Who sent it (filled in on the receiving side).
+    pub from: Peer,
+    /// The unique id of this message (filled in on the receiving side).
+    pub message_id: Option<String>,
+}
+
+impl Request {
+    /// A request with a raw body.
+    ///
+    /// # Errors
+    /// [`Error::Name`] if `method` is empty, longer than 255 bytes, or holds
+    /// spaces or non-printable characters.
+    pub fn new(
+        address: Address,
+        method: impl Into<String>,
+        content_type: ContentType,
+        body: impl Into<Bytes>,
+    ) -> Result<Self, Error> {
+        let method = method.into();
+        check_method(&method)?;
+        Ok(Self {
+            address,
+            method,
+            body: body.into(),
+            content_type,
+            headers: Headers::new(),
+            deadline: None,
+            idempotent: false,
+            from: Peer::default(),
+            message_id: None,
+        })
+    }
+
+    /// A request whose body is `value` encoded with `content_type`.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if `value` cannot be encoded, [`Error::Name`] for a
+    /// bad method name.
+    pub fn encode<T: Serialize + ?Sized>(
+        address: Address,
+        method: impl Into<String>,
+        content_type: ContentType,
+        value: &T,
+    ) -> Result<Self, Error> {
+        let body = content_type.encode(value)?;
+        Self::new(address, method, content_type, body)
+    }
+
+    /// Sets the deadline to `timeout` from now.
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = Some(Instant::now() + timeout);
+        self
+    }
+
+    /// Sets an absolute deadline.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Marks the request as safe to run twice.
+    #[must_use]
+    pub fn idempotent(mut self, yes: bool) -> Self {
+        self.idempotent = yes;
+        self
+    }
+
+    /// Time left before the deadline; `None` when there is no deadline.
+    #[must_use]
+    pub fn remaining(&self) -> Option<Duration> {
+        self.deadline
+            .map(|d| d.saturating_duration_since(Instant::now()))
+    }
+
+    /// Decodes the body.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if the body is not a valid `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        Ok(self.content_type.decode(&self.body)?)
+    }
+}
+
+/// A reply: a status and, when the status is [`Code::Ok`], the encoded result.
+#[derive(Clone, Debug)]
+pub struct Response {
+    /// The outcome. A caller's transport turns any non-ok status into
+    /// [`Error::Remote`], so an `Ok(Response)` a caller sees is always ok.
+    pub status: Code,
+    /// The encoded result (ok) or the status object (error).
+    pub body: Bytes,
+    /// How `body` is encoded.
+    pub content_type: ContentType,
+    /// Application headers sent back.
+    pub headers: Headers,
+    /// Who answered.
+    pub from: Peer,
+    /// Which transport carried the reply (`amqp`, `http`, `local`).
+    pub transport: &'static str,
+}
+
+impl Response {
+    /// An ok reply with a raw body.
+    #[must_use]
+    pub fn ok(content_type: ContentType, body: impl Into<Bytes>) -> Self {
+        Self {
+            status: Code::Ok,
+            body: body.into(),
+            content_type,
+            headers: Headers::new(),
+            from: Peer::default(),
+            transport: "local",
+        }
+    }
+
+    /// An ok reply whose body is `value` encoded with `content_type`.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if `value` cannot be encoded.
+    pub fn encode<T: Serialize + ?Sized>(
+        content_type: ContentType,
+        value: &T,
+    ) -> Result<Self, Error> {
+        Ok(Self::ok(content_type, content_type.encode(value)?))
+    }
+
+    /// An error reply carrying `status` as its body.
+    #[must_use]
+    pub fn error(content_type: ContentType, status: &Status) -> Self {
+        // Encoding a status object of strings cannot fail in either codec.
+        let body = status.to_body(content_type).unwrap_or_default();
+        Self {
+            status: status.code().clone(),
+            ..Self::ok(content_type, body)
+        }
+    }
+
+    /// `Ok(self)` for an ok reply, otherwise the [`Error::Remote`] it carries.
+    ///
+    /// # Errors
+    /// [`Error::Remote`] with the decoded status for a non-ok reply.
+    pub fn into_result(self) -> Result<Self, Error> {
+        if self.status == Code::Ok {
+            Ok(self)
+        } else {
+            Err(Error::Remote(Status::from_body(
+                self.status,
+                self.content_type,
+                self.body,
+            )))
+        }
+    }
+
+    /// Decodes the body.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if the body is not a valid `T`.
+    pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        Ok(self.content_type.decode(&self.body)?)
+    }
+}
+
+/// A multicast request: sent to an [`Address::Every`] or [`Address::All`]
+/// address, it gathers replies until `expect` have come or the deadline
+/// passes, and returns each sender's [`Response`] (ok or not).
+#[derive(Clone, Debug)]
+pub struct Gather {
+    /// The request to send.
+    pub request: Request,
+    /// Stop as soon as this many replies came; `None` waits for the deadline.
+    pub expect: Option<usize>,
+}
+
+impl Gather {
+    /// Gathers replies to `request` until the deadline.
+    #[must_use]
+    pub fn new(request: Request) -> Self {
+        Self {
+            request,
+            expect: None,
+        }
+    }
+
+    /// Stops as soon as `n` replies came.
+    #[must_use]
+    pub fn expect(mut self, n: usize) -> Self {
+        self.expect = Some(n);
+        self
+    }
+}
