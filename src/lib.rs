@@ -7,6 +7,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
+pub mod amqp;
 pub mod codec;
 pub mod config;
 pub mod context;
@@ -14,13 +15,16 @@ pub mod error;
 pub mod headers;
 pub mod local;
 pub mod message;
+pub mod node;
 pub mod status;
 
 pub use address::{Address, Peer, ServiceId, ServiceType};
+pub use amqp::{Client, Connection, ConnectionState};
 pub use codec::ContentType;
 pub use config::Config;
 pub use context::Context;
 pub use error::Error;
 pub use headers::Headers;
 pub use message::{Gather, Request, Response};
+pub use node::{Node, NodeBuilder};
 pub use status::{Code, Status};

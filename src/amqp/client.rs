@@ -1,0 +1,433 @@
+//! The caller: a cloneable handle that sends requests and waits for replies.
+
+use super::confirm::Confirm;
+use super::connection::Connection;
+use super::session::{self, Session, Waiter};
+use super::wire::{self, Outgoing, REPLY_TO};
+use crate::address::{Address, Peer};
+use crate::config::WhenDisconnected;
+use crate::context::Context;
+use crate::error::Error;
+use crate::message::{Gather, Request, Response};
+use futures::future::BoxFuture;
+use lapin::options::BasicPublishOptions;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+struct Inner {
+    conn: Connection,
+    identity: Peer,
+    session: Arc<watch::Sender<Option<Arc<Session>>>>,
+    next_id: AtomicU64,
+}
+
+/// Sends requests over RabbitMQ and waits for their replies.
+///
+/// A `Client` is a [`tower::Service`] of [`Request`] (one reply) and of
+/// [`Gather`] (every reply within the deadline). Clones share one
+/// connection and one reply channel, so make one and clone it freely.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("identity", &self.inner.identity)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+/// Where to publish a request for `address`: (exchange, routing key).
+fn route<'a>(exchange: &'a str, address: &Address) -> (&'a str, String) {
+    match address {
+        Address::Instance(id) => (exchange, format!("message.{id}")),
+        // The type's work queue, through the default exchange: exactly one
+        // instance takes it, and a stock AMQP server consuming a queue of
+        // that name is reachable too.
+        Address::Any(t) => ("", t.to_string()),
+        Address::Every(t) => (exchange, format!("message.{t}")),
+        Address::All => (exchange, "message.all".to_owned()),
+    }
+}
+
+/// Removes a call's waiter when the call ends, however it ends.
+struct Forget<'a>(&'a Session, u64);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.forget(self.1);
+    }
+}
+
+impl Client {
+    /// A client on `conn`, with a random identity.
+    #[must_use]
+    pub fn new(conn: &Connection) -> Self {
+        Self::with_identity(
+            conn,
+            Peer {
+                id: Some(crate::address::ServiceId::random().to_string()),
+                service: None,
+            },
+        )
+    }
+
+    /// A client on `conn` that names itself `identity` in the requests it sends.
+    #[must_use]
+    pub fn with_identity(conn: &Connection, identity: Peer) -> Self {
+        let (tx, _) = watch::channel(None);
+        let session = Arc::new(tx);
+        tokio::spawn(session::run(conn.clone(), Arc::downgrade(&session)));
+        Self {
+            inner: Arc::new(Inner {
+                conn: conn.clone(),
+                identity,
+                session,
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// The connection this client uses.
+    #[must_use]
+    pub fn connection(&self) -> &Connection {
+        &self.inner.conn
+    }
+
+    /// Calls waiting for a reply right now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.inner
+            .session
+            .borrow()
+            .as_ref()
+            .map_or(0, |s| s.waiting())
+    }
+
+    /// Sends `request` and waits for its one reply.
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`] at once if nobody listens at the address,
+    /// [`Error::Timeout`] at the deadline, [`Error::Remote`] for an error
+    /// reply, [`Error::ConnectionLost`] if the connection died meanwhile,
+    /// [`Error::Unavailable`] if it could not be sent.
+    pub async fn call(&self, request: Request) -> Result<Response, Error> {
+        let mut request = request;
+        let deadline = self.deadline(&mut request);
+        let span = tracing::info_span!("warren.call", method = %request.method, address = %request.address,
+            correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty);
+        let start = Instant::now();
+        let result = self
+            .call_inner(request, deadline)
+            .instrument(span.clone())
+            .await;
+        record(&span, start, &result);
+        result
+    }
+
+    async fn call_inner(&self, request: Request, deadline: Instant) -> Result<Response, Error> {
+        if request.address.is_multicast() {
+            return Err(Error::InvalidRequest(format!(
+                "{} may answer many times; send a Gather instead",
+                request.address
+            )));
+        }
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let session = self.session(deadline, timeout).await?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        if !session.wait(id, Waiter::One(tx)) {
+            return Err(Error::ConnectionLost);
+        }
+        let _forget = Forget(&session, id);
+        tracing::Span::current().record("correlation_id", id);
+        let expired = || Error::Timeout { after: timeout };
+        let deadline = tokio::time::Instant::from_std(deadline);
+        let mut confirm = tokio::time::timeout_at(
+            deadline,
+            self.publish(&session, &request, id, deadline.into_std(), false),
+        )
+        .await
+        .map_err(|_| expired())??;
+        tokio::pin!(rx);
+        // The confirm tells NoRoute (the message came back) long before the
+        // deadline; the reply usually comes after it.
+        tokio::select! {
+            biased;
+            reply = &mut rx => return reply_or_lost(reply),
+            confirmed = tokio::time::timeout_at(deadline, confirm.outcome(&request.address)) => {
+                confirmed.map_err(|_| expired())??;
+            }
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(reply) => reply_or_lost(reply),
+            Err(_) => Err(expired()),
+        }
+    }
+
+    /// Sends `gather.request` to every instance at its address and collects
+    /// replies until `gather.expect` came or the deadline passed.
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`] if no instance is there; transport errors as for
+    /// [`Client::call`]. Error replies are returned among the replies.
+    pub async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
+        let Gather {
+            mut request,
+            expect,
+        } = gather;
+        let deadline = self.deadline(&mut request);
+        let span = tracing::info_span!("warren.gather", method = %request.method, address = %request.address,
+            correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty);
+        let start = Instant::now();
+        let result = self
+            .gather_inner(request, expect, deadline)
+            .instrument(span.clone())
+            .await;
+        record(&span, start, &result);
+        result
+    }
+
+    async fn gather_inner(
+        &self,
+        request: Request,
+        expect: Option<usize>,
+        deadline: Instant,
+    ) -> Result<Vec<Response>, Error> {
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let session = self.session(deadline, timeout).await?;
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        if !session.wait(id, Waiter::Many(tx)) {
+            return Err(Error::ConnectionLost);
+        }
+        let _forget = Forget(&session, id);
+        tracing::Span::current().record("correlation_id", id);
+        let deadline = tokio::time::Instant::from_std(deadline);
+        tokio::time::timeout_at(deadline, async {
+            self.publish(&session, &request, id, deadline.into_std(), false)
+                .await?
+                .outcome(&request.address)
+                .await
+        })
+        .await
+        .map_err(|_| Error::Timeout { after: timeout })??;
+        let expect = expect.unwrap_or(usize::MAX);
+        let mut replies = Vec::new();
+        while replies.len() < expect {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(r)) => replies.push(r),
+                Ok(None) if replies.is_empty() => return Err(Error::ConnectionLost),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        Ok(replies)
+    }
+
+    /// Publishes `request` as a persistent message with no reply expected,
+    /// and returns once the broker confirmed it. A send that fails because
+    /// the connection dropped is published again on the next connection,
+    /// until the deadline (so a send may arrive twice, never not at all
+    /// after `Ok`).
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`] if no queue takes it; [`Error::Timeout`] if it
+    /// could not be confirmed before the deadline.
+    pub async fn send(&self, request: Request) -> Result<(), Error> {
+        let mut request = request;
+        let deadline = self.deadline(&mut request);
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let span = tracing::info_span!("warren.send", method = %request.method, address = %request.address,
+            correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
+            duration_us = tracing::field::Empty);
+        let start = Instant::now();
+        let result = async {
+            loop {
+                let session = self.session(deadline, timeout).await?;
+                let attempt = tokio::time::timeout_at(deadline.into(), async {
+                    self.publish(&session, &request, 0, deadline, true)
+                        .await?
+                        .outcome(&request.address)
+                        .await
+                })
+                .await
+                .map_err(|_| Error::Timeout { after: timeout })?;
+                match attempt {
+                    Err(Error::ConnectionLost) => {
+                        tracing::debug!("send interrupted by a connection loss; sending again");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    other => return other,
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await;
+        record(&span, start, &result);
+        result
+    }
+
+    /// Applies the handler context and the default deadline.
+    fn deadline(&self, request: &mut Request) -> Instant {
+        Context::propagate(request);
+        *request
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.inner.conn.config().default_timeout)
+    }
+
+    /// The live session, waiting for one (up to the deadline) if allowed.
+    async fn session(&self, deadline: Instant, timeout: Duration) -> Result<Arc<Session>, Error> {
+        let conn = &self.inner.conn;
+        if let Some(s) = self.inner.session.borrow().as_ref() {
+            if conn.blocked().is_none() {
+                return Ok(s.clone());
+            }
+        }
+        if conn.config().when_disconnected == WhenDisconnected::FailFast {
+            return Err(conn.unavailable());
+        }
+        let mut rx = self.inner.session.subscribe();
+        let mut state = conn.state();
+        let wait = async {
+            loop {
+                if let Some(s) = rx.borrow_and_update().as_ref() {
+                    if conn.blocked().is_none() {
+                        return Ok(s.clone());
+                    }
+                }
+                if *conn.closed().borrow() {
+                    return Err(Error::Shutdown);
+                }
+                tokio::select! {
+                    r = rx.changed() => if r.is_err() { return Err(Error::Shutdown) },
+                    r = state.changed() => if r.is_err() { return Err(Error::Shutdown) },
+                }
+            }
+        };
+        match tokio::time::timeout_at(deadline.into(), wait).await {
+            Ok(r) => r,
+            Err(_) => Err(match conn.unavailable() {
+                Error::Unavailable { reason } => Error::Unavailable {
+                    reason: format!("{reason}; waited {timeout:?}"),
+                },
+                other => other,
+            }),
+        }
+    }
+
+    /// Publishes a request; the returned [`Confirm`] tells what the broker
+    /// did with it.
+    async fn publish(
+        &self,
+        session: &Session,
+        request: &Request,
+        id: u64,
+        deadline: Instant,
+        persistent: bool,
+    ) -> Result<Confirm, Error> {
+        let max = self.inner.conn.config().max_body;
+        if request.body.len() > max {
+            return Err(Error::InvalidRequest(format!(
+                "the body is {} bytes; the limit is {max} (Config::max_body)",
+                request.body.len()
+            )));
+        }
+        let message_id = uuid::Uuid::new_v4().to_string();
+        let correlation_id = (!persistent).then(|| id.to_string());
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        if timeout.is_zero() {
+            return Err(Error::Timeout { after: timeout });
+        }
+        let props = wire::request_properties(&Outgoing {
+            method: &request.method,
+            content_type: request.content_type,
+            headers: &request.headers,
+            message_id: &message_id,
+            correlation_id: correlation_id.as_deref(),
+            reply_to: (!persistent).then_some(REPLY_TO),
+            // Sends are not calls: nobody waits, so they do not expire.
+            timeout: (!persistent).then_some(timeout),
+            persistent,
+            sender: &self.inner.identity,
+        })?;
+        let exchange = &self.inner.conn.config().exchange;
+        let (exchange, key) = route(exchange, &request.address);
+        let confirm = session
+            .channel
+            .basic_publish(
+                exchange.into(),
+                key.as_str().into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &request.body,
+                props,
+            )
+            .await
+            .map_err(|_| Error::ConnectionLost)?;
+        Ok(Confirm::new(confirm))
+    }
+}
+
+fn reply_or_lost(reply: Result<Response, oneshot::error::RecvError>) -> Result<Response, Error> {
+    reply.map_err(|_| Error::ConnectionLost)?.into_result()
+}
+
+fn record<T>(span: &tracing::Span, start: Instant, result: &Result<T, Error>) {
+    span.record("duration_us", start.elapsed().as_micros() as u64);
+    match result {
+        Ok(_) => span.record("outcome", "ok"),
+        Err(Error::Remote(s)) => span.record("outcome", s.code().as_str()),
+        Err(e) => span.record("outcome", tracing::field::display(error_kind(e))),
+    };
+}
+
+fn error_kind(e: &Error) -> &'static str {
+    match e {
+        Error::NoRoute { .. } => "no_route",
+        Error::Timeout { .. } => "timeout",
+        Error::ConnectionLost => "connection_lost",
+        Error::Unavailable { .. } => "unavailable",
+        _ => "error",
+    }
+}
+
+impl tower::Service<Request> for Client {
+    type Response = Response;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.call(request).await })
+    }
+}
+
+impl tower::Service<Gather> for Client {
+    type Response = Vec<Response>;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Vec<Response>, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, gather: Gather) -> Self::Future {
+        let this = self.clone();
+        Box::pin(async move { this.gather(gather).await })
+    }
+}

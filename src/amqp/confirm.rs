@@ -1,0 +1,52 @@
+//! A publisher confirm that is never dropped unresolved.
+//!
+//! lapin keeps every confirm future dropped before the broker answered in a
+//! list that only `wait_for_confirms` empties; a call that ends early (its
+//! reply came first, its deadline passed, its caller dropped it) would grow
+//! that list for the life of the channel. [`Confirm`] hands such a confirm
+//! to a small task that awaits it instead.
+
+use crate::address::Address;
+use crate::error::Error;
+use lapin::{Confirmation, PublisherConfirm};
+
+/// The broker's answer to one publish, still to come.
+pub(crate) struct Confirm(Option<PublisherConfirm>);
+
+impl Confirm {
+    pub(crate) fn new(confirm: PublisherConfirm) -> Self {
+        Self(Some(confirm))
+    }
+
+    /// Waits for the broker: `Ok` once it took the message, [`Error::NoRoute`]
+    /// if it came back unroutable.
+    pub(crate) async fn outcome(&mut self, address: &Address) -> Result<(), Error> {
+        let Some(confirm) = self.0.as_mut() else {
+            return Ok(());
+        };
+        let result = confirm.await;
+        self.0 = None;
+        match result {
+            Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
+            Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => Err(Error::NoRoute {
+                address: address.clone(),
+            }),
+            Ok(Confirmation::Nack(None)) => Err(Error::Broker(
+                "the broker could not take the message (nack); it was not delivered".into(),
+            )),
+            Err(_) => Err(Error::ConnectionLost),
+        }
+    }
+}
+
+impl Drop for Confirm {
+    fn drop(&mut self) {
+        if let Some(confirm) = self.0.take() {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = confirm.await;
+                });
+            }
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! The AMQP transport: a supervised connection, the caller, the wire mapping.
+
+mod client;
+mod confirm;
+pub(crate) mod connection;
+mod session;
+pub(crate) mod wire;
+
+pub use client::Client;
+pub use connection::{Connection, ConnectionState};

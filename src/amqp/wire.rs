@@ -1,0 +1,282 @@
+//! How requests and replies map onto AMQP properties and headers.
+//!
+//! This file is the wire protocol; `docs/PROTOCOL.md` describes the same
+//! thing for peers in other languages. Keep the two in step.
+
+use crate::address::Peer;
+use crate::codec::ContentType;
+use crate::error::Error;
+use crate::headers::Headers;
+use crate::status::Code;
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::BasicProperties;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The direct reply-to pseudo queue.
+pub(crate) const REPLY_TO: &str = "amq.rabbitmq.reply-to";
+/// Header: the caller's remaining deadline when it sent the request, in ms.
+pub(crate) const TIMEOUT_MS: &str = "x-timeout-ms";
+/// Header: the sender's instance id.
+pub(crate) const SENDER_ID: &str = "x-sender-id";
+/// Header: the sender's service type.
+pub(crate) const SENDER_TYPE: &str = "x-sender-type";
+/// Header: a reply's status code (absent means `ok`).
+pub(crate) const STATUS: &str = "x-status";
+
+/// AMQP `delivery_mode` for messages that survive a broker restart.
+pub(crate) const PERSISTENT: u8 = 2;
+
+/// What the sending side fills in beyond the request itself.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) method: &'a str,
+    pub(crate) content_type: ContentType,
+    pub(crate) headers: &'a Headers,
+    pub(crate) message_id: &'a str,
+    pub(crate) correlation_id: Option<&'a str>,
+    pub(crate) reply_to: Option<&'a str>,
+    /// The remaining deadline; also the message's TTL in the queue.
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) persistent: bool,
+    pub(crate) sender: &'a Peer,
+}
+
+fn short(what: &str, s: &str) -> Result<ShortString, Error> {
+    ShortString::try_new(s).map_err(|_| {
+        Error::InvalidRequest(format!("{what} is {} bytes long; AMQP allows 255", s.len()))
+    })
+}
+
+fn put_str(table: &mut FieldTable, key: &str, value: &str) -> Result<(), Error> {
+    table.insert(
+        short("a header name", key)?,
+        AMQPValue::LongString(LongString::from(value)),
+    );
+    Ok(())
+}
+
+fn put_peer(table: &mut FieldTable, peer: &Peer) -> Result<(), Error> {
+    if let Some(id) = &peer.id {
+        put_str(table, SENDER_ID, id)?;
+    }
+    if let Some(t) = &peer.service {
+        put_str(table, SENDER_TYPE, t)?;
+    }
+    Ok(())
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Properties of a request.
+pub(crate) fn request_properties(out: &Outgoing<'_>) -> Result<BasicProperties, Error> {
+    let mut table = FieldTable::default();
+    for (k, v) in out.headers.iter() {
+        put_str(&mut table, k, v)?;
+    }
+    put_peer(&mut table, out.sender)?;
+    let mut props = BasicProperties::default()
+        .with_message_id(short("message id", out.message_id)?)
+        .with_type(short("method", out.method)?)
+        .with_content_type(ShortString::from(out.content_type.as_str()))
+        .with_timestamp(now_secs());
+    if let Some(t) = out.timeout {
+        // At least 1 ms: an expiration of 0 would make RabbitMQ drop the
+        // message unless a consumer is ready at that very moment.
+        let ms = t.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
+        table.insert(
+            ShortString::from(TIMEOUT_MS),
+            AMQPValue::LongLongInt(ms as i64),
+        );
+        props = props.with_expiration(ShortString::from(ms.to_string()));
+    }
+    if let Some(c) = out.correlation_id {
+        props = props.with_correlation_id(short("correlation id", c)?);
+    }
+    if let Some(r) = out.reply_to {
+        props = props.with_reply_to(short("reply_to", r)?);
+    }
+    if out.persistent {
+        props = props.with_delivery_mode(PERSISTENT);
+    }
+    Ok(props.with_headers(table))
+}
+
+/// Properties of a reply to a request with `correlation_id`.
+pub(crate) fn reply_properties(
+    correlation_id: Option<&ShortString>,
+    method: Option<&ShortString>,
+    content_type: ContentType,
+    status: &Code,
+    headers: &Headers,
+    sender: &Peer,
+) -> Result<BasicProperties, Error> {
+    let mut table = FieldTable::default();
+    for (k, v) in headers.iter() {
+        put_str(&mut table, k, v)?;
+    }
+    put_peer(&mut table, sender)?;
+    put_str(&mut table, STATUS, status.as_str())?;
+    let mut props = BasicProperties::default()
+        .with_content_type(ShortString::from(content_type.as_str()))
+        .with_timestamp(now_secs())
+        .with_headers(table);
+    if let Some(c) = correlation_id {
+        props = props.with_correlation_id(c.clone());
+    }
+    if let Some(m) = method {
+        props = props.with_type(m.clone());
+    }
+    Ok(props)
+}
+
+/// A header value as text, whatever AMQP type a peer used for it.
+fn value_str(v: &AMQPValue) -> Option<String> {
+    match v {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        AMQPValue::ByteArray(b) => Some(String::from_utf8_lossy(b.as_slice()).into_owned()),
+        AMQPValue::Boolean(b) => Some(b.to_string()),
+        other => value_i64(other).map(|n| n.to_string()),
+    }
+}
+
+fn value_i64(v: &AMQPValue) -> Option<i64> {
+    match v {
+        AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongUInt(n) => Some(i64::from(*n)),
+        AMQPValue::LongLongInt(n) => Some(*n),
+        AMQPValue::Timestamp(n) => i64::try_from(*n).ok(),
+        AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.trim().parse().ok(),
+        AMQPValue::ShortString(s) => s.as_str().trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// What warren reads out of an incoming message's properties.
+#[derive(Debug, Default)]
+pub(crate) struct Incoming {
+    /// Application headers (warren's own `x-` headers removed).
+    pub(crate) headers: Headers,
+    pub(crate) sender: Peer,
+    pub(crate) timeout: Option<Duration>,
+    /// `None` when the reply has no status header: a plain RPC server's
+    /// reply, taken as ok.
+    pub(crate) status: Option<Code>,
+}
+
+/// Reads headers, sender, deadline and status from `props`.
+pub(crate) fn incoming(props: &BasicProperties) -> Incoming {
+    let mut inc = Incoming::default();
+    if let Some(table) = props.headers() {
+        for (k, v) in table.inner() {
+            match k.as_str() {
+                TIMEOUT_MS => {
+                    inc.timeout = value_i64(v)
+                        .and_then(|n| u64::try_from(n).ok())
+                        .map(Duration::from_millis);
+                }
+                SENDER_ID => inc.sender.id = value_str(v),
+                SENDER_TYPE => inc.sender.service = value_str(v),
+                STATUS => inc.status = value_str(v).map(|s| Code::from_wire(&s)),
+                name => {
+                    if let Some(s) = value_str(v) {
+                        inc.headers.insert(name, s);
+                    }
+                }
+            }
+        }
+    }
+    // A peer that sets only the standard `expiration` still gets its
+    // deadline honoured.
+    if inc.timeout.is_none() {
+        inc.timeout = props
+            .expiration()
+            .as_ref()
+            .and_then(|e| e.as_str().trim().parse::<u64>().ok())
+            .map(Duration::from_millis);
+    }
+    inc
+}
+
+/// The content type of an incoming message. A message without one is taken
+/// as JSON, the lingua franca of hand-written peers.
+pub(crate) fn content_type(props: &BasicProperties) -> Result<ContentType, Error> {
+    match props.content_type() {
+        Some(ct) => Ok(ContentType::parse(ct.as_str())?),
+        None => Ok(ContentType::Json),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_round_trip() {
+        let headers: Headers = [("traceparent", "00-1-2-01")].into_iter().collect();
+        let sender = Peer {
+            id: Some("c1".into()),
+            service: Some("caller".into()),
+        };
+        let props = request_properties(&Outgoing {
+            method: "Calc.add",
+            content_type: ContentType::Json,
+            headers: &headers,
+            message_id: "m1",
+            correlation_id: Some("7"),
+            reply_to: Some(REPLY_TO),
+            timeout: Some(Duration::from_millis(1500)),
+            persistent: false,
+            sender: &sender,
+        })
+        .unwrap();
+        assert_eq!(props.expiration().as_ref().unwrap().as_str(), "1500");
+        assert_eq!(props.kind().as_ref().unwrap().as_str(), "Calc.add");
+        assert_eq!(props.delivery_mode(), &None);
+        let inc = incoming(&props);
+        assert_eq!(inc.timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(inc.sender, sender);
+        assert_eq!(inc.headers, headers);
+        assert_eq!(content_type(&props).unwrap(), ContentType::Json);
+    }
+
+    #[test]
+    fn long_header_names_are_errors_not_panics() {
+        let headers: Headers = [("h".repeat(300), "v")].into_iter().collect();
+        let err = request_properties(&Outgoing {
+            method: "m",
+            content_type: ContentType::Json,
+            headers: &headers,
+            message_id: "m1",
+            correlation_id: None,
+            reply_to: None,
+            timeout: None,
+            persistent: true,
+            sender: &Peer::default(),
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("255"), "{err}");
+    }
+
+    #[test]
+    fn foreign_integer_and_string_headers_are_read() {
+        let mut t = FieldTable::default();
+        t.insert("x-timeout-ms".into(), AMQPValue::LongString("250".into()));
+        t.insert(
+            "x-status".into(),
+            AMQPValue::LongString("application".into()),
+        );
+        t.insert("n".into(), AMQPValue::LongInt(5));
+        let inc = incoming(&BasicProperties::default().with_headers(t));
+        assert_eq!(inc.timeout, Some(Duration::from_millis(250)));
+        assert_eq!(inc.status, Some(Code::Application));
+        assert_eq!(inc.headers.get("n"), Some("5"));
+    }
+}

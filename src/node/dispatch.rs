@@ -1,0 +1,276 @@
+//! One delivery: read it, run the handler, reply, acknowledge.
+//!
+//! Nothing a peer sends can make a message loop: every delivery is either
+//! answered and acked, or (when no reply is possible) rejected without
+//! requeue, which dead-letters it if the queue has a dead-letter exchange.
+
+use crate::address::{Address, Peer};
+use crate::amqp::wire;
+use crate::codec::ContentType;
+use crate::context::Context;
+use crate::error::Error;
+use crate::message::{Request, Response};
+use crate::status::{Code, Status};
+use futures::FutureExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicRejectOptions};
+use lapin::types::ShortString;
+use lapin::Channel;
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tower::util::BoxCloneSyncService;
+use tower::{Service, ServiceExt};
+use tracing::{debug, warn, Instrument};
+
+/// A node's handler: every request goes through it.
+pub(crate) type Handler = BoxCloneSyncService<Request, Response, Error>;
+
+/// What the dispatcher needs besides the delivery.
+pub(crate) struct Dispatch {
+    pub(crate) channel: Channel,
+    pub(crate) handler: Handler,
+    pub(crate) identity: Peer,
+    /// The address the delivery came in on, as the handler sees it.
+    pub(crate) address: Address,
+    pub(crate) max_body: usize,
+}
+
+/// Why a delivery is refused before the handler runs.
+enum Refusal {
+    /// Answer with this status (a reply is possible).
+    Reply(ContentType, Status),
+    /// Drop it: no reply is possible, or nobody waits any more.
+    Reject(String),
+    /// Its deadline passed while it waited; ack and forget it.
+    Expired,
+}
+
+/// A request read from a delivery, with where its reply goes.
+struct Incoming {
+    request: Request,
+    reply_to: Option<ShortString>,
+}
+
+fn read(d: &Delivery, address: &Address, max_body: usize) -> Result<Incoming, Refusal> {
+    let props = &d.properties;
+    let reply_to = props.reply_to().clone();
+    let can_reply = reply_to.is_some();
+    let refuse = |ct: ContentType, status: Status| {
+        if can_reply {
+            Refusal::Reply(ct, status)
+        } else {
+            Refusal::Reject(status.to_string())
+        }
+    };
+    let content_type =
+        wire::content_type(props).map_err(|e| refuse(ContentType::Json, e.to_status()))?;
+    if props.correlation_id().is_some() && !can_reply {
+        return Err(Refusal::Reject(
+            "a call (it has a correlation id) without reply_to cannot be answered".into(),
+        ));
+    }
+    if d.data.len() > max_body {
+        return Err(refuse(
+            content_type,
+            Status::new(
+                Code::PayloadTooLarge,
+                format!(
+                    "the body is {} bytes; this node accepts {max_body}",
+                    d.data.len()
+                ),
+            ),
+        ));
+    }
+    let Some(method) = props.kind().as_ref().map(|m| m.as_str().to_owned()) else {
+        return Err(refuse(
+            content_type,
+            Status::new(
+                Code::BadRequest,
+                "the `type` property (the method name) is missing",
+            ),
+        ));
+    };
+    let inc = wire::incoming(props);
+    let deadline = match inc.timeout {
+        Some(t) => {
+            let remaining = remaining(t, props.timestamp().as_ref().copied());
+            if remaining.is_zero() {
+                return Err(Refusal::Expired);
+            }
+            Some(Instant::now() + remaining)
+        }
+        None => None,
+    };
+    let request = Request {
+        address: address.clone(),
+        method,
+        body: bytes::Bytes::copy_from_slice(&d.data),
+        content_type,
+        headers: inc.headers,
+        deadline,
+        idempotent: false,
+        from: inc.sender,
+        message_id: props.message_id().as_ref().map(|m| m.as_str().to_owned()),
+    };
+    Ok(Incoming { request, reply_to })
+}
+
+/// Time left of a `timeout` that started at `sent` (seconds since the
+/// epoch, as AMQP timestamps are). A redelivered request keeps its age;
+/// one second of slack covers the timestamp's resolution and clock skew.
+fn remaining(timeout: Duration, sent: Option<u64>) -> Duration {
+    let Some(sent) = sent else { return timeout };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let age = now.saturating_sub(Duration::from_secs(sent));
+    (timeout + Duration::from_secs(1))
+        .saturating_sub(age)
+        .min(timeout)
+}
+
+impl Dispatch {
+    /// Handles one delivery to the end (reply and ack, or reject).
+    pub(crate) async fn handle(self, d: Delivery) {
+        let span = tracing::info_span!("warren.deliver", method = tracing::field::Empty,
+            correlation_id = ?d.properties.correlation_id().as_ref().map(ShortString::as_str),
+            outcome = tracing::field::Empty, duration_us = tracing::field::Empty);
+        let start = Instant::now();
+        async {
+            let outcome = match read(&d, &self.address, self.max_body) {
+                Ok(inc) => {
+                    tracing::Span::current().record("method", inc.request.method.as_str());
+                    self.run(&d, inc).await
+                }
+                Err(Refusal::Reply(ct, status)) => {
+                    let outcome = status.code().to_string();
+                    let resp = Response::error(ct, &status);
+                    self.reply(&d, d.properties.reply_to().as_ref(), resp).await;
+                    outcome
+                }
+                Err(Refusal::Reject(why)) => {
+                    warn!(reason = %why, "rejecting a message that cannot be answered");
+                    let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+                    "rejected".into()
+                }
+                Err(Refusal::Expired) => {
+                    debug!("dropping a request whose deadline passed");
+                    let _ = d.acker.ack(BasicAckOptions::default()).await;
+                    "expired".into()
+                }
+            };
+            let span = tracing::Span::current();
+            span.record("outcome", outcome.as_str());
+            span.record("duration_us", start.elapsed().as_micros() as u64);
+        }
+        .instrument(span)
+        .await;
+    }
+
+    async fn run(&self, d: &Delivery, inc: Incoming) -> String {
+        let Incoming { request, reply_to } = inc;
+        let ct = request.content_type;
+        let deadline = request.deadline;
+        let ctx = Context::from_request(&request);
+        let mut handler = self.handler.clone();
+        let work = ctx.scope(async move {
+            handler.ready().await?;
+            handler.call(request).await
+        });
+        let work = AssertUnwindSafe(work).catch_unwind();
+        let result = match deadline {
+            Some(at) => tokio::time::timeout_at(at.into(), work).await.ok(),
+            None => Some(work.await),
+        };
+        let resp = match result {
+            Some(Ok(Ok(resp))) => resp,
+            Some(Ok(Err(e))) => Response::error(ct, &e.to_status()),
+            Some(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a non-string payload".into());
+                warn!(panic = %what, "handler panicked");
+                Response::error(
+                    ct,
+                    &Status::new(Code::Internal, format!("the handler panicked: {what}")),
+                )
+            }
+            None => Response::error(
+                ct,
+                &Status::new(
+                    Code::DeadlineExceeded,
+                    "the deadline passed while the handler ran",
+                ),
+            ),
+        };
+        let outcome = resp.status.to_string();
+        match reply_to {
+            Some(to) => self.reply(d, Some(&to), resp).await,
+            None if resp.status == Code::Ok => {
+                let _ = d.acker.ack(BasicAckOptions::default()).await;
+            }
+            None => {
+                // A send whose handler failed: dead-letter it, never loop.
+                warn!(status = %outcome, "a one-way message failed; rejecting it");
+                let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+            }
+        }
+        outcome
+    }
+
+    /// Publishes `resp` to `reply_to`, then acks the request.
+    async fn reply(&self, d: &Delivery, reply_to: Option<&ShortString>, resp: Response) {
+        if let Some(to) = reply_to {
+            let props = wire::reply_properties(
+                d.properties.correlation_id().as_ref(),
+                d.properties.kind().as_ref(),
+                resp.content_type,
+                &resp.status,
+                &resp.headers,
+                &self.identity,
+            );
+            let sent = match props {
+                Ok(props) => self
+                    .channel
+                    .basic_publish(
+                        "".into(),
+                        to.clone(),
+                        BasicPublishOptions::default(),
+                        &resp.body,
+                        props,
+                    )
+                    .await
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            if let Err(e) = sent {
+                // The channel is gone: no ack either, so the broker will
+                // deliver the request again on the next connection.
+                warn!(error = %e, "could not send a reply");
+                return;
+            }
+        }
+        let _ = d.acker.ack(BasicAckOptions::default()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redelivered_requests_keep_their_age() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let t = Duration::from_secs(5);
+        assert_eq!(remaining(t, None), t);
+        assert_eq!(remaining(t, Some(now)), t);
+        assert!(remaining(t, Some(now - 3)) <= Duration::from_secs(3));
+        assert_eq!(remaining(t, Some(now - 60)), Duration::ZERO);
+    }
+}

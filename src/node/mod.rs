@@ -1,0 +1,352 @@
+//! A service instance: its queues, its consumers, and the handler they feed.
+
+mod dispatch;
+mod topology;
+
+use crate::address::{Address, Peer, ServiceId, ServiceType};
+use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::{Client, Connection};
+use crate::error::Error;
+use crate::message::{Request, Response};
+use dispatch::{Dispatch, Handler};
+use futures::stream::{SelectAll, StreamExt};
+use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch, Semaphore};
+use topology::Topology;
+use tracing::{info, warn};
+
+/// Settings of a node; start one with [`NodeBuilder::serve`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct NodeBuilder {
+    service: ServiceType,
+    id: ServiceId,
+    concurrency: Option<usize>,
+    queue_expires: Duration,
+    dead_letter_exchange: Option<String>,
+    shutdown_grace: Duration,
+}
+
+/// A running service instance. [`Node::shutdown`] stops it gracefully;
+/// dropping it stops it too, without waiting for running handlers.
+#[derive(Debug)]
+pub struct Node {
+    service: ServiceType,
+    id: ServiceId,
+    client: Client,
+    stop: Option<oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<()>>,
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+}
+
+impl Node {
+    /// A node of type `service` with a random instance id.
+    pub fn builder(service: ServiceType) -> NodeBuilder {
+        NodeBuilder {
+            service,
+            id: ServiceId::random(),
+            concurrency: None,
+            queue_expires: Duration::from_secs(300),
+            dead_letter_exchange: None,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+
+    /// This instance's id.
+    #[must_use]
+    pub fn id(&self) -> &ServiceId {
+        &self.id
+    }
+
+    /// This instance's type.
+    #[must_use]
+    pub fn service(&self) -> &ServiceType {
+        &self.service
+    }
+
+    /// A client on the node's connection that names this node as the sender.
+    #[must_use]
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Handlers running right now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.concurrency - self.permits.available_permits()
+    }
+
+    /// Stops taking deliveries, lets running handlers finish (up to the
+    /// builder's grace period), then closes the node's channel. Deliveries
+    /// not yet started go back to their queue for another instance.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.await;
+        }
+    }
+}
+
+impl NodeBuilder {
+    /// Sets the instance id (default: random). A restarted instance with
+    /// the same id gets what waited in its queue.
+    pub fn id(mut self, id: ServiceId) -> Self {
+        self.id = id;
+        self
+    }
+
+    /// Handlers run at once at most (default: the connection's prefetch).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n.max(1));
+        self
+    }
+
+    /// How long the queues live on once no instance uses them (default 5 min).
+    pub fn queue_expires(mut self, ttl: Duration) -> Self {
+        self.queue_expires = ttl;
+        self
+    }
+
+    /// Sends rejected messages (those that cannot be answered) to this exchange.
+    pub fn dead_letter_exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.dead_letter_exchange = Some(exchange.into());
+        self
+    }
+
+    /// How long [`Node::shutdown`] waits for running handlers (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Declares the topology, starts consuming, and returns once the node
+    /// takes requests. After a connection loss it declares and consumes
+    /// again by itself.
+    ///
+    /// # Errors
+    /// [`Error::Broker`] if the topology cannot be declared or the instance
+    /// id is already in use by a running instance; [`Error::Shutdown`] if the
+    /// connection is closed first.
+    pub async fn serve<S>(self, conn: &Connection, handler: S) -> Result<Node, Error>
+    where
+        S: tower::Service<Request, Response = Response, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let identity = Peer {
+            id: Some(self.id.to_string()),
+            service: Some(self.service.to_string()),
+        };
+        let concurrency = self
+            .concurrency
+            .unwrap_or(usize::from(conn.config().prefetch));
+        let topology = Topology {
+            exchange: conn.config().exchange.clone(),
+            service: self.service.clone(),
+            id: self.id.clone(),
+            queue_expires: self.queue_expires,
+            dead_letter_exchange: self.dead_letter_exchange.clone(),
+        };
+        let permits = Arc::new(Semaphore::new(concurrency));
+        let (stop, stopped) = oneshot::channel();
+        let (ready_tx, mut ready) = watch::channel(None::<Result<(), String>>);
+        let runner = Runner {
+            conn: conn.clone(),
+            topology,
+            handler: Handler::new(handler),
+            identity: identity.clone(),
+            permits: permits.clone(),
+            concurrency,
+            grace: self.shutdown_grace,
+        };
+        let done = tokio::spawn(runner.run(stopped, ready_tx));
+        let first = ready
+            .wait_for(Option::is_some)
+            .await
+            .map(|r| r.clone())
+            .ok()
+            .flatten();
+        match first {
+            Some(Ok(())) => Ok(Node {
+                service: self.service,
+                id: self.id,
+                client: Client::with_identity(conn, identity),
+                stop: Some(stop),
+                done: Some(done),
+                permits,
+                concurrency,
+            }),
+            Some(Err(e)) => {
+                let _ = stop.send(());
+                Err(Error::Broker(e))
+            }
+            None => Err(Error::Shutdown),
+        }
+    }
+}
+
+struct Runner {
+    conn: Connection,
+    topology: Topology,
+    handler: Handler,
+    identity: Peer,
+    permits: Arc<Semaphore>,
+    concurrency: usize,
+    grace: Duration,
+}
+
+type Ready = watch::Sender<Option<Result<(), String>>>;
+
+impl Runner {
+    async fn run(self, mut stopped: oneshot::Receiver<()>, ready: Ready) {
+        let mut links = self.conn.link();
+        let mut closed = self.conn.closed();
+        loop {
+            let link = tokio::select! {
+                l = links.wait_for(Option::is_some) => match l {
+                    Ok(l) => l.clone().unwrap_or_else(|| unreachable!()),
+                    Err(_) => return,
+                },
+                _ = &mut stopped => return,
+                () = until_closed(&mut closed) => return,
+            };
+            match self.consume(&link, &mut stopped, &ready).await {
+                Ok(Finish::Stopped) => return,
+                Ok(Finish::Lost) => {}
+                Err(e) => {
+                    if ready.borrow().is_none() {
+                        ready.send_replace(Some(Err(e)));
+                        return;
+                    }
+                    warn!(error = %e, "cannot set up the node; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+            if link.conn.status().connected() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            } else {
+                let gen = link.generation;
+                let _ = links
+                    .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
+                    .await;
+            }
+        }
+    }
+
+    /// Consumes on one connection until it is lost or the node stops.
+    async fn consume(
+        &self,
+        link: &Link,
+        stopped: &mut oneshot::Receiver<()>,
+        ready: &Ready,
+    ) -> Result<Finish, String> {
+        let channel = link
+            .conn
+            .create_channel()
+            .await
+            .map_err(|e| e.to_string())?;
+        self.topology
+            .declare(&channel)
+            .await
+            .map_err(|e| format!("cannot declare the topology: {e}"))?;
+        channel
+            .basic_qos(self.conn.config().prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let instance = self.topology.instance_queue();
+        let work = self.topology.work_queue();
+        let mut consumers = SelectAll::new();
+        let mut tags = Vec::new();
+        for (queue, exclusive, address) in [
+            (
+                instance.as_str(),
+                true,
+                Address::Instance(self.topology.id.clone()),
+            ),
+            (
+                work.as_str(),
+                false,
+                Address::Any(self.topology.service.clone()),
+            ),
+        ] {
+            let consumer = channel
+                .basic_consume(
+                    queue.into(),
+                    "".into(),
+                    BasicConsumeOptions {
+                        exclusive,
+                        ..BasicConsumeOptions::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await
+                .map_err(|e| {
+                    if exclusive {
+                        format!(
+                            "cannot consume `{queue}` (is instance `{}` already running?): {e}",
+                            self.topology.id
+                        )
+                    } else {
+                        format!("cannot consume `{queue}`: {e}")
+                    }
+                })?;
+            tags.push(consumer.tag());
+            consumers.push(consumer.map(move |d| (d, address.clone())));
+        }
+        info!(service = %self.topology.service, id = %self.topology.id, "node serving");
+        ready.send_replace(Some(Ok(())));
+        loop {
+            tokio::select! {
+                next = consumers.next() => match next {
+                    Some((Ok(delivery), address)) => {
+                        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                            return Ok(Finish::Stopped);
+                        };
+                        let dispatch = Dispatch {
+                            channel: channel.clone(),
+                            handler: self.handler.clone(),
+                            identity: self.identity.clone(),
+                            address,
+                            max_body: self.conn.config().max_body,
+                        };
+                        tokio::spawn(async move {
+                            dispatch.handle(delivery).await;
+                            drop(permit);
+                        });
+                    }
+                    Some((Err(e), _)) => {
+                        warn!(error = %e, "consumer failed");
+                        return Ok(Finish::Lost);
+                    }
+                    None => return Ok(Finish::Lost),
+                },
+                _ = &mut *stopped => {
+                    for tag in &tags {
+                        let _ = channel.basic_cancel(tag.clone(), BasicCancelOptions::default()).await;
+                    }
+                    let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+                    if tokio::time::timeout(self.grace, self.permits.acquire_many(all)).await.is_err() {
+                        warn!(grace = ?self.grace, "handlers still running at the end of the grace period");
+                    }
+                    let _ = channel.close(200, "node shut down".into()).await;
+                    info!(service = %self.topology.service, id = %self.topology.id, "node stopped");
+                    return Ok(Finish::Stopped);
+                }
+            }
+        }
+    }
+}
+
+enum Finish {
+    Stopped,
+    Lost,
+}

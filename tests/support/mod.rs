@@ -1,0 +1,44 @@
+//! Shared test support: a broker connection and unique names, so that
+//! tests running in parallel on one broker never see each other's traffic.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use warren::{Config, Connection, ServiceType};
+
+/// The broker the test scripts started (`WARREN_AMQP_URL`).
+pub fn url() -> String {
+    std::env::var("WARREN_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned())
+}
+
+/// A name no other test uses: `<prefix>-<pid>-<n>`.
+pub fn unique(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A service type no other test uses.
+pub fn service_type(prefix: &str) -> ServiceType {
+    ServiceType::new(unique(prefix)).unwrap()
+}
+
+/// A config on the test broker with an exchange of the test's own.
+pub fn config() -> Config {
+    Config::default()
+        .url(url())
+        .unwrap()
+        .exchange(unique("test-ex"))
+        .default_timeout(Duration::from_secs(10))
+}
+
+/// Connects with `config`.
+pub async fn connect(config: Config) -> Connection {
+    Connection::connect(config)
+        .await
+        .expect("connect to the test broker")
+}
