@@ -139,6 +139,8 @@ fn value_str(v: &AMQPValue) -> Option<String> {
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
         AMQPValue::ByteArray(b) => Some(String::from_utf8_lossy(b.as_slice()).into_owned()),
         AMQPValue::Boolean(b) => Some(b.to_string()),
+        AMQPValue::Float(n) => Some(n.to_string()),
+        AMQPValue::Double(n) => Some(n.to_string()),
         other => value_i64(other).map(|n| n.to_string()),
     }
 }
@@ -153,10 +155,19 @@ fn value_i64(v: &AMQPValue) -> Option<i64> {
         AMQPValue::LongUInt(n) => Some(i64::from(*n)),
         AMQPValue::LongLongInt(n) => Some(*n),
         AMQPValue::Timestamp(n) => i64::try_from(*n).ok(),
+        // JavaScript has only doubles, and some clients send every number
+        // as one; a timeout of `1500.0` ms is still 1500 ms.
+        AMQPValue::Float(n) => whole(f64::from(*n)),
+        AMQPValue::Double(n) => whole(*n),
         AMQPValue::LongString(s) => std::str::from_utf8(s.as_bytes()).ok()?.trim().parse().ok(),
         AMQPValue::ShortString(s) => s.as_str().trim().parse().ok(),
         _ => None,
     }
+}
+
+fn whole(n: f64) -> Option<i64> {
+    // `as` saturates at the i64 bounds, which is what a timeout wants.
+    n.is_finite().then(|| n.trunc() as i64)
 }
 
 /// What warren reads out of an incoming message's properties.
@@ -274,9 +285,18 @@ mod tests {
             AMQPValue::LongString("application".into()),
         );
         t.insert("n".into(), AMQPValue::LongInt(5));
+        t.insert("f".into(), AMQPValue::Double(0.5));
+        t.insert("yes".into(), AMQPValue::Boolean(true));
         let inc = incoming(&BasicProperties::default().with_headers(t));
         assert_eq!(inc.timeout, Some(Duration::from_millis(250)));
         assert_eq!(inc.status, Some(Code::Application));
         assert_eq!(inc.headers.get("n"), Some("5"));
+        assert_eq!(inc.headers.get("f"), Some("0.5"));
+        assert_eq!(inc.headers.get("yes"), Some("true"));
+
+        let mut t = FieldTable::default();
+        t.insert("x-timeout-ms".into(), AMQPValue::Double(1500.0));
+        let inc = incoming(&BasicProperties::default().with_headers(t));
+        assert_eq!(inc.timeout, Some(Duration::from_millis(1500)));
     }
 }
