@@ -55,10 +55,11 @@ impl Code {
         }
     }
 
-    /// Reads a wire code; unknown codes are kept as [`Code::Other`].
+    /// Reads a wire code, ignoring ASCII case; unknown codes are kept as
+    /// [`Code::Other`].
     #[must_use]
     pub fn from_wire(s: &str) -> Self {
-        match s {
+        match s.to_ascii_lowercase().as_str() {
             "ok" => Self::Ok,
             "bad_request" => Self::BadRequest,
             "unknown_method" => Self::UnknownMethod,
@@ -69,7 +70,7 @@ impl Code {
             "unavailable" => Self::Unavailable,
             "application" => Self::Application,
             "unauthenticated" => Self::Unauthenticated,
-            other => Self::Other(other.to_owned()),
+            _ => Self::Other(s.to_owned()),
         }
     }
 }
@@ -274,5 +275,6 @@ mod tests {
         assert_eq!(st.code(), &Code::Internal);
         assert_eq!(st.message(), "boom");
         assert_eq!(Code::from_wire("teapot"), Code::Other("teapot".into()));
+        assert_eq!(Code::from_wire("OK"), Code::Ok);
     }
 }

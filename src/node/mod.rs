@@ -254,10 +254,15 @@ impl Runner {
             .create_channel()
             .await
             .map_err(|e| e.to_string())?;
-        self.topology
-            .declare(&channel)
-            .await
-            .map_err(|e| format!("cannot declare the topology: {e}"))?;
+        self.topology.declare(&channel).await.map_err(|e| {
+            let hint = if e.to_string().contains("PRECONDITION_FAILED") {
+                "; a queue exists with other arguments: every instance of a type must use \
+                 the same queue_expires and dead_letter_exchange"
+            } else {
+                ""
+            };
+            format!("cannot declare the topology: {e}{hint}")
+        })?;
         channel
             .basic_qos(self.conn.config().prefetch, BasicQosOptions::default())
             .await
