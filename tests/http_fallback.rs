@@ -11,7 +11,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
-use warren::{Address, ContentType, Context, Error, Node, Request, Response, ServiceType};
+use tower::ServiceExt;
+use warren::{Address, ContentType, Context, Error, Gather, Node, Request, Response, ServiceType};
 
 /// A handler that counts calls per method. The first call of a method
 /// starting with `Hold.` waits for [`Probe::release`] (so the test can cut
@@ -133,6 +134,14 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
         2,
         "any(type) spreads over both: {answered:?}"
     );
+    let every = Gather::new(json(&Address::Every(t.clone()), "Echo.say", &"all")).expect(2);
+    let replies = caller.service.clone().oneshot(every).await.unwrap();
+    let from: BTreeSet<_> = replies
+        .iter()
+        .map(|r| (r.transport, r.from.id.clone().unwrap()))
+        .collect();
+    let want: BTreeSet<_> = nodes.iter().map(|n| ("http", n.id().to_string())).collect();
+    assert_eq!(from, want, "every(type) reaches each instance over HTTP");
 
     caller.restore().await;
     caller

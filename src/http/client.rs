@@ -4,16 +4,15 @@
 //! type, the next one on each call, passing over those that refuse the
 //! connection; `every`/`all` ([`Gather`]) to each known one.
 
+use super::outgoing;
 use super::peers::{Peers, Target};
-use super::wire::{self, code_of};
+use super::wire::{self};
 use super::Token;
 use crate::address::{Peer, ServiceId};
-use crate::codec::ContentType;
 use crate::context::Context;
 use crate::error::Error;
 use crate::message::{Gather, Request, Response};
-use crate::status::{Code, Status};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::task::{Context as TaskContext, Poll};
@@ -219,42 +218,6 @@ impl HttpClient {
             .get_or_insert_with(|| Instant::now() + self.default_timeout)
     }
 
-    fn headers(&self, request: &Request, remaining: Duration) -> Result<HeaderMap, Error> {
-        let mut h = HeaderMap::new();
-        let invalid = Error::InvalidRequest;
-        for (k, v) in request.headers.iter() {
-            if !wire::is_application(&k.to_ascii_lowercase()) {
-                return Err(invalid(format!(
-                    "header `{k}` is reserved for the transport"
-                )));
-            }
-            wire::put(&mut h, k, v).map_err(invalid)?;
-        }
-        h.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(request.content_type.as_str()),
-        );
-        let ms = remaining.as_millis().max(1).to_string();
-        wire::put(&mut h, wire::TIMEOUT_MS, &ms).map_err(invalid)?;
-        wire::put(
-            &mut h,
-            wire::ADDRESS,
-            &wire::address_value(&request.address),
-        )
-        .map_err(invalid)?;
-        wire::put(&mut h, wire::MESSAGE_ID, &uuid::Uuid::new_v4().to_string()).map_err(invalid)?;
-        wire::put_peer(&mut h, &self.identity).map_err(invalid)?;
-        if let Some(t) = &self.token {
-            wire::put(
-                &mut h,
-                header::AUTHORIZATION.as_str(),
-                &format!("Bearer {}", t.expose()),
-            )
-            .map_err(invalid)?;
-        }
-        Ok(h)
-    }
-
     async fn attempt(&self, target: &Target, request: &Request, deadline: Instant) -> Attempt {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -267,10 +230,11 @@ impl HttpClient {
                 self.max_body
             )));
         }
-        let headers = match self.headers(request, remaining) {
-            Ok(h) => h,
-            Err(e) => return Attempt::Failed(e),
-        };
+        let headers =
+            match outgoing::headers(request, remaining, &self.identity, self.token.as_ref()) {
+                Ok(h) => h,
+                Err(e) => return Attempt::Failed(e),
+            };
         let url = format!(
             "{}/rpc/{}",
             target.url,
@@ -303,48 +267,10 @@ impl HttpClient {
                 target.url, target.id
             ));
         }
-        match self.read(resp, remaining).await {
+        match outgoing::read(resp, self.max_body, remaining).await {
             Ok(r) => Attempt::Replied(r),
             Err(e) => Attempt::Failed(e),
         }
-    }
-
-    async fn read(&self, mut resp: reqwest::Response, after: Duration) -> Result<Response, Error> {
-        let h = resp.headers().clone();
-        let status = h
-            .get(wire::STATUS)
-            .and_then(|v| v.to_str().ok())
-            .map_or_else(|| code_of(resp.status()), Code::from_wire);
-        let mut body = bytes::BytesMut::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) if body.len() + chunk.len() > self.max_body => {
-                    return Err(Error::InvalidRequest(format!(
-                        "the reply is larger than {} bytes (HttpClient::max_body)",
-                        self.max_body
-                    )));
-                }
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => return Err(Error::Timeout { after }),
-                Err(_) => return Err(Error::ConnectionLost),
-            }
-        }
-        let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        let mut out = match ct.map_or(Ok(ContentType::Json), ContentType::parse) {
-            Ok(ct) => Response {
-                status,
-                ..Response::ok(ct, body.freeze())
-            },
-            Err(e) => Response::error(
-                ContentType::Json,
-                &Status::new(Code::Internal, format!("the reply could not be read: {e}")),
-            ),
-        };
-        out.headers = wire::application_headers(&h);
-        out.from = wire::peer_of(&h);
-        out.transport = "http";
-        Ok(out)
     }
 }
 

@@ -19,6 +19,8 @@ mod client;
 mod config;
 mod fallback;
 mod health;
+mod incoming;
+mod outgoing;
 mod peers;
 mod server;
 pub(crate) mod serving;
