@@ -67,7 +67,8 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
             let msg = "the deadline passed before the call arrived".to_owned();
             return Err(refuse(ct, Code::DeadlineExceeded, msg));
         }
-        Some(Some(ms)) => Some(Instant::now() + Duration::from_millis(ms)),
+        // A deadline too far away for this platform's clock is no deadline.
+        Some(Some(ms)) => Instant::now().checked_add(Duration::from_millis(ms)),
     };
     let body = read_body(body, h, s.max_body)
         .await

@@ -101,12 +101,13 @@ impl Serving {
     /// Stops taking HTTP calls and waits (up to `grace`) for those running.
     pub(crate) async fn shutdown(mut self, grace: Duration) {
         self.stop.send_replace(true);
-        if let Some(server) = self.server.take() {
-            if tokio::time::timeout(grace, server).await.is_err() {
+        if let Some(mut server) = self.server.take() {
+            if tokio::time::timeout(grace, &mut server).await.is_err() {
                 warn!(
                     ?grace,
                     "HTTP calls still running at the end of the grace period"
                 );
+                server.abort();
             }
         }
     }
