@@ -13,6 +13,7 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod headers;
+pub mod http;
 pub mod local;
 pub mod message;
 pub mod node;

@@ -145,7 +145,7 @@ impl Client {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if !session.wait(id, Waiter::One(tx)) {
-            return Err(Error::ConnectionLost);
+            return Err(not_sent("the reply channel closed"));
         }
         let _forget = Forget(&session, id);
         tracing::Span::current().record("correlation_id", id);
@@ -208,7 +208,7 @@ impl Client {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
         if !session.wait(id, Waiter::Many(tx)) {
-            return Err(Error::ConnectionLost);
+            return Err(not_sent("the reply channel closed"));
         }
         let _forget = Forget(&session, id);
         tracing::Span::current().record("correlation_id", id);
@@ -262,7 +262,7 @@ impl Client {
                 .await
                 .map_err(|_| Error::Timeout { after: timeout })?;
                 match attempt {
-                    Err(Error::ConnectionLost) => {
+                    Err(Error::ConnectionLost | Error::Unavailable { .. }) => {
                         tracing::debug!("send interrupted by a connection loss; sending again");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
@@ -374,8 +374,18 @@ impl Client {
                 props,
             )
             .await
-            .map_err(|_| Error::ConnectionLost)?;
+            // The broker never got it: the channel was gone before the
+            // frames went out. Only after this point may a call have run.
+            .map_err(|e| not_sent(&e.to_string()))?;
         Ok(Confirm::new(confirm))
+    }
+}
+
+/// The request was not published: [`Error::Unavailable`], which tells a
+/// fallback transport that sending it elsewhere cannot run it twice.
+fn not_sent(why: &str) -> Error {
+    Error::Unavailable {
+        reason: format!("{why} before the request was published"),
     }
 }
 

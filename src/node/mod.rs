@@ -1,6 +1,6 @@
 //! A service instance: its queues, its consumers, and the handler they feed.
 
-mod dispatch;
+pub(crate) mod dispatch;
 mod topology;
 
 use crate::address::{Address, Peer, ServiceId, ServiceType};
@@ -12,6 +12,7 @@ use dispatch::{Dispatch, Handler};
 use futures::stream::{SelectAll, StreamExt};
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch, Semaphore};
@@ -28,6 +29,7 @@ pub struct NodeBuilder {
     queue_expires: Duration,
     dead_letter_exchange: Option<String>,
     shutdown_grace: Duration,
+    http: Option<crate::http::HttpConfig>,
 }
 
 /// A running service instance. [`Node::shutdown`] stops it gracefully;
@@ -41,6 +43,8 @@ pub struct Node {
     done: Option<tokio::task::JoinHandle<()>>,
     permits: Arc<Semaphore>,
     concurrency: usize,
+    http: Option<crate::http::serving::Serving>,
+    grace: Duration,
 }
 
 impl Node {
@@ -53,6 +57,7 @@ impl Node {
             queue_expires: Duration::from_secs(300),
             dead_letter_exchange: None,
             shutdown_grace: Duration::from_secs(10),
+            http: None,
         }
     }
 
@@ -74,7 +79,19 @@ impl Node {
         &self.client
     }
 
-    /// Handlers running right now.
+    /// The address the node's HTTP server is bound to, if it serves HTTP.
+    #[must_use]
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().map(|h| h.addr)
+    }
+
+    /// The URL the node announces for its HTTP server, if it serves HTTP.
+    #[must_use]
+    pub fn http_url(&self) -> Option<&str> {
+        self.http.as_ref().map(|h| h.url.as_str())
+    }
+
+    /// Handlers running right now (over either transport).
     #[must_use]
     pub fn in_flight(&self) -> usize {
         self.concurrency - self.permits.available_permits()
@@ -87,8 +104,12 @@ impl Node {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let http = self.http.take().map(|h| h.shutdown(self.grace));
         if let Some(done) = self.done.take() {
             let _ = done.await;
+        }
+        if let Some(http) = http {
+            http.await;
         }
     }
 }
@@ -122,6 +143,14 @@ impl NodeBuilder {
     /// How long [`Node::shutdown`] waits for running handlers (default 10 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
+        self
+    }
+
+    /// Also serves HTTP (`POST /rpc/<method>`, `GET /health`) with the same
+    /// handler, if `config.listen` is set, and announces the node's URL on
+    /// the broker. See `docs/FALLBACK.md`.
+    pub fn http(mut self, config: crate::http::HttpConfig) -> Self {
+        self.http = config.listen.is_some().then_some(config);
         self
     }
 
@@ -159,10 +188,13 @@ impl NodeBuilder {
         let permits = Arc::new(Semaphore::new(concurrency));
         let (stop, stopped) = oneshot::channel();
         let (ready_tx, mut ready) = watch::channel(None::<Result<(), String>>);
+        let handler = Handler::new(handler);
+        let consumers = Arc::new(AtomicUsize::new(0));
         let runner = Runner {
             conn: conn.clone(),
             topology,
-            handler: Handler::new(handler),
+            handler: handler.clone(),
+            consumers: consumers.clone(),
             identity: identity.clone(),
             permits: permits.clone(),
             concurrency,
@@ -175,6 +207,27 @@ impl NodeBuilder {
             .map(|r| r.clone())
             .ok()
             .flatten();
+        let http = match (&first, self.http) {
+            (Some(Ok(())), Some(config)) => {
+                let parts = crate::http::serving::NodeParts {
+                    service: self.service.clone(),
+                    id: self.id.clone(),
+                    handler,
+                    permits: permits.clone(),
+                    concurrency,
+                    consumers,
+                };
+                match crate::http::serving::Serving::start(config, conn, parts).await {
+                    Ok(serving) => Some(serving),
+                    Err(e) => {
+                        let _ = stop.send(());
+                        let _ = done.await;
+                        return Err(e);
+                    }
+                }
+            }
+            _ => None,
+        };
         match first {
             Some(Ok(())) => Ok(Node {
                 service: self.service,
@@ -184,6 +237,8 @@ impl NodeBuilder {
                 done: Some(done),
                 permits,
                 concurrency,
+                http,
+                grace: self.shutdown_grace,
             }),
             Some(Err(e)) => {
                 let _ = stop.send(());
@@ -198,6 +253,7 @@ struct Runner {
     conn: Connection,
     topology: Topology,
     handler: Handler,
+    consumers: Arc<AtomicUsize>,
     identity: Peer,
     permits: Arc<Semaphore>,
     concurrency: usize,
@@ -219,7 +275,9 @@ impl Runner {
                 _ = &mut stopped => return,
                 () = until_closed(&mut closed) => return,
             };
-            match self.consume(&link, &mut stopped, &ready).await {
+            let consumed = self.consume(&link, &mut stopped, &ready).await;
+            self.consumers.store(0, Ordering::Relaxed);
+            match consumed {
                 Ok(Finish::Stopped) => return,
                 Ok(Finish::Lost) => {}
                 Err(e) => {
@@ -307,6 +365,7 @@ impl Runner {
             tags.push(consumer.tag());
             consumers.push(consumer.map(move |d| (d, address.clone())));
         }
+        self.consumers.store(tags.len(), Ordering::Relaxed);
         info!(service = %self.topology.service, id = %self.topology.id, "node serving");
         ready.send_replace(Some(Ok(())));
         loop {

@@ -1,0 +1,283 @@
+//! Announcements: a node serving HTTP tells the others its URL, on the
+//! broker, when it starts and then periodically; callers listen and learn
+//! where to go when the broker is down.
+//!
+//! An announcement is a JSON object published on the topic exchange with
+//! routing key `warren.announce`:
+//! `{"id": "calc-1", "type": "calc", "http_url": "http://10.0.0.5:8080", "interval_ms": 10000}`.
+//! A listener forgets an instance not heard from in `3 × interval_ms`.
+
+use super::peers::{Peers, WeakPeers};
+use crate::address::{ServiceId, ServiceType};
+use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::Connection;
+use futures::StreamExt;
+use lapin::options::{
+    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, ExchangeKind};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{debug, warn};
+
+/// The routing key of announcements on the topic exchange.
+pub const ANNOUNCE_KEY: &str = "warren.announce";
+
+/// What a node says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// The instance id.
+    pub id: String,
+    /// The service type.
+    #[serde(rename = "type")]
+    pub service: String,
+    /// The base URL of its HTTP endpoint.
+    pub http_url: String,
+    /// How often it announces itself, in milliseconds.
+    pub interval_ms: u64,
+}
+
+async fn exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
+    channel
+        .exchange_declare(
+            name.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// The next live connection, or `None` once closed or stopped.
+async fn next_link(
+    links: &mut watch::Receiver<Option<Link>>,
+    closed: &mut watch::Receiver<bool>,
+    previous: Option<u64>,
+) -> Option<Link> {
+    tokio::select! {
+        l = links.wait_for(|l| l.as_ref().is_some_and(|l| Some(l.generation) != previous)) => {
+            l.ok().and_then(|l| l.clone())
+        }
+        () = until_closed(closed) => None,
+    }
+}
+
+/// Resolves once `stop` turns true.
+async fn until_stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Announces `what` every `every` on each connection until `stop` turns true.
+pub(crate) async fn announce(
+    conn: Connection,
+    what: Announcement,
+    every: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let body = match serde_json::to_vec(&what) {
+        Ok(b) => b,
+        Err(e) => return warn!(error = %e, "cannot encode the announcement"),
+    };
+    let props = BasicProperties::default()
+        .with_content_type("application/json".into())
+        .with_type(ANNOUNCE_KEY.into())
+        .with_expiration(
+            every
+                .saturating_mul(3)
+                .as_millis()
+                .max(1)
+                .to_string()
+                .into(),
+        );
+    let exchange_name = conn.config().exchange.clone();
+    let (mut links, mut closed) = (conn.link(), conn.closed());
+    let mut previous = None;
+    loop {
+        let link = tokio::select! {
+            l = next_link(&mut links, &mut closed, previous) => match l { Some(l) => l, None => return },
+            () = until_stopped(&mut stop) => return,
+        };
+        let opened = async {
+            let channel = link.conn.create_channel().await?;
+            exchange(&channel, &exchange_name).await?;
+            Ok::<_, lapin::Error>(channel)
+        };
+        let channel = match opened.await {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(error = %e, "cannot open the announcement channel; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        previous = Some(link.generation);
+        loop {
+            let sent = channel
+                .basic_publish(
+                    exchange_name.as_str().into(),
+                    ANNOUNCE_KEY.into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props.clone(),
+                )
+                .await;
+            if let Err(e) = sent {
+                debug!(error = %e, "announcement not sent; waiting for the next connection");
+                break;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                () = until_stopped(&mut stop) => {
+                    let _ = channel.close(200, "node stopped".into()).await;
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl Peers {
+    /// Learns peers from the announcements on `conn`'s exchange while the
+    /// connection is up, in a background task that lives as long as this
+    /// registry (any clone of it) and the connection.
+    pub fn learn_from(&self, conn: &Connection) {
+        tokio::spawn(learn(conn.clone(), self.downgrade()));
+    }
+}
+
+async fn learn(conn: Connection, peers: WeakPeers) {
+    let (mut links, mut closed) = (conn.link(), conn.closed());
+    let mut previous = None;
+    while let Some(link) = next_link(&mut links, &mut closed, previous).await {
+        let consumer = match subscribe(&link, &conn.config().exchange).await {
+            Ok(c) => c,
+            Err(e) => {
+                debug!(error = %e, "cannot listen to announcements; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        previous = Some(link.generation);
+        let Some(p) = peers.upgrade() else { return };
+        p.listening(true);
+        drop(p);
+        let alive = listen(consumer, &peers).await;
+        if let Some(p) = peers.upgrade() {
+            p.listening(false);
+        }
+        if !alive {
+            return;
+        }
+        if link.conn.status().connected() {
+            // Only the channel died: listen again on the same connection.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            previous = None;
+        }
+    }
+}
+
+async fn subscribe(link: &Link, exchange_name: &str) -> Result<lapin::Consumer, lapin::Error> {
+    let channel = link.conn.create_channel().await?;
+    exchange(&channel, exchange_name).await?;
+    let queue = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            queue.name().clone(),
+            exchange_name.into(),
+            ANNOUNCE_KEY.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .basic_consume(
+            queue.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                exclusive: true,
+                ..BasicConsumeOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Feeds announcements into the registry until the consumer ends (`true`)
+/// or the registry is dropped (`false`).
+async fn listen(mut consumer: lapin::Consumer, peers: &WeakPeers) -> bool {
+    let mut check = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tokio::select! {
+            d = consumer.next() => match d {
+                Some(Ok(d)) => {
+                    let Some(p) = peers.upgrade() else { return false };
+                    match read(&d.data) {
+                        Some((t, id, url, every)) => p.learn(t, id, url, every),
+                        None => debug!("ignoring a malformed announcement"),
+                    }
+                }
+                Some(Err(_)) | None => return true,
+            },
+            _ = check.tick() => if peers.upgrade().is_none() { return false },
+        }
+    }
+}
+
+fn read(body: &[u8]) -> Option<(ServiceType, ServiceId, String, Duration)> {
+    let a: Announcement = serde_json::from_slice(body).ok()?;
+    let url = a.http_url.trim_end_matches('/');
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return None;
+    }
+    Some((
+        ServiceType::new(&a.service).ok()?,
+        ServiceId::new(&a.id).ok()?,
+        url.to_owned(),
+        Duration::from_millis(a.interval_ms.max(1)),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn announcements_are_plain_json() {
+        let a = Announcement {
+            id: "calc-1".into(),
+            service: "calc".into(),
+            http_url: "http://10.0.0.5:8080/".into(),
+            interval_ms: 10_000,
+        };
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(
+            json,
+            r#"{"id":"calc-1","type":"calc","http_url":"http://10.0.0.5:8080/","interval_ms":10000}"#
+        );
+        let (t, id, url, every) = read(json.as_bytes()).unwrap();
+        assert_eq!((t.as_str(), id.as_str()), ("calc", "calc-1"));
+        assert_eq!(url, "http://10.0.0.5:8080");
+        assert_eq!(every, Duration::from_secs(10));
+        assert!(
+            read(br#"{"id":"a.b","type":"t","http_url":"http://h","interval_ms":1}"#).is_none()
+        );
+        assert!(read(br#"{"id":"a","type":"t","http_url":"ftp://h","interval_ms":1}"#).is_none());
+    }
+}

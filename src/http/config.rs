@@ -1,0 +1,262 @@
+//! Settings of the HTTP side, from code or from the environment.
+//!
+//! | variable | meaning | default |
+//! | --- | --- | --- |
+//! | `WARREN_HTTP_ADDR` | address a node's HTTP server binds (`127.0.0.1:8080`) | off |
+//! | `WARREN_HTTP_URL` | the URL a node announces for itself | `http://<bound address>` |
+//! | `WARREN_HTTP_TOKEN` | bearer token the server requires and the client sends | none |
+//! | `WARREN_HTTP_PEERS` | known peers: `type/id=url`, comma-separated | none |
+//! | `WARREN_HTTP_ANNOUNCE_S` | seconds between a node's announcements | `10` |
+
+use crate::address::{ServiceId, ServiceType};
+use crate::error::Error;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+/// A bearer token. It never appears in `Debug` output, and
+/// [`Token::matches`] compares in constant time.
+#[derive(Clone)]
+pub struct Token(String);
+
+impl Token {
+    /// Wraps a token.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if it is empty or holds anything but visible ASCII
+    /// (it travels in an HTTP header).
+    pub fn new(token: impl Into<String>) -> Result<Self, Error> {
+        let token = token.into();
+        if token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::Config(
+                "an HTTP token must be non-empty visible ASCII without spaces".into(),
+            ));
+        }
+        Ok(Self(token))
+    }
+
+    /// Whether `presented` is this token. The time taken does not depend on
+    /// where the two differ (only on their lengths).
+    #[must_use]
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.0.as_bytes().ct_eq(presented).into()
+    }
+
+    /// The token itself, for the `Authorization` header. Do not log it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(***)")
+    }
+}
+
+/// A peer known by configuration: an instance of a type at a URL.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerUrl {
+    /// The peer's service type.
+    pub service: ServiceType,
+    /// The peer's instance id.
+    pub id: ServiceId,
+    /// Its HTTP base URL (`http://10.0.0.5:8080`).
+    pub url: String,
+}
+
+impl PeerUrl {
+    /// Parses `type/id=url`.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming what is wrong with the entry.
+    pub fn parse(entry: &str) -> Result<Self, Error> {
+        let bad = |why: &str| {
+            Error::Config(format!(
+                "WARREN_HTTP_PEERS entry `{entry}` {why}; write type/id=http://host:port"
+            ))
+        };
+        let (name, url) = entry
+            .trim()
+            .split_once('=')
+            .ok_or_else(|| bad("has no `=`"))?;
+        let (service, id) = name.split_once('/').ok_or_else(|| bad("has no `/`"))?;
+        let url = url.trim().trim_end_matches('/');
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad("has a URL that is not http:// or https://"));
+        }
+        Ok(Self {
+            service: ServiceType::new(service.trim())?,
+            id: ServiceId::new(id.trim())?,
+            url: url.to_owned(),
+        })
+    }
+}
+
+/// How a node serves HTTP, and what a caller knows about HTTP peers.
+#[derive(Clone, Debug)]
+#[must_use]
+pub struct HttpConfig {
+    /// The address a node's HTTP server binds; `None` (the default) serves
+    /// no HTTP. Only this address is bound.
+    pub listen: Option<SocketAddr>,
+    /// The URL a node announces; by default `http://` and the bound address.
+    pub url: Option<String>,
+    /// The bearer token the server requires and the client sends.
+    pub token: Option<Token>,
+    /// Peers known by configuration.
+    pub peers: Vec<PeerUrl>,
+    /// The largest request body the server reads; `None` takes the
+    /// connection's `Config::max_body`.
+    pub max_body: Option<usize>,
+    /// Time between a node's announcements; peers forget an instance not
+    /// heard from in three times this.
+    pub announce_every: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            url: None,
+            token: None,
+            peers: Vec::new(),
+            max_body: None,
+            announce_every: Duration::from_secs(10),
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The defaults, overridden by the environment.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable whose value cannot be used.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::default().with_env_from(|k| std::env::var(k).ok())
+    }
+
+    /// Applies settings from `lookup` (the environment, or a map in tests).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the variable whose value cannot be used.
+    pub fn with_env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        if let Some(v) = lookup("WARREN_HTTP_ADDR").filter(|v| !v.trim().is_empty()) {
+            let addr = v.trim().parse().map_err(|_| {
+                Error::Config(format!(
+                    "WARREN_HTTP_ADDR=`{v}` is not an address such as 127.0.0.1:8080"
+                ))
+            })?;
+            self.listen = Some(addr);
+        }
+        if let Some(v) = lookup("WARREN_HTTP_URL").filter(|v| !v.trim().is_empty()) {
+            self.url = Some(v.trim().trim_end_matches('/').to_owned());
+        }
+        if let Some(v) = lookup("WARREN_HTTP_TOKEN").filter(|v| !v.is_empty()) {
+            self.token = Some(Token::new(v).map_err(|_| {
+                Error::Config("WARREN_HTTP_TOKEN must be visible ASCII without spaces".into())
+            })?);
+        }
+        if let Some(v) = lookup("WARREN_HTTP_PEERS") {
+            for entry in v.split(',').filter(|e| !e.trim().is_empty()) {
+                self.peers.push(PeerUrl::parse(entry)?);
+            }
+        }
+        if let Some(v) = lookup("WARREN_HTTP_ANNOUNCE_S") {
+            let secs: u64 = v.trim().parse().ok().filter(|s| *s > 0).ok_or_else(|| {
+                Error::Config(format!(
+                    "WARREN_HTTP_ANNOUNCE_S=`{v}` is not a positive number"
+                ))
+            })?;
+            self.announce_every = Duration::from_secs(secs);
+        }
+        Ok(self)
+    }
+
+    /// Serves HTTP on `addr`.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// Requires (server) and sends (client) this bearer token.
+    pub fn token(mut self, token: Token) -> Self {
+        self.token = Some(token);
+        self
+    }
+
+    /// Adds a known peer.
+    pub fn peer(mut self, peer: PeerUrl) -> Self {
+        self.peers.push(peer);
+        self
+    }
+
+    /// Sets the largest request body the server reads.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = Some(bytes);
+        self
+    }
+
+    /// Sets the time between announcements.
+    pub fn announce_every(mut self, every: Duration) -> Self {
+        self.announce_every = every.max(Duration::from_millis(10));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn reads_the_environment() {
+        let env: HashMap<&str, &str> = [
+            ("WARREN_HTTP_ADDR", "127.0.0.1:8080"),
+            ("WARREN_HTTP_TOKEN", "s3cret"),
+            (
+                "WARREN_HTTP_PEERS",
+                "calc/calc-1=http://10.0.0.5:8080/, calc/calc-2=https://h:1",
+            ),
+            ("WARREN_HTTP_ANNOUNCE_S", "3"),
+        ]
+        .into_iter()
+        .collect();
+        let cfg = HttpConfig::default()
+            .with_env_from(|k| env.get(k).map(|v| (*v).to_owned()))
+            .unwrap();
+        assert_eq!(cfg.listen, Some("127.0.0.1:8080".parse().unwrap()));
+        assert_eq!(cfg.peers.len(), 2);
+        assert_eq!(cfg.peers[0].url, "http://10.0.0.5:8080");
+        assert_eq!(cfg.peers[1].id.as_str(), "calc-2");
+        assert_eq!(cfg.announce_every, Duration::from_secs(3));
+        assert!(!format!("{cfg:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn bad_entries_say_what_to_write() {
+        for bad in [
+            "calc=http://h",
+            "calc/1",
+            "calc/1=ftp://h",
+            "c.a/1=http://h",
+        ] {
+            assert!(PeerUrl::parse(bad).is_err(), "{bad}");
+        }
+        let err = PeerUrl::parse("calc/1").unwrap_err().to_string();
+        assert!(err.contains("type/id=http://host:port"), "{err}");
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        let t = Token::new("abc").unwrap();
+        assert!(t.matches(b"abc"));
+        assert!(!t.matches(b"abd"));
+        assert!(!t.matches(b"ab"));
+        assert!(!t.matches(b"abcd"));
+        assert!(Token::new("a b").is_err());
+        assert!(Token::new("").is_err());
+    }
+}

@@ -1,0 +1,243 @@
+//! Degraded mode: calls go over AMQP while the broker connection is up and
+//! over HTTP while it is down, and back to AMQP by themselves when it
+//! returns.
+//!
+//! No call runs twice because of the switch. A call that never reached the
+//! broker (the AMQP transport answered [`Error::Unavailable`]) goes over
+//! HTTP. A call that may have reached it ([`Error::ConnectionLost`]:
+//! published, then the connection died) goes over HTTP only if its method
+//! is idempotent; otherwise the caller gets the `ConnectionLost`. Both
+//! attempts share one deadline: whatever AMQP used is gone for HTTP.
+
+use crate::amqp::{Connection, ConnectionState};
+use crate::context::Context;
+use crate::error::Error;
+use crate::message::{Gather, Request, Response};
+use futures::future::BoxFuture;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use tower::{Layer, Service, ServiceExt};
+use tracing::{info, Instrument};
+
+/// Wraps an AMQP transport `A` with an HTTP transport `H`: AMQP while the
+/// broker connection is up, HTTP while it is down. Built by
+/// [`FallbackLayer`].
+///
+/// A call the AMQP transport did not send ([`Error::Unavailable`]) goes
+/// over HTTP; one that may have reached the broker
+/// ([`Error::ConnectionLost`]) only if its method is idempotent. Both
+/// attempts share the call's deadline. [`Response::transport`] tells which
+/// transport answered, and so does the `transport` field of the
+/// `warren.fallback` span.
+///
+/// For a prompt switch the connection should use
+/// [`WhenDisconnected::FailFast`](crate::config::WhenDisconnected): with
+/// `Wait`, a call made in the instant the connection drops waits for the
+/// broker until its deadline instead of going over HTTP.
+#[derive(Clone)]
+pub struct Fallback<A, H> {
+    amqp: A,
+    http: H,
+    policy: Policy,
+}
+
+#[derive(Clone)]
+struct Policy {
+    state: watch::Receiver<ConnectionState>,
+    default_timeout: Duration,
+    idempotent: Arc<BTreeSet<String>>,
+}
+
+impl<A, H> std::fmt::Debug for Fallback<A, H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fallback")
+            .field("state", &*self.policy.state.borrow())
+            .field("idempotent", &self.policy.idempotent)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A [`tower::Layer`] that wraps an AMQP transport in a [`Fallback`] to `H`.
+#[derive(Clone)]
+#[must_use]
+pub struct FallbackLayer<H> {
+    http: H,
+    policy: Policy,
+}
+
+impl<H> std::fmt::Debug for FallbackLayer<H> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FallbackLayer")
+            .field("idempotent", &self.policy.idempotent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H> FallbackLayer<H> {
+    /// Falls back to `http` while `conn` is not connected.
+    pub fn new(conn: &Connection, http: H) -> Self {
+        Self {
+            http,
+            policy: Policy {
+                state: conn.state(),
+                default_timeout: conn.config().default_timeout,
+                idempotent: Arc::default(),
+            },
+        }
+    }
+
+    /// Declares methods (`Service.method`) safe to run twice: a call to one
+    /// of them that may have reached the broker is sent again over HTTP.
+    /// A request can also say so itself ([`Request::idempotent`]).
+    pub fn idempotent<I, S>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut set = (*self.policy.idempotent).clone();
+        set.extend(methods.into_iter().map(Into::into));
+        self.policy.idempotent = Arc::new(set);
+        self
+    }
+}
+
+impl<A, H: Clone> Layer<A> for FallbackLayer<H> {
+    type Service = Fallback<A, H>;
+
+    fn layer(&self, amqp: A) -> Fallback<A, H> {
+        Fallback {
+            amqp,
+            http: self.http.clone(),
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+impl Policy {
+    /// Fixes the deadline once, so that both attempts share it.
+    fn prepare(&self, request: &mut Request) {
+        Context::propagate(request);
+        request
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.default_timeout);
+    }
+
+    /// Whether the HTTP transport may take a request the AMQP transport
+    /// failed with `err`.
+    fn may_resend(&self, request: &Request, err: &Error) -> bool {
+        match err {
+            Error::Unavailable { .. } => true,
+            Error::ConnectionLost => {
+                request.idempotent || self.idempotent.contains(&request.method)
+            }
+            _ => false,
+        }
+    }
+
+    /// Runs `amqp` while connected, and `http` when it is down or the AMQP
+    /// attempt allows a resend.
+    async fn run<T, FA, FH>(
+        self,
+        request: Request,
+        amqp: impl FnOnce(Request) -> FA,
+        http: impl FnOnce(Request) -> FH,
+    ) -> Result<T, Error>
+    where
+        FA: Future<Output = Result<T, Error>>,
+        FH: Future<Output = Result<T, Error>>,
+    {
+        let span = tracing::Span::current();
+        let connected = self.state.borrow().is_connected();
+        if connected {
+            span.record("transport", "amqp");
+            match amqp(request.clone()).await {
+                Err(e) if self.may_resend(&request, &e) => {
+                    info!(error = %e, method = %request.method, "sending over HTTP instead");
+                }
+                other => return other,
+            }
+        }
+        span.record("transport", "http");
+        let address = request.address.clone();
+        http(request).await.map_err(|e| match e {
+            Error::NoRoute { .. } => Error::Unavailable {
+                reason: format!(
+                    "the broker connection is {} and no HTTP peer is known for {address} \
+                     (set WARREN_HTTP_PEERS, or let the peers announce themselves)",
+                    super::health::state_name(&self.state.borrow())
+                ),
+            },
+            other => other,
+        })
+    }
+}
+
+fn span(request: &Request) -> tracing::Span {
+    tracing::info_span!("warren.fallback", method = %request.method,
+        address = %request.address, transport = tracing::field::Empty)
+}
+
+impl<A, H> Service<Request> for Fallback<A, H>
+where
+    A: Service<Request, Response = Response, Error = Error> + Clone + Send + 'static,
+    A::Future: Send,
+    H: Service<Request, Response = Response, Error = Error> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    type Response = Response;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        // Each call readies its own clone of the transport it uses.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request) -> Self::Future {
+        self.policy.prepare(&mut request);
+        let (amqp, http, policy) = (self.amqp.clone(), self.http.clone(), self.policy.clone());
+        let span = span(&request);
+        Box::pin(
+            policy
+                .run(request, |r| amqp.oneshot(r), |r| http.oneshot(r))
+                .instrument(span),
+        )
+    }
+}
+
+impl<A, H> Service<Gather> for Fallback<A, H>
+where
+    A: Service<Gather, Response = Vec<Response>, Error = Error> + Clone + Send + 'static,
+    A::Future: Send,
+    H: Service<Gather, Response = Vec<Response>, Error = Error> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    type Response = Vec<Response>;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Vec<Response>, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut gather: Gather) -> Self::Future {
+        self.policy.prepare(&mut gather.request);
+        let (amqp, http, policy) = (self.amqp.clone(), self.http.clone(), self.policy.clone());
+        let span = span(&gather.request);
+        let expect = gather.expect;
+        let with = move |request| Gather { request, expect };
+        Box::pin(
+            policy
+                .run(
+                    gather.request,
+                    move |r| amqp.oneshot(with(r)),
+                    move |r| http.oneshot(with(r)),
+                )
+                .instrument(span),
+        )
+    }
+}

@@ -1,0 +1,96 @@
+//! One call as HTTP: a [`Request`] as request headers, and an HTTP reply
+//! read back into a [`Response`] (bounded by the body limit).
+
+use super::wire::{self, code_of};
+use super::Token;
+use crate::address::Peer;
+use crate::codec::ContentType;
+use crate::error::Error;
+use crate::message::{Request, Response};
+use crate::status::{Code, Status};
+use axum::http::{header, HeaderMap, HeaderValue};
+use std::time::Duration;
+
+/// The headers of `request`, with `remaining` as its deadline.
+pub(super) fn headers(
+    request: &Request,
+    remaining: Duration,
+    identity: &Peer,
+    token: Option<&Token>,
+) -> Result<HeaderMap, Error> {
+    let mut h = HeaderMap::new();
+    let invalid = Error::InvalidRequest;
+    for (k, v) in request.headers.iter() {
+        if !wire::is_application(&k.to_ascii_lowercase()) {
+            return Err(invalid(format!(
+                "header `{k}` is reserved for the transport"
+            )));
+        }
+        wire::put(&mut h, k, v).map_err(invalid)?;
+    }
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(request.content_type.as_str()),
+    );
+    let ms = remaining.as_millis().max(1).to_string();
+    wire::put(&mut h, wire::TIMEOUT_MS, &ms).map_err(invalid)?;
+    wire::put(
+        &mut h,
+        wire::ADDRESS,
+        &wire::address_value(&request.address),
+    )
+    .map_err(invalid)?;
+    wire::put(&mut h, wire::MESSAGE_ID, &uuid::Uuid::new_v4().to_string()).map_err(invalid)?;
+    wire::put_peer(&mut h, identity).map_err(invalid)?;
+    if let Some(t) = token {
+        wire::put(
+            &mut h,
+            header::AUTHORIZATION.as_str(),
+            &format!("Bearer {}", t.expose()),
+        )
+        .map_err(invalid)?;
+    }
+    Ok(h)
+}
+
+/// Reads a reply; its body may be at most `max_body` bytes.
+pub(super) async fn read(
+    mut resp: reqwest::Response,
+    max_body: usize,
+    after: Duration,
+) -> Result<Response, Error> {
+    let h = resp.headers().clone();
+    let status = h
+        .get(wire::STATUS)
+        .and_then(|v| v.to_str().ok())
+        .map_or_else(|| code_of(resp.status()), Code::from_wire);
+    let mut body = bytes::BytesMut::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() > max_body => {
+                return Err(Error::InvalidRequest(format!(
+                    "the reply is larger than {max_body} bytes (HttpClient::max_body)"
+                )));
+            }
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(Error::Timeout { after }),
+            Err(_) => return Err(Error::ConnectionLost),
+        }
+    }
+    let ct = h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    let mut out = match ct.map_or(Ok(ContentType::Json), ContentType::parse) {
+        Ok(ct) => Response {
+            status,
+            ..Response::ok(ct, body.freeze())
+        },
+        Err(e) => Response::error(
+            ContentType::Json,
+            &Status::new(Code::Internal, format!("the reply could not be read: {e}")),
+        ),
+    };
+    out.headers = wire::application_headers(&h);
+    out.from = wire::peer_of(&h);
+    out.transport = "http";
+    Ok(out)
+}
