@@ -1,0 +1,89 @@
+//! The seam: the implementations under test. Adding one is a variant here,
+//! a name in [`Impl::parse`], and one arm in each of [`Impl::serve`] and
+//! [`Impl::client`]:
+//!
+//! - its server takes a [`ServerCtx`] (declare, `ctx.ready()`, echo each
+//!   body, `ctx.gate` before replying if present, return after
+//!   `ctx.stopped()`);
+//! - its client is a [`Caller`](crate::client::Caller) (one call with a body, the echoed reply
+//!   back), connected from a [`ClientCtx`]; the harness does the rest.
+//!
+//! Both sides run in their own process, on a multi-threaded tokio runtime
+//! with the default number of workers (one per core). What each mode asks of
+//! an implementation (see `mode.rs`):
+//!
+//! - `e` (persistent): requests published persistent (delivery mode 2) into
+//!   a durable queue with publisher confirms; a call is done when both its
+//!   confirm and its reply have arrived;
+//! - `mem`: 100,000 calls pending at once for tens of seconds (the server
+//!   holds replies at the gate): deadlines long enough, and no per-call task
+//!   needed (the harness polls all calls from one task);
+//! - the baseline's server prefetch is 64 (`lapin_baseline::PREFETCH`), warren's
+//!   default too: keep them equal, or say so.
+
+use crate::client::{self, BoxError, ClientCtx};
+use crate::lapin_baseline;
+use crate::proto::ClientResult;
+use crate::server::ServerCtx;
+
+/// An implementation under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Impl {
+    /// The hand-written lapin baseline.
+    Lapin,
+    /// warren's typed client and server.
+    Warren,
+}
+
+impl Impl {
+    /// The implementation the others are divided by.
+    pub(crate) const BASELINE: Impl = Impl::Lapin;
+
+    pub(crate) fn parse(name: &str) -> Option<Impl> {
+        match name {
+            "lapin" => Some(Impl::Lapin),
+            "warren" => Some(Impl::Warren),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Impl::Lapin => "lapin",
+            Impl::Warren => "warren",
+        }
+    }
+
+    /// Why this build cannot run it, if it cannot.
+    pub(crate) fn unavailable(self) -> Option<&'static str> {
+        match self {
+            Impl::Lapin => None,
+            Impl::Warren => Some("not plugged into this bench yet (no warren client/server arm)"),
+        }
+    }
+
+    /// Runs its server (the server process).
+    pub(crate) async fn serve(self, ctx: ServerCtx) -> Result<(), BoxError> {
+        match self {
+            Impl::Lapin => lapin_baseline::serve(ctx).await,
+            Impl::Warren => Err(self.not_available()),
+        }
+    }
+
+    /// Connects its client and runs the load (the client process).
+    pub(crate) async fn client(self, ctx: &ClientCtx) -> Result<ClientResult, BoxError> {
+        match self {
+            Impl::Lapin => client::run(lapin_baseline::Client::connect(ctx).await?, ctx).await,
+            Impl::Warren => Err(self.not_available()),
+        }
+    }
+
+    fn not_available(self) -> BoxError {
+        format!(
+            "{}: {}",
+            self.name(),
+            self.unavailable().unwrap_or("unavailable")
+        )
+        .into()
+    }
+}

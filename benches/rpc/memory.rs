@@ -1,0 +1,111 @@
+//! "Memory per in-flight call": the client makes `in_flight` calls at once
+//! while the server holds every reply; bytes per pending call = (VmRSS with
+//! all of them pending − VmRSS before) / calls.
+//!
+//! All pending calls are futures in one `FuturesUnordered` polled by one
+//! task (no task per call: what is measured is the call, not tokio's task).
+//! "All pending" means every future was polled, the broker has read every
+//! byte sent to it (no TCP connection to its port has bytes queued in the
+//! kernel: the requests are all out of the client, not in its buffers), and
+//! the process stayed idle (less than 2 CPU ticks, no RSS growth) for
+//! [`QUIET_SAMPLES`] samples in a row.
+
+use crate::client::{warm_up, BoxError, Caller, ClientCtx, Shared};
+use crate::procfs;
+use crate::proto::{emit, ClientResult, Event, Pending};
+use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const SAMPLE: Duration = Duration::from_millis(250);
+const QUIET_SAMPLES: u32 = 3;
+/// Give up if the calls are not all pending, or not all answered, by then.
+const LIMIT: Duration = Duration::from_secs(300);
+
+pub(crate) async fn run<C: Caller>(
+    caller: Arc<C>,
+    body: Bytes,
+    ctx: &ClientCtx,
+) -> Result<ClientResult, BoxError> {
+    let shared = Arc::new(Shared::default());
+    warm_up(&caller, &body, ctx.settings.memory_warmup_calls(), &shared).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss_before_kib = procfs::own_kib("VmRSS");
+
+    let calls = ctx.mode.in_flight;
+    let port = ctx
+        .settings
+        .url
+        .parse::<lapin::uri::AMQPUri>()?
+        .authority
+        .port;
+    let started = Instant::now();
+    let mut pending: FuturesUnordered<_> = (0..calls).map(|_| caller.call(body.clone())).collect();
+    let future_bytes = future_size(&pending);
+    let mut early = 0u64;
+    let mut sampler = tokio::time::interval(SAMPLE);
+    let (mut cpu, mut rss, mut quiet) = (procfs::own_cpu_seconds(), rss_before_kib, 0);
+    while quiet < QUIET_SAMPLES {
+        tokio::select! {
+            Some(outcome) = pending.next() => {
+                // The server holds replies: only failures finish this early.
+                shared.check(body.len(), outcome);
+                early += 1;
+            }
+            _ = sampler.tick() => {
+                let (cpu_now, rss_now) = (procfs::own_cpu_seconds(), procfs::own_kib("VmRSS"));
+                let idle = cpu_now - cpu < 0.015 && rss_now <= rss
+                    && procfs::tcp_queued_bytes(port) == 0;
+                quiet = if idle { quiet + 1 } else { 0 };
+                (cpu, rss) = (cpu_now, rss_now);
+                if started.elapsed() > LIMIT {
+                    return Err(format!("{calls} calls not all pending after {LIMIT:?}").into());
+                }
+            }
+        }
+    }
+    let seconds_to_pending =
+        started.elapsed().as_secs_f64() - f64::from(QUIET_SAMPLES) * SAMPLE.as_secs_f64();
+    let rss_pending_kib = procfs::own_kib("VmRSS");
+    if early > 0 {
+        shared.error(format!(
+            "{early} calls finished before the server released them"
+        ));
+    }
+    let memory = Pending {
+        pending: calls as u64 - early,
+        rss_before_kib,
+        rss_pending_kib,
+        seconds_to_pending,
+        future_bytes: future_bytes as u64,
+    };
+    emit(&Event::Pending(memory));
+
+    // The driver releases the server now: every call must get its reply.
+    let released = Instant::now();
+    let mut answered = 0u64;
+    let drain = async {
+        while let Some(outcome) = pending.next().await {
+            answered += u64::from(shared.check(body.len(), outcome));
+        }
+    };
+    if tokio::time::timeout(LIMIT, drain).await.is_err() {
+        shared.error(format!("replies still missing after {LIMIT:?}"));
+    }
+    let (errors, first_error) = shared.errors();
+    Ok(ClientResult {
+        calls: answered,
+        seconds: released.elapsed().as_secs_f64(),
+        errors,
+        first_error,
+        hwm_kib: procfs::own_kib("VmHWM"),
+        memory: Some(memory),
+        ..ClientResult::default()
+    })
+}
+
+/// The size of one call's future (each pending call holds one).
+fn future_size<F>(_: &FuturesUnordered<F>) -> usize {
+    std::mem::size_of::<F>()
+}
