@@ -29,12 +29,14 @@ pub enum ConnectionState {
     Reconnecting {
         /// When the connection was lost (or the first attempt started).
         since: SystemTime,
-        /// Failed attempts so far.
+        /// Failed rounds so far (a round tries every URL once).
         attempts: u32,
         /// The last error, if an attempt failed.
         last_error: Option<String>,
     },
-    /// The configured attempts are used up; still trying, at the longest delay.
+    /// [`Backoff::max_attempts`](crate::config::Backoff::max_attempts)
+    /// rounds failed (only when it is set); still trying, every
+    /// `Backoff::max`.
     Down {
         /// When the connection was lost.
         since: SystemTime,
