@@ -35,6 +35,18 @@ pub enum Error {
         "the broker connection was lost while the call was in flight; it may or may not have run"
     )]
     ConnectionLost,
+    /// The broker blocked publishing (a memory or disk alarm) while the call
+    /// was in flight, and the call gave up (at once under
+    /// [`WhenDisconnected::FailFast`](crate::config::WhenDisconnected), else
+    /// at its deadline). The request may or may not run once the broker
+    /// unblocks.
+    #[error(
+        "the broker blocked publishing ({reason}) while the call was in flight; it may or may not run once the alarm clears"
+    )]
+    Blocked {
+        /// The broker's reason (`low on memory`, `low on disk`).
+        reason: String,
+    },
     /// There is no connection to the broker right now, and the request was
     /// not sent.
     #[error("not connected to the broker ({reason}); the request was not sent")]
@@ -76,7 +88,7 @@ impl Error {
             Self::Codec(_) | Self::Name(_) | Self::InvalidRequest(_) => {
                 Status::new(Code::BadRequest, self.to_string())
             }
-            Self::Unavailable { .. } | Self::Shutdown => {
+            Self::Unavailable { .. } | Self::Blocked { .. } | Self::Shutdown => {
                 Status::new(Code::Unavailable, self.to_string())
             }
             _ => Status::new(Code::Internal, self.to_string()),

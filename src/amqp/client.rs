@@ -141,7 +141,13 @@ impl Client {
             )));
         }
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let session = self.session(deadline, timeout).await?;
+        let session = self
+            .session(
+                deadline,
+                timeout,
+                self.inner.conn.config().when_disconnected,
+            )
+            .await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if !session.wait(id, Waiter::One(tx)) {
@@ -149,28 +155,23 @@ impl Client {
         }
         let _forget = Forget(&session, id);
         tracing::Span::current().record("correlation_id", id);
-        let expired = || Error::Timeout { after: timeout };
-        let deadline = tokio::time::Instant::from_std(deadline);
-        let mut confirm = tokio::time::timeout_at(
-            deadline,
-            self.publish(&session, &request, id, deadline.into_std(), false),
-        )
-        .await
-        .map_err(|_| expired())??;
+        let mut confirm = self
+            .bounded(
+                deadline,
+                timeout,
+                self.publish(&session, &request, id, None, deadline, false),
+            )
+            .await?;
         tokio::pin!(rx);
         // The confirm tells NoRoute (the message came back) long before the
         // deadline; the reply usually comes after it.
         tokio::select! {
             biased;
             reply = &mut rx => return reply_or_lost(reply),
-            confirmed = tokio::time::timeout_at(deadline, confirm.outcome(&request.address)) => {
-                confirmed.map_err(|_| expired())??;
-            }
+            confirmed = self.bounded(deadline, timeout, confirm.outcome(&request.address)) => confirmed?,
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Ok(reply) => reply_or_lost(reply),
-            Err(_) => Err(expired()),
-        }
+        self.bounded(deadline, timeout, async { reply_or_lost(rx.await) })
+            .await
     }
 
     /// Sends `gather.request` to every instance at its address and collects
@@ -204,7 +205,13 @@ impl Client {
         deadline: Instant,
     ) -> Result<Vec<Response>, Error> {
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let session = self.session(deadline, timeout).await?;
+        let session = self
+            .session(
+                deadline,
+                timeout,
+                self.inner.conn.config().when_disconnected,
+            )
+            .await?;
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, mut rx) = mpsc::unbounded_channel();
         if !session.wait(id, Waiter::Many(tx)) {
@@ -212,15 +219,14 @@ impl Client {
         }
         let _forget = Forget(&session, id);
         tracing::Span::current().record("correlation_id", id);
-        let deadline = tokio::time::Instant::from_std(deadline);
-        tokio::time::timeout_at(deadline, async {
-            self.publish(&session, &request, id, deadline.into_std(), false)
+        self.bounded(deadline, timeout, async {
+            self.publish(&session, &request, id, None, deadline, false)
                 .await?
                 .outcome(&request.address)
                 .await
         })
-        .await
-        .map_err(|_| Error::Timeout { after: timeout })??;
+        .await?;
+        let deadline = tokio::time::Instant::from_std(deadline);
         let expect = expect.unwrap_or(usize::MAX);
         let mut replies = Vec::new();
         while replies.len() < expect {
@@ -234,14 +240,16 @@ impl Client {
     }
 
     /// Publishes `request` as a persistent message with no reply expected,
-    /// and returns once the broker confirmed it. A send that fails because
-    /// the connection dropped is published again on the next connection,
-    /// until the deadline (so a send may arrive twice, never not at all
-    /// after `Ok`).
+    /// and returns once the broker confirmed it (it is then on disk, in a
+    /// durable queue). A send interrupted by a lost connection is published
+    /// again, with the same `message_id`, as soon as the connection is back
+    /// (whatever [`WhenDisconnected`] says), until the deadline: a send may
+    /// arrive twice, and after `Ok` it is never lost.
     ///
     /// # Errors
     /// [`Error::NoRoute`] if no queue takes it; [`Error::Timeout`] if it
-    /// could not be confirmed before the deadline.
+    /// could not be confirmed before the deadline; [`Error::Unavailable`]
+    /// (not sent) or [`Error::Blocked`] as [`WhenDisconnected`] describes.
     pub async fn send(&self, request: Request) -> Result<(), Error> {
         let mut request = request;
         let deadline = self.deadline(&mut request);
@@ -250,21 +258,40 @@ impl Client {
             correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
             duration_us = tracing::field::Empty);
         let start = Instant::now();
+        let message_id = uuid::Uuid::new_v4().to_string();
         let result = async {
+            let mut policy = self.inner.conn.config().when_disconnected;
+            let mut retry = false;
             loop {
-                let session = self.session(deadline, timeout).await?;
-                let attempt = tokio::time::timeout_at(deadline.into(), async {
-                    self.publish(&session, &request, 0, deadline, true)
-                        .await?
-                        .outcome(&request.address)
-                        .await
-                })
-                .await
-                .map_err(|_| Error::Timeout { after: timeout })?;
+                let session = match self.session(deadline, timeout, policy).await {
+                    // An earlier attempt may have arrived: not "not sent".
+                    Err(Error::Unavailable { .. }) if retry => {
+                        return Err(Error::Timeout { after: timeout })
+                    }
+                    session => session?,
+                };
+                let attempt = self
+                    .bounded(deadline, timeout, async {
+                        self.publish(&session, &request, 0, Some(&message_id), deadline, true)
+                            .await?
+                            .outcome(&request.address)
+                            .await
+                    })
+                    .await;
                 match attempt {
                     Err(Error::ConnectionLost | Error::Unavailable { .. }) => {
                         tracing::debug!("send interrupted by a connection loss; sending again");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        (policy, retry) = (WhenDisconnected::Wait, true);
+                        // The session may not know yet that it died.
+                        let mut slot = self.inner.session.subscribe();
+                        let replaced = slot
+                            .wait_for(|s| !s.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)));
+                        if tokio::time::timeout_at(deadline.into(), replaced)
+                            .await
+                            .is_err()
+                        {
+                            return Err(Error::Timeout { after: timeout });
+                        }
                     }
                     other => return other,
                 }
@@ -284,15 +311,25 @@ impl Client {
             .get_or_insert_with(|| Instant::now() + self.inner.conn.config().default_timeout)
     }
 
-    /// The live session, waiting for one (up to the deadline) if allowed.
-    async fn session(&self, deadline: Instant, timeout: Duration) -> Result<Arc<Session>, Error> {
+    /// The live session, waiting for one (up to the deadline) if `policy` allows.
+    async fn session(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        policy: WhenDisconnected,
+    ) -> Result<Arc<Session>, Error> {
         let conn = &self.inner.conn;
         if let Some(s) = self.inner.session.borrow().as_ref() {
             if conn.blocked().is_none() {
                 return Ok(s.clone());
             }
         }
-        if conn.config().when_disconnected == WhenDisconnected::FailFast {
+        // Fail fast only when the broker cannot take the call: on a live
+        // connection the reply channel is a few milliseconds away (a new
+        // client, or just reconnected).
+        let fail_fast = policy == WhenDisconnected::FailFast;
+        let cannot = || !conn.state().borrow().is_connected();
+        if fail_fast && cannot() {
             return Err(conn.unavailable());
         }
         let mut rx = self.inner.session.subscribe();
@@ -307,6 +344,9 @@ impl Client {
                 if *conn.closed().borrow() {
                     return Err(Error::Shutdown);
                 }
+                if fail_fast && cannot() {
+                    return Err(conn.unavailable());
+                }
                 tokio::select! {
                     r = rx.changed() => if r.is_err() { return Err(Error::Shutdown) },
                     r = state.changed() => if r.is_err() { return Err(Error::Shutdown) },
@@ -315,12 +355,38 @@ impl Client {
         };
         match tokio::time::timeout_at(deadline.into(), wait).await {
             Ok(r) => r,
+            Err(_) if !cannot() => Err(Error::Unavailable {
+                reason: format!("connected, but the reply channel did not open within {timeout:?}"),
+            }),
             Err(_) => Err(match conn.unavailable() {
                 Error::Unavailable { reason } => Error::Unavailable {
                     reason: format!("{reason}; waited {timeout:?}"),
                 },
                 other => other,
             }),
+        }
+    }
+
+    /// Runs one step of a request already (being) sent: bounded by the
+    /// deadline and, under [`WhenDisconnected::FailFast`], by the broker
+    /// blocking publishers. A deadline that passes while the broker blocks
+    /// is reported as [`Error::Blocked`], which says why.
+    async fn bounded<T>(
+        &self,
+        deadline: Instant,
+        timeout: Duration,
+        step: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let conn = &self.inner.conn;
+        let fail_fast = conn.config().when_disconnected == WhenDisconnected::FailFast;
+        tokio::select! {
+            biased;
+            r = step => r,
+            () = tokio::time::sleep_until(deadline.into()) => Err(match conn.blocked() {
+                Some(reason) => Error::Blocked { reason },
+                None => Error::Timeout { after: timeout },
+            }),
+            reason = conn.until_blocked(), if fail_fast => Err(Error::Blocked { reason }),
         }
     }
 
@@ -331,6 +397,7 @@ impl Client {
         session: &Session,
         request: &Request,
         id: u64,
+        message_id: Option<&str>,
         deadline: Instant,
         persistent: bool,
     ) -> Result<Confirm, Error> {
@@ -341,7 +408,7 @@ impl Client {
                 request.body.len()
             )));
         }
-        let message_id = uuid::Uuid::new_v4().to_string();
+        let message_id = message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
         let correlation_id = (!persistent).then(|| id.to_string());
         let timeout = deadline.saturating_duration_since(Instant::now());
         if timeout.is_zero() {
@@ -408,6 +475,7 @@ fn error_kind(e: &Error) -> &'static str {
         Error::Timeout { .. } => "timeout",
         Error::ConnectionLost => "connection_lost",
         Error::Unavailable { .. } => "unavailable",
+        Error::Blocked { .. } => "blocked",
         _ => "error",
     }
 }

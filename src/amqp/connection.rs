@@ -1,19 +1,17 @@
 //! One supervised broker connection, shared by clients and nodes.
 //!
-//! A background task connects (trying each URL in turn, with exponential
-//! backoff and jitter), watches the connection, and on loss starts over.
+//! A background task (`supervisor.rs`) connects (trying each URL in turn,
+//! with exponential backoff and jitter), watches the connection, and on
+//! loss starts over.
 //! Users of the connection (the [`Client`](crate::Client)'s reply channel,
 //! a [`Node`](crate::Node)'s consumers) wait on [`Connection::link`] for each
 //! new connection and rebuild their channels and topology on it.
 
-use crate::config::{BrokerUrl, Config};
+use crate::config::Config;
 use crate::error::Error;
-use futures::StreamExt;
-use lapin::{ConnectionProperties, Event};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
 
 /// Where the broker connection stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,12 +29,14 @@ pub enum ConnectionState {
     Reconnecting {
         /// When the connection was lost (or the first attempt started).
         since: SystemTime,
-        /// Failed attempts so far.
+        /// Failed rounds so far (a round tries every URL once).
         attempts: u32,
         /// The last error, if an attempt failed.
         last_error: Option<String>,
     },
-    /// The configured attempts are used up; still trying, at the longest delay.
+    /// [`Backoff::max_attempts`](crate::config::Backoff::max_attempts)
+    /// rounds failed (only when it is set); still trying, every
+    /// `Backoff::max`.
     Down {
         /// When the connection was lost.
         since: SystemTime,
@@ -80,11 +80,12 @@ pub(crate) struct Link {
     pub(crate) generation: u64,
 }
 
-struct Shared {
-    config: Config,
-    state: watch::Sender<ConnectionState>,
-    link: watch::Sender<Option<Link>>,
-    closed: watch::Sender<bool>,
+/// What a connection's handles and its supervisor share.
+pub(super) struct Shared {
+    pub(super) config: Config,
+    pub(super) state: watch::Sender<ConnectionState>,
+    pub(super) link: watch::Sender<Option<Link>>,
+    pub(super) closed: watch::Sender<bool>,
 }
 
 /// A supervised connection to the broker: reconnects by itself and tells
@@ -159,7 +160,7 @@ impl Connection {
             link,
             closed: closed.clone(),
         });
-        tokio::spawn(supervise(shared.clone()));
+        tokio::spawn(super::supervisor::supervise(shared.clone()));
         Ok(Self {
             shared,
             _guard: Arc::new(CloseOnDrop(closed)),
@@ -204,169 +205,32 @@ impl Connection {
 
     /// The broker's reason for blocking publishers, if it does now.
     pub(crate) fn blocked(&self) -> Option<String> {
-        match &*self.shared.state.borrow() {
-            ConnectionState::Connected { blocked, .. } => blocked.clone(),
-            _ => None,
+        blocked(&self.shared.state.borrow())
+    }
+
+    /// Resolves with the broker's reason once it blocks publishing on this
+    /// connection (at once if it does now); never, if it does not.
+    pub(crate) async fn until_blocked(&self) -> String {
+        let mut state = self.shared.state.subscribe();
+        let reason = match state.wait_for(|s| blocked(s).is_some()).await {
+            Ok(s) => blocked(&s),
+            Err(_) => None,
+        };
+        match reason {
+            Some(reason) => reason,
+            None => std::future::pending().await,
         }
+    }
+}
+
+fn blocked(state: &ConnectionState) -> Option<String> {
+    match state {
+        ConnectionState::Connected { blocked, .. } => blocked.clone(),
+        _ => None,
     }
 }
 
 /// Resolves once `closed` turns true (or its sender is gone).
 pub(crate) async fn until_closed(closed: &mut watch::Receiver<bool>) {
     let _ = closed.wait_for(|c| *c).await;
-}
-
-async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, String> {
-    let mut uri: lapin::uri::AMQPUri = url.expose().parse()?;
-    if uri.query.heartbeat.is_none() {
-        uri.query.heartbeat = Some(config.heartbeat.as_secs().clamp(1, 65_535) as u16);
-    }
-    let name = config
-        .connection_name
-        .clone()
-        .unwrap_or_else(|| "warren".to_owned());
-    let props = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(
-        config.connect_timeout,
-        lapin::Connection::connect_uri(uri, props),
-    )
-    .await
-    {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
-            "no answer from {url} within {:?}",
-            config.connect_timeout
-        )),
-    }
-}
-
-/// Connects and reconnects until closed.
-async fn supervise(shared: Arc<Shared>) {
-    let config = &shared.config;
-    let mut closed = shared.closed.subscribe();
-    let mut generation = 0u64;
-    let mut attempts = 0u32;
-    let mut since = SystemTime::now();
-    let mut next_url = 0usize;
-    let mut last_error = None::<String>;
-    'outer: loop {
-        if *closed.borrow() {
-            break;
-        }
-        // One round: every URL once, starting from the last that worked.
-        let mut connected = None;
-        for i in 0..config.urls.len() {
-            let idx = (next_url + i) % config.urls.len();
-            let url = &config.urls[idx];
-            match open(config, url).await {
-                Ok(conn) => {
-                    next_url = idx;
-                    connected = Some(conn);
-                    break;
-                }
-                Err(e) => {
-                    debug!(%url, error = %e, "connection attempt failed");
-                    last_error = Some(format!("{url}: {e}"));
-                }
-            }
-        }
-        let Some(conn) = connected else {
-            attempts += 1;
-            let err = last_error.clone().unwrap_or_default();
-            let given_up = config.backoff.max_attempts.is_some_and(|m| attempts >= m);
-            if given_up {
-                let was_down = matches!(&*shared.state.borrow(), ConnectionState::Down { .. });
-                if !was_down {
-                    error!(error = %err, attempts, "cannot reach the broker; still trying");
-                }
-                shared.state.send_replace(ConnectionState::Down {
-                    since,
-                    last_error: err,
-                });
-            } else {
-                shared.state.send_replace(ConnectionState::Reconnecting {
-                    since,
-                    attempts,
-                    last_error: Some(err),
-                });
-            }
-            let delay = if given_up {
-                config.backoff.max
-            } else {
-                config.backoff.delay(attempts - 1)
-            };
-            tokio::select! {
-                () = tokio::time::sleep(delay) => continue,
-                () = until_closed(&mut closed) => break 'outer,
-            }
-        };
-
-        generation += 1;
-        let conn = Arc::new(conn);
-        let mut events = conn.events_listener();
-        info!(url = %config.urls[next_url], generation, "connected to the broker");
-        attempts = 0;
-        shared.state.send_replace(ConnectionState::Connected {
-            since: SystemTime::now(),
-            blocked: None,
-        });
-        shared.link.send_replace(Some(Link {
-            conn: conn.clone(),
-            generation,
-        }));
-
-        // Watch the connection: lapin reports most losses as events; the
-        // status poll catches the rest (a close that raised no event).
-        let mut poll = tokio::time::interval(Duration::from_millis(250));
-        let lost = loop {
-            tokio::select! {
-                ev = events.next() => match ev {
-                    Some(Event::ConnectionBlocked(reason)) => {
-                        warn!(%reason, "the broker blocked publishing");
-                        shared.state.send_modify(|s| {
-                            if let ConnectionState::Connected { blocked, .. } = s {
-                                *blocked = Some(reason);
-                            }
-                        });
-                    }
-                    Some(Event::ConnectionUnblocked) => {
-                        info!("the broker unblocked publishing");
-                        shared.state.send_modify(|s| {
-                            if let ConnectionState::Connected { blocked, .. } = s {
-                                *blocked = None;
-                            }
-                        });
-                    }
-                    Some(Event::Error(e)) if !conn.status().connected() => break e.to_string(),
-                    Some(_) => {}
-                    None => break "the connection's event stream ended".to_owned(),
-                },
-                _ = poll.tick() => {
-                    if !conn.status().connected() {
-                        break "the connection is no longer open".to_owned();
-                    }
-                }
-                () = until_closed(&mut closed) => {
-                    shared.link.send_replace(None);
-                    let _ = conn.close(200, "closing".into()).await;
-                    break 'outer;
-                }
-            }
-        };
-        warn!(error = %lost, generation, "lost the broker connection; reconnecting");
-        shared.link.send_replace(None);
-        since = SystemTime::now();
-        last_error = Some(lost.clone());
-        shared.state.send_replace(ConnectionState::Reconnecting {
-            since,
-            attempts: 0,
-            last_error: Some(lost),
-        });
-        // Make sure lapin's side is torn down too (a stalled socket).
-        let _ = tokio::time::timeout(Duration::from_secs(1), conn.close(320, "lost".into())).await;
-    }
-    shared.link.send_replace(None);
-    shared.state.send_replace(ConnectionState::Closed);
-    info!("broker connection closed");
 }

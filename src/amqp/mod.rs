@@ -4,6 +4,7 @@ mod client;
 mod confirm;
 pub(crate) mod connection;
 mod session;
+mod supervisor;
 pub(crate) mod wire;
 
 pub use client::Client;

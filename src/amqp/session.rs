@@ -12,8 +12,9 @@ use crate::codec::ContentType;
 use crate::message::Response;
 use crate::status::{Code, Status};
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
+use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
+use lapin::ExchangeKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -126,13 +127,18 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
             Err(_) => return,
         };
         let Some(s) = slot.upgrade() else { return };
-        let opened = open(&link).await;
+        let opened = open(&link, &conn.config().exchange).await;
         let (session, mut replies) = match opened {
             Ok(x) => x,
             Err(e) => {
-                warn!(error = %e, "cannot open the reply channel; retrying");
                 drop(s);
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                if link.conn.status().connected() {
+                    warn!(error = %e, "cannot open the reply channel; retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                } else {
+                    debug!(error = %e, "the connection died before the reply channel opened");
+                    next_link(&mut links, &link).await;
+                }
                 continue;
             }
         };
@@ -167,16 +173,43 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
         if link.conn.status().connected() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         } else {
-            let gen = link.generation;
-            let _ = links
-                .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
-                .await;
+            next_link(&mut links, &link).await;
         }
     }
 }
 
-async fn open(link: &Link) -> Result<(Arc<Session>, lapin::Consumer), lapin::Error> {
-    let channel = link.conn.create_channel().await?;
+/// Waits until `link` is no longer the live connection.
+async fn next_link(links: &mut watch::Receiver<Option<Link>>, link: &Link) {
+    let gen = link.generation;
+    let _ = links
+        .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
+        .await;
+}
+
+async fn open(
+    link: &Link,
+    exchange: &str,
+) -> Result<(Arc<Session>, lapin::Consumer), lapin::Error> {
+    let mut channel = link.conn.create_channel().await?;
+    // A request to an exchange that does not exist (no node ever declared
+    // it) would make the broker close this channel, failing every call in
+    // flight on it; declared, such a request is unroutable: `NoRoute`. A
+    // user without the permission to declare it goes on without.
+    if let Err(e) = channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+    {
+        debug!(error = %e, exchange, "cannot declare the exchange; going on without");
+        channel = link.conn.create_channel().await?;
+    }
     channel
         .confirm_select(ConfirmSelectOptions::default())
         .await?;

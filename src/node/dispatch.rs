@@ -192,12 +192,13 @@ impl Dispatch {
                 }
                 Err(Refusal::Reject(why)) => {
                     warn!(reason = %why, "rejecting a message that cannot be answered");
-                    let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+                    self.settle(d.acker.reject(BasicRejectOptions { requeue: false }))
+                        .await;
                     "rejected".into()
                 }
                 Err(Refusal::Expired) => {
                     debug!("dropping a request whose deadline passed");
-                    let _ = d.acker.ack(BasicAckOptions::default()).await;
+                    self.settle(d.acker.ack(BasicAckOptions::default())).await;
                     "expired".into()
                 }
             };
@@ -216,12 +217,13 @@ impl Dispatch {
         match reply_to {
             Some(to) => self.reply(d, Some(&to), resp).await,
             None if resp.status == Code::Ok => {
-                let _ = d.acker.ack(BasicAckOptions::default()).await;
+                self.settle(d.acker.ack(BasicAckOptions::default())).await;
             }
             None => {
                 // A send whose handler failed: dead-letter it, never loop.
                 warn!(status = %outcome, "a one-way message failed; rejecting it");
-                let _ = d.acker.reject(BasicRejectOptions { requeue: false }).await;
+                self.settle(d.acker.reject(BasicRejectOptions { requeue: false }))
+                    .await;
             }
         }
         outcome
@@ -239,18 +241,19 @@ impl Dispatch {
                 &self.identity,
             );
             let sent = match props {
-                Ok(props) => self
-                    .channel
-                    .basic_publish(
+                Ok(props) => {
+                    let publish = self.channel.basic_publish(
                         "".into(),
                         to.clone(),
                         BasicPublishOptions::default(),
                         &resp.body,
                         props,
-                    )
-                    .await
-                    .map(drop)
-                    .map_err(|e| e.to_string()),
+                    );
+                    match self.settle(publish).await {
+                        Some(r) => r.map(drop).map_err(|e| e.to_string()),
+                        None => Err("the channel closed".to_owned()),
+                    }
+                }
                 Err(e) => Err(e.to_string()),
             };
             if let Err(e) = sent {
@@ -260,7 +263,26 @@ impl Dispatch {
                 return;
             }
         }
-        let _ = d.acker.ack(BasicAckOptions::default()).await;
+        self.settle(d.acker.ack(BasicAckOptions::default())).await;
+    }
+}
+
+impl Dispatch {
+    /// Awaits an ack, a reject or a reply, but stops waiting once the
+    /// channel is gone: lapin may never complete one whose connection died
+    /// (seen under the fault tests), and the handler's permit must come back.
+    async fn settle<T>(&self, op: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::pin!(op);
+        loop {
+            tokio::select! {
+                r = &mut op => return Some(r),
+                () = tokio::time::sleep(Duration::from_millis(100)) => {
+                    if !self.channel.status().connected() {
+                        return None;
+                    }
+                }
+            }
+        }
     }
 }
 

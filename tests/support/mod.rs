@@ -2,6 +2,13 @@
 //! tests running in parallel on one broker never see each other's traffic.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod broker;
+pub mod load;
+pub mod proxy;
+pub mod sends;
+pub mod service;
+pub mod state;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use warren::{Config, Connection, ServiceType};

@@ -7,11 +7,20 @@
 //! | `WARREN_EXCHANGE` | the topic exchange | `stage7` |
 //! | `WARREN_PREFETCH` | unacknowledged deliveries per consumer | `64` |
 //! | `WARREN_DEADLINE_MS` | default call deadline | `30000` |
-//! | `WARREN_HEARTBEAT_S` | AMQP heartbeat | `10` |
-//! | `RABBITMQ_RETRY_ATTEMPTS` | connection attempts before giving up (`0`: forever) | `0` |
-//! | `RABBITMQ_RETRY_DELAY` | first retry delay, ms | `100` |
+//! | `WARREN_HEARTBEAT_S` | AMQP heartbeat, seconds | `10` |
+//! | `WARREN_CONNECT_TIMEOUT_MS` | how long one connection attempt may take | `5000` |
+//! | `WARREN_WHEN_DISCONNECTED` | `wait` or `fail-fast`: see [`WhenDisconnected`] | `wait` |
+//! | `RABBITMQ_RETRY_ATTEMPTS` | connection attempts before [`Connection::connect`](crate::Connection::connect) gives up (`0`: never) | `0` |
+//! | `RABBITMQ_RETRY_DELAY` | first retry delay: milliseconds, or with a unit (`500ms`, `2s`) | `100` |
+//! | `WARREN_RETRY_MAX_DELAY` | longest retry delay, same syntax | `2s` |
+//! | `WARREN_RETRY_FACTOR` | growth of the delay per failed attempt | `2` |
+
+mod retry;
+
+pub use retry::{Backoff, WhenDisconnected};
 
 use crate::error::Error;
+use retry::duration;
 use std::fmt;
 use std::time::Duration;
 
@@ -78,66 +87,6 @@ impl fmt::Debug for BrokerUrl {
     }
 }
 
-/// Exponential backoff with full jitter between connection attempts.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Backoff {
-    /// The first delay.
-    pub initial: Duration,
-    /// The longest delay.
-    pub max: Duration,
-    /// Attempts before [`Connection::connect`](crate::Connection::connect)
-    /// gives up; `None` tries forever. Reconnecting after a loss never
-    /// gives up.
-    pub max_attempts: Option<u32>,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(100),
-            max: Duration::from_secs(5),
-            max_attempts: None,
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before attempt number `attempt` (0-based): a random point
-    /// in `[d/2, d]` where `d = initial * 2^attempt`, capped at `max`.
-    #[must_use]
-    pub fn delay(&self, attempt: u32) -> Duration {
-        let exp = self
-            .initial
-            .saturating_mul(2u32.saturating_pow(attempt.min(16)))
-            .min(self.max);
-        let half = exp / 2;
-        half + half.mul_f64(jitter())
-    }
-}
-
-/// A number in `[0, 1)`, random enough for spreading reconnects.
-fn jitter() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
-}
-
-/// What a call does when there is no broker connection at the moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum WhenDisconnected {
-    /// Wait for the connection, up to the call's deadline.
-    #[default]
-    Wait,
-    /// Fail at once with [`Error::Unavailable`].
-    FailFast,
-}
-
 /// How to reach the broker and how calls behave.
 #[derive(Clone, Debug)]
 #[must_use]
@@ -150,13 +99,15 @@ pub struct Config {
     pub prefetch: u16,
     /// The deadline of a call that sets none.
     pub default_timeout: Duration,
-    /// AMQP heartbeat interval; a silent peer is detected after about twice this.
+    /// AMQP heartbeat interval (whole seconds, at least 1; the broker may
+    /// ask for less). A peer that stopped answering (a stalled network, not
+    /// a closed socket) is detected after twice this.
     pub heartbeat: Duration,
-    /// How long one connection attempt may take.
+    /// How long one connection attempt (TCP and AMQP handshake) may take.
     pub connect_timeout: Duration,
     /// Delays between connection attempts.
     pub backoff: Backoff,
-    /// What calls do while disconnected.
+    /// What calls do while the broker cannot take them: see [`WhenDisconnected`].
     pub when_disconnected: WhenDisconnected,
     /// The largest request or reply body accepted, in bytes.
     pub max_body: usize,
@@ -220,7 +171,20 @@ impl Config {
             self.backoff.max_attempts = (n > 0).then_some(n);
         }
         if let Some(v) = lookup("RABBITMQ_RETRY_DELAY") {
-            self.backoff.initial = Duration::from_millis(num("RABBITMQ_RETRY_DELAY", &v)?);
+            self.backoff.initial = duration("RABBITMQ_RETRY_DELAY", &v)?;
+            self.backoff.max = self.backoff.max.max(self.backoff.initial);
+        }
+        if let Some(v) = lookup("WARREN_RETRY_MAX_DELAY") {
+            self.backoff.max = duration("WARREN_RETRY_MAX_DELAY", &v)?;
+        }
+        if let Some(v) = lookup("WARREN_RETRY_FACTOR") {
+            self.backoff.factor = num("WARREN_RETRY_FACTOR", &v)?;
+        }
+        if let Some(v) = lookup("WARREN_CONNECT_TIMEOUT_MS") {
+            self.connect_timeout = Duration::from_millis(num("WARREN_CONNECT_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = lookup("WARREN_WHEN_DISCONNECTED") {
+            self.when_disconnected = v.parse()?;
         }
         self.validate()?;
         Ok(self)
@@ -278,6 +242,12 @@ impl Config {
         self
     }
 
+    /// Sets how long one connection attempt may take.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// Sets the connection backoff.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
@@ -312,7 +282,10 @@ impl Config {
         if self.default_timeout.is_zero() {
             return Err(Error::Config("default_timeout must be positive".into()));
         }
-        Ok(())
+        if self.connect_timeout.is_zero() {
+            return Err(Error::Config("connect_timeout must be positive".into()));
+        }
+        self.backoff.validate()
     }
 }
 
@@ -363,12 +336,38 @@ mod tests {
     }
 
     #[test]
-    fn backoff_grows_and_is_capped() {
-        let b = Backoff::default();
-        for attempt in 0..30 {
-            let d = b.delay(attempt);
-            let full = (b.initial * 2u32.saturating_pow(attempt.min(16))).min(b.max);
-            assert!(d >= full / 2 && d <= full, "{attempt}: {d:?}");
+    fn retry_settings_from_the_environment() {
+        let env: HashMap<&str, &str> = [
+            ("RABBITMQ_RETRY_DELAY", "250"),
+            ("WARREN_RETRY_FACTOR", "1.5"),
+            ("WARREN_WHEN_DISCONNECTED", "fail-fast"),
+            ("WARREN_CONNECT_TIMEOUT_MS", "1500"),
+        ]
+        .into_iter()
+        .collect();
+        let cfg = Config::default()
+            .with_env_from(|k| env.get(k).map(|v| (*v).to_owned()))
+            .unwrap();
+        assert_eq!(cfg.backoff.initial, Duration::from_millis(250));
+        assert!((cfg.backoff.factor - 1.5).abs() < f64::EPSILON);
+        assert_eq!(cfg.when_disconnected, WhenDisconnected::FailFast);
+        assert_eq!(cfg.connect_timeout, Duration::from_millis(1500));
+        // A unit may be given; a delay longer than the cap raises the cap.
+        let cfg = Config::default()
+            .with_env_from(|k| (k == "RABBITMQ_RETRY_DELAY").then(|| "5s".to_owned()))
+            .unwrap();
+        assert_eq!(cfg.backoff.initial, Duration::from_secs(5));
+        assert_eq!(cfg.backoff.max, Duration::from_secs(5));
+        for (var, bad) in [
+            ("RABBITMQ_RETRY_DELAY", "soon"),
+            ("RABBITMQ_RETRY_DELAY", "5h"),
+            ("WARREN_WHEN_DISCONNECTED", "panic"),
+            ("WARREN_RETRY_FACTOR", "0.5"),
+        ] {
+            let err = Config::default()
+                .with_env_from(|k| (k == var).then(|| bad.to_owned()))
+                .unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{var}={bad}: {err}");
         }
     }
 }

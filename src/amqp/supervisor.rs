@@ -1,0 +1,175 @@
+//! The supervisor task behind a [`Connection`](super::Connection): connects
+//! (each URL in turn, with backoff), watches the connection (closed socket,
+//! missed heartbeats, `connection.blocked`), and on loss starts over. It
+//! logs each change of state once; failed attempts only at debug level.
+
+use super::connection::{until_closed, ConnectionState, Link, Shared};
+use crate::config::{BrokerUrl, Config};
+use futures::StreamExt;
+use lapin::{ConnectionProperties, Event};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tracing::{debug, error, info, warn};
+
+async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, String> {
+    let mut uri: lapin::uri::AMQPUri = url.expose().parse()?;
+    if uri.query.heartbeat.is_none() {
+        uri.query.heartbeat = Some(config.heartbeat.as_secs().clamp(1, 65_535) as u16);
+    }
+    let name = config
+        .connection_name
+        .clone()
+        .unwrap_or_else(|| "warren".to_owned());
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    match tokio::time::timeout(
+        config.connect_timeout,
+        lapin::Connection::connect_uri(uri, props),
+    )
+    .await
+    {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!(
+            "no answer from {url} within {:?}",
+            config.connect_timeout
+        )),
+    }
+}
+
+/// Connects and reconnects until closed.
+pub(super) async fn supervise(shared: Arc<Shared>) {
+    let config = &shared.config;
+    let mut closed = shared.closed.subscribe();
+    let mut generation = 0u64;
+    let mut attempts = 0u32;
+    let mut since = SystemTime::now();
+    let mut next_url = 0usize;
+    let mut last_error = None::<String>;
+    'outer: loop {
+        if *closed.borrow() {
+            break;
+        }
+        // One round: every URL once, starting from the last that worked.
+        let mut connected = None;
+        for i in 0..config.urls.len() {
+            let idx = (next_url + i) % config.urls.len();
+            let url = &config.urls[idx];
+            let attempt = tokio::select! {
+                r = open(config, url) => r,
+                () = until_closed(&mut closed) => break 'outer,
+            };
+            match attempt {
+                Ok(conn) => {
+                    next_url = idx;
+                    connected = Some(conn);
+                    break;
+                }
+                Err(e) => {
+                    debug!(%url, error = %e, "connection attempt failed");
+                    last_error = Some(format!("{url}: {e}"));
+                }
+            }
+        }
+        let Some(conn) = connected else {
+            attempts += 1;
+            let err = last_error.clone().unwrap_or_default();
+            let given_up = config.backoff.max_attempts.is_some_and(|m| attempts >= m);
+            if given_up {
+                let was_down = matches!(&*shared.state.borrow(), ConnectionState::Down { .. });
+                if !was_down {
+                    error!(error = %err, attempts, "cannot reach the broker; still trying");
+                }
+                shared.state.send_replace(ConnectionState::Down {
+                    since,
+                    last_error: err,
+                });
+            } else {
+                shared.state.send_replace(ConnectionState::Reconnecting {
+                    since,
+                    attempts,
+                    last_error: Some(err),
+                });
+            }
+            let delay = if given_up {
+                config.backoff.max
+            } else {
+                config.backoff.delay(attempts - 1)
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => continue,
+                () = until_closed(&mut closed) => break 'outer,
+            }
+        };
+
+        generation += 1;
+        let conn = Arc::new(conn);
+        let mut events = conn.events_listener();
+        info!(url = %config.urls[next_url], generation, "connected to the broker");
+        attempts = 0;
+        shared.state.send_replace(ConnectionState::Connected {
+            since: SystemTime::now(),
+            blocked: None,
+        });
+        shared.link.send_replace(Some(Link {
+            conn: conn.clone(),
+            generation,
+        }));
+
+        // Watch the connection: lapin reports most losses as events; the
+        // status poll catches the rest (a close that raised no event).
+        let mut poll = tokio::time::interval(Duration::from_millis(250));
+        let lost = loop {
+            tokio::select! {
+                ev = events.next() => match ev {
+                    Some(Event::ConnectionBlocked(reason)) => {
+                        warn!(%reason, "the broker blocked publishing");
+                        shared.state.send_modify(|s| {
+                            if let ConnectionState::Connected { blocked, .. } = s {
+                                *blocked = Some(reason);
+                            }
+                        });
+                    }
+                    Some(Event::ConnectionUnblocked) => {
+                        info!("the broker unblocked publishing");
+                        shared.state.send_modify(|s| {
+                            if let ConnectionState::Connected { blocked, .. } = s {
+                                *blocked = None;
+                            }
+                        });
+                    }
+                    Some(Event::Error(e)) if !conn.status().connected() => break e.to_string(),
+                    Some(_) => {}
+                    None => break "the connection's event stream ended".to_owned(),
+                },
+                _ = poll.tick() => {
+                    if !conn.status().connected() {
+                        break "the connection is no longer open".to_owned();
+                    }
+                }
+                () = until_closed(&mut closed) => {
+                    shared.link.send_replace(None);
+                    let _ = conn.close(200, "closing".into()).await;
+                    break 'outer;
+                }
+            }
+        };
+        warn!(error = %lost, generation, "lost the broker connection; reconnecting");
+        shared.link.send_replace(None);
+        since = SystemTime::now();
+        last_error = Some(lost.clone());
+        shared.state.send_replace(ConnectionState::Reconnecting {
+            since,
+            attempts: 0,
+            last_error: Some(lost),
+        });
+        // Make sure lapin's side is torn down too (a stalled socket), without
+        // holding up the next attempt.
+        tokio::spawn(async move {
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), conn.close(320, "lost".into())).await;
+        });
+    }
+    shared.link.send_replace(None);
+    shared.state.send_replace(ConnectionState::Closed);
+    info!("broker connection closed");
+}

@@ -1,0 +1,143 @@
+//! A private RabbitMQ node that a test starts, kills and restarts itself,
+//! through the repository's `scripts/broker`.
+//!
+//! Its port is the shared test broker's port plus an offset, so parallel
+//! checkouts that use different shared ports never collide. Set
+//! `WARREN_BROKER_SCRIPT` to use a script elsewhere than `scripts/broker`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A private broker node on its own port; stopped when dropped.
+#[derive(Debug)]
+pub struct PrivateBroker {
+    port: u16,
+    script: PathBuf,
+}
+
+impl PrivateBroker {
+    /// The node on the shared test broker's port plus `offset`.
+    pub fn new(offset: u16) -> Self {
+        let base = super::proxy::broker_addr(&super::url()).port();
+        let script = std::env::var_os("WARREN_BROKER_SCRIPT").map_or_else(
+            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/broker"),
+            PathBuf::from,
+        );
+        assert!(
+            script.exists(),
+            "{} not found; set WARREN_BROKER_SCRIPT",
+            script.display()
+        );
+        Self {
+            port: base + offset,
+            script,
+        }
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Its AMQP URL.
+    pub fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        command(&self.script, self.port, args)
+    }
+
+    /// Starts the node (a no-op if it runs) and waits until it has booted.
+    pub async fn start(&self) {
+        let cmd = self.command(&["start"]);
+        let out = tokio::process::Command::from(cmd)
+            .output()
+            .await
+            .expect("run scripts/broker start");
+        assert!(
+            out.status.success(),
+            "scripts/broker start failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the node cleanly (a no-op if it is not running).
+    pub fn stop(&self) {
+        let _ = self.command(&["stop"]).output();
+    }
+
+    /// Runs `rabbitmqctl` against the node.
+    pub async fn ctl(&self, args: &[&str]) -> String {
+        let mut cmd = tokio::process::Command::from(self.command(&[]));
+        cmd.arg("ctl").args(args);
+        let out = cmd.output().await.expect("run scripts/broker ctl");
+        assert!(
+            out.status.success(),
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Kills the node's Erlang VM with SIGKILL (no clean shutdown, no
+    /// connection.close to anyone) and waits until its port is closed.
+    pub async fn kill(&self) {
+        let state = self
+            .script
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("scripts/broker sits in <repo>/scripts")
+            .join(format!("target/broker/{}/pid", self.port));
+        let pid =
+            std::fs::read_to_string(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
+        let status = tokio::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .await
+            .expect("run kill");
+        assert!(status.success(), "kill -9 {} failed", pid.trim());
+        let start = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_ok()
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the node would not die"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits until something accepts TCP connections on `port`, and says when.
+pub async fn accepting(port: u16) -> Instant {
+    loop {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Instant::now();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn command(script: &Path, port: u16, args: &[&str]) -> Command {
+    let mut cmd = Command::new(script);
+    cmd.args(args)
+        .env("WARREN_BROKER_PORT", port.to_string())
+        // With it set, the script would manage nothing and print this URL.
+        .env_remove("WARREN_AMQP_URL")
+        .stdin(Stdio::null());
+    cmd
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
