@@ -8,6 +8,8 @@
 
 pub mod address;
 pub mod codec;
+#[doc(hidden)]
+pub mod codegen;
 pub mod config;
 pub mod context;
 pub mod error;
