@@ -1,1 +1,42 @@
-//! Procedural macros for warren (see the `warren` crate).
+//! Procedural macros for warren: `#[warren::service]`.
+//!
+//! Use them through the `warren` crate, which documents them and provides
+//! everything the generated code names (`warren::codegen`).
+
+mod args;
+mod attrs;
+mod call;
+mod client;
+mod errors;
+mod gather;
+mod names;
+mod parse;
+mod server;
+mod trait_def;
+mod types;
+
+use proc_macro::TokenStream;
+
+/// The guide to the generated code and its wire format: `docs/MACRO.md`
+/// in the warren repository.
+#[proc_macro_attribute]
+pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
+    expand(args.into(), item.into()).into()
+}
+
+fn expand(
+    args: proc_macro2::TokenStream,
+    item: proc_macro2::TokenStream,
+) -> proc_macro2::TokenStream {
+    match parse::Service::parse(args, item) {
+        Ok(service) => {
+            let mut out = trait_def::generate(&service);
+            out.extend(args::generate(&service));
+            out.extend(client::generate(&service));
+            out.extend(gather::generate(&service));
+            out.extend(server::generate(&service));
+            out
+        }
+        Err(errors) => errors.to_compile_error(),
+    }
+}

@@ -1,0 +1,188 @@
+//! The caller's side: options of a generated client, building its
+//! requests, sending them over any transport and decoding the replies.
+
+use crate::address::{Address, Peer, ServiceType};
+use crate::codec::{CodecError, ContentType};
+use crate::context::Context;
+use crate::error::Error;
+use crate::headers::Headers;
+use crate::message::{Gather, Request, Response};
+use crate::status::Code;
+use bytes::Bytes;
+use serde::{de::DeserializeOwned, Serialize};
+use std::time::Duration;
+use tower::{Service, ServiceExt};
+
+/// What a generated client puts on every request it sends.
+#[derive(Clone, Debug)]
+pub struct CallOptions {
+    address: Address,
+    timeout: Option<Duration>,
+    headers: Headers,
+    content_type: ContentType,
+}
+
+impl CallOptions {
+    /// Calls to any one instance of `service`, MessagePack, no headers, the
+    /// transport's default deadline.
+    ///
+    /// # Panics
+    /// If `service` is not a valid [`ServiceType`]; the macro checks the
+    /// name at compile time, so generated code never passes a bad one.
+    #[must_use]
+    pub fn new(service: &'static str) -> Self {
+        let service =
+            ServiceType::new(service).expect("service type checked by #[warren::service]");
+        Self {
+            address: Address::Any(service),
+            timeout: None,
+            headers: Headers::new(),
+            content_type: ContentType::default(),
+        }
+    }
+
+    /// Sends to `address` instead.
+    #[must_use]
+    pub fn address(mut self, address: Address) -> Self {
+        self.address = address;
+        self
+    }
+
+    /// Gives each call `timeout` from the moment it is made.
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Adds a header to every request.
+    #[must_use]
+    pub fn header(mut self, name: String, value: String) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Encodes requests (and so gets replies) in `content_type`.
+    #[must_use]
+    pub fn content_type(mut self, content_type: ContentType) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    /// The request for one call of `method` with `args` (a map of argument
+    /// names to values). The deadline starts now, and the deadline and
+    /// `traceparent` of the call being served (if any) carry over.
+    ///
+    /// # Errors
+    /// [`Error::Codec`] if `args` cannot be encoded.
+    pub fn request<A: Serialize>(
+        &self,
+        method: &'static str,
+        idempotent: bool,
+        args: &A,
+    ) -> Result<Request, Error> {
+        self.build(method, idempotent, self.content_type.encode(args))
+    }
+
+    fn build(
+        &self,
+        method: &'static str,
+        idempotent: bool,
+        body: Result<Bytes, CodecError>,
+    ) -> Result<Request, Error> {
+        let mut request = Request::new(self.address.clone(), method, self.content_type, body?)?;
+        request.headers = self.headers.clone();
+        request.idempotent = idempotent;
+        if let Some(timeout) = self.timeout {
+            request = request.with_timeout(timeout);
+        }
+        Context::propagate(&mut request);
+        Ok(request)
+    }
+}
+
+/// Sends `request` over `transport` (waiting for it to be ready) and
+/// decodes the reply with `decode`.
+///
+/// # Errors
+/// Whatever building the request, the transport or `decode` reported.
+pub async fn unary<T, R>(
+    mut transport: T,
+    request: Result<Request, Error>,
+    decode: fn(Result<Response, Error>) -> Result<R, Error>,
+) -> Result<R, Error>
+where
+    T: Service<Request, Response = Response, Error = Error>,
+{
+    let request = request?;
+    let ready = ServiceExt::<Request>::ready(&mut transport).await?;
+    decode(ready.call(request).await)
+}
+
+/// Sends `request` to many instances and decodes each reply with `decode`,
+/// keeping who sent it.
+///
+/// # Errors
+/// Whatever building the request or the transport reported; a failure of
+/// one instance is in that instance's entry instead.
+pub async fn gather<T, R>(
+    mut transport: T,
+    request: Result<Request, Error>,
+    expect: Option<usize>,
+    decode: fn(Result<Response, Error>) -> Result<R, Error>,
+) -> Result<Vec<(Peer, Result<R, Error>)>, Error>
+where
+    T: Service<Gather, Response = Vec<Response>, Error = Error>,
+{
+    let gather = Gather {
+        request: request?,
+        expect,
+    };
+    let replies = ServiceExt::<Gather>::ready(&mut transport)
+        .await?
+        .call(gather)
+        .await?;
+    Ok(replies
+        .into_iter()
+        .map(|reply| (reply.from.clone(), decode(reply.into_result())))
+        .collect())
+}
+
+/// Decodes the reply of a method that returns a plain value.
+///
+/// # Errors
+/// The transport's error, or [`Error::Codec`] for a body that is not an `R`.
+pub fn decode<R: DeserializeOwned>(reply: Result<Response, Error>) -> Result<R, Error> {
+    reply?.decode()
+}
+
+/// Decodes the reply of a method that returns `Result<R, E>`: an
+/// [`Error::Remote`] with code `application` whose details are an `E` is
+/// the method's own error, `Ok(Err(e))`; anything else stays an [`Error`].
+///
+/// # Errors
+/// The transport's error (including an application error whose details are
+/// not an `E`, kept as the [`Error::Remote`] it came as), or
+/// [`Error::Codec`] for a body that is not an `R`.
+pub fn decode_fallible<R: DeserializeOwned, E: DeserializeOwned>(
+    reply: Result<Response, Error>,
+) -> Result<Result<R, E>, Error> {
+    match reply {
+        Ok(reply) => reply.decode().map(Ok),
+        Err(Error::Remote(status)) if *status.code() == Code::Application => {
+            match status.details::<E>() {
+                Ok(Some(err)) => Ok(Err(err)),
+                _ => Err(Error::Remote(status)),
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The reply of a oneway method: only whether the server took the call.
+///
+/// # Errors
+/// The transport's error.
+pub fn decode_unit(reply: Result<Response, Error>) -> Result<(), Error> {
+    reply.map(drop)
+}

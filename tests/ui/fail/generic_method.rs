@@ -1,0 +1,7 @@
+#[warren::service]
+pub trait Store {
+    async fn put<T: serde::Serialize>(&self, value: T);
+    async fn get<'a>(&self, key: String) -> String where Self: Sized;
+}
+
+fn main() {}
