@@ -24,6 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             initial: Duration::from_millis(100),
             max: Duration::from_millis(500),
             max_attempts: None,
+            ..Backoff::default()
         });
     let http = HttpConfig::from_env()?;
 

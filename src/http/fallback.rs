@@ -131,7 +131,9 @@ impl Policy {
     fn may_resend(&self, request: &Request, err: &Error) -> bool {
         match err {
             Error::Unavailable { .. } => true,
-            Error::ConnectionLost => {
+            // Both may have reached the handler: only a method that can
+            // run twice is sent again.
+            Error::ConnectionLost | Error::Blocked { .. } => {
                 request.idempotent || self.idempotent.contains(&request.method)
             }
             _ => false,

@@ -37,6 +37,7 @@ impl Caller {
                 initial: Duration::from_millis(50),
                 max: Duration::from_millis(300),
                 max_attempts: None,
+                ..Backoff::default()
             });
         let conn = crate::support::connect(cfg).await;
         let peers = Peers::new();
