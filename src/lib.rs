@@ -29,7 +29,7 @@ pub use context::Context;
 pub use error::Error;
 pub use headers::Headers;
 pub use message::{Gather, Request, Response};
-pub use node::{Node, NodeBuilder};
+pub use node::{NamedService, Node, NodeBuilder};
 pub use status::{Code, Status};
 
 /// Derives a typed client and a server adapter from a trait.

@@ -47,7 +47,7 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
         #[doc = #doc]
         // Not every program uses every part of the generated API.
         #[allow(dead_code)]
-        #vis struct #client<T> {
+        #vis struct #client<T = ::warren::codegen::Client> {
             inner: T,
             options: ::warren::codegen::CallOptions,
         }

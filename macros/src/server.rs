@@ -66,6 +66,11 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
             }
         }
 
+        impl<S> ::warren::codegen::NamedService for #server<S> {
+            const SERVICE: &'static str = Self::SERVICE;
+            const METHODS: &'static [&'static str] = Self::METHODS;
+        }
+
         impl<S> ::warren::codegen::Clone for #server<S> {
             fn clone(&self) -> Self {
                 Self { inner: ::warren::codegen::Clone::clone(&self.inner) }

@@ -19,6 +19,15 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use topology::Topology;
 use tracing::{info, warn};
 
+/// A handler that knows the service type it serves: the servers generated
+/// by [`#[warren::service]`](crate::service) are.
+pub trait NamedService {
+    /// The service type (`calculator`).
+    const SERVICE: &'static str;
+    /// The wire names of its methods (`Calculator.add`).
+    const METHODS: &'static [&'static str];
+}
+
 /// Settings of a node; start one with [`NodeBuilder::serve`].
 #[derive(Debug, Clone)]
 #[must_use]
@@ -59,6 +68,28 @@ impl Node {
             shutdown_grace: Duration::from_secs(10),
             http: None,
         }
+    }
+
+    /// Serves `handler` (a generated server such as `CalculatorServer`) as a
+    /// new instance of its service type, with a random id and the defaults
+    /// of [`NodeBuilder`].
+    ///
+    /// # Errors
+    /// As [`NodeBuilder::serve`]; [`Error::Name`] if the service's name is
+    /// not a valid [`ServiceType`].
+    pub async fn serve<S>(conn: &Connection, handler: S) -> Result<Node, Error>
+    where
+        S: NamedService
+            + tower::Service<Request, Response = Response, Error = Error>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        Self::builder(ServiceType::new(S::SERVICE)?)
+            .serve(conn, handler)
+            .await
     }
 
     /// This instance's id.
