@@ -12,8 +12,9 @@ use crate::codec::ContentType;
 use crate::message::Response;
 use crate::status::{Code, Status};
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
+use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::types::FieldTable;
+use lapin::ExchangeKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -126,7 +127,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
             Err(_) => return,
         };
         let Some(s) = slot.upgrade() else { return };
-        let opened = open(&link).await;
+        let opened = open(&link, &conn.config().exchange).await;
         let (session, mut replies) = match opened {
             Ok(x) => x,
             Err(e) => {
@@ -175,10 +176,28 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
     }
 }
 
-async fn open(link: &Link) -> Result<(Arc<Session>, lapin::Consumer), lapin::Error> {
+async fn open(
+    link: &Link,
+    exchange: &str,
+) -> Result<(Arc<Session>, lapin::Consumer), lapin::Error> {
     let channel = link.conn.create_channel().await?;
     channel
         .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    // Publishing to an exchange that does not exist closes the channel,
+    // which would fail every call in flight on it with `ConnectionLost`.
+    // Declared here (as nodes declare it), a call to an address nobody is
+    // bound to is a plain `NoRoute`, even before any node ever started.
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..ExchangeDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
         .await?;
     let consumer = channel
         .basic_consume(
