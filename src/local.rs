@@ -48,7 +48,7 @@ struct Registry {
 ///     service_fn(|req: Request| async move { Ok(Response::ok(req.content_type, req.body)) }),
 /// );
 /// let req = Request::new(Address::any("echo")?, "Echo.say", ContentType::Json, "\"hi\"")?;
-/// let reply = local.ready().await?.call(req).await?;
+/// let reply = ServiceExt::<Request>::ready(&mut local).await?.call(req).await?;
 /// assert_eq!(&reply.body[..], b"\"hi\"");
 /// # Ok::<_, warren::Error>(()) });
 /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
