@@ -2,6 +2,9 @@
 //! tests running in parallel on one broker never see each other's traffic.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod handler;
+pub mod raw;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 use warren::{Config, Connection, ServiceType};
@@ -41,4 +44,26 @@ pub async fn connect(config: Config) -> Connection {
     Connection::connect(config)
         .await
         .expect("connect to the test broker")
+}
+
+/// A request whose body is `value` encoded with `content_type`.
+pub fn request<T: serde::Serialize + ?Sized>(
+    address: warren::Address,
+    method: &str,
+    content_type: warren::ContentType,
+    value: &T,
+) -> warren::Request {
+    warren::Request::encode(address, method, content_type, value).expect("a valid request")
+}
+
+/// Starts a node of `service` serving [`handler::echo`] counted by `hits`.
+pub async fn echo_node(
+    conn: &Connection,
+    service: &ServiceType,
+    hits: &handler::Hits,
+) -> warren::Node {
+    warren::Node::builder(service.clone())
+        .serve(conn, handler::echo(hits))
+        .await
+        .expect("the node starts")
 }
