@@ -89,6 +89,5 @@ async fn a_panicking_handler_answers_internal_and_the_node_keeps_serving() {
         assert_eq!(reply.decode::<i32>().unwrap(), round);
     }
     assert_eq!(hits.count(), 6);
-    assert_eq!(node.in_flight(), 0);
     node.shutdown().await;
 }

@@ -39,10 +39,12 @@ pub fn config() -> Config {
         .default_timeout(Duration::from_secs(10))
 }
 
-/// Connects with `config`.
+/// Connects with `config`; fails the test if the broker cannot be reached
+/// within 20 s rather than retrying forever.
 pub async fn connect(config: Config) -> Connection {
-    Connection::connect(config)
+    tokio::time::timeout(Duration::from_secs(20), Connection::connect(config))
         .await
+        .unwrap_or_else(|_| panic!("no broker at {}; start one and set WARREN_AMQP_URL", url()))
         .expect("connect to the test broker")
 }
 
