@@ -1,6 +1,7 @@
 //! Run with: `scripts/broker start && WARREN_AMQP_URL=$(scripts/broker url) cargo run --example quickstart`
 use warren::{Client, Config, Connection, Node};
 
+/// Greets people.
 #[warren::service]
 pub trait Greeter {
     /// Says hello.

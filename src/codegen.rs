@@ -15,7 +15,10 @@ mod serve;
 pub use call::{decode, decode_fallible, decode_unit, gather, unary, CallOptions};
 pub use serve::{serve, unknown_method, Fallible, Reply, Value};
 
-pub use crate::{Address, Client, Code, NamedService, ContentType, Error, Gather, Peer, Request, Response, Status};
+pub use crate::{
+    Address, Client, Code, ContentType, Error, Gather, NamedService, Peer, Request, Response,
+    Status,
+};
 pub use core::clone::Clone;
 pub use core::convert::Into;
 pub use core::fmt::{Debug, Formatter, Result as FmtResult};

@@ -274,6 +274,12 @@ impl Config {
                 self.exchange
             )));
         }
+        if self.exchange.len() > 255 {
+            return Err(Error::Config(format!(
+                "exchange name is {} bytes long; AMQP allows 255",
+                self.exchange.len()
+            )));
+        }
         if self.prefetch == 0 {
             return Err(Error::Config(
                 "prefetch 0 means unlimited deliveries in flight; give a positive number".into(),
@@ -333,6 +339,10 @@ mod tests {
             "invalid configuration: WARREN_PREFETCH=`lots` is not a valid number"
         );
         assert!(Config::default().prefetch(0).validate().is_err());
+        assert!(Config::default()
+            .exchange("x".repeat(256))
+            .validate()
+            .is_err());
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub(crate) struct Dispatch {
     /// The address the delivery came in on, as the handler sees it.
     pub(crate) address: Address,
     pub(crate) max_body: usize,
+    /// When the delivery came off the consumer. A delivery may wait for a
+    /// free handler slot; that wait counts against its deadline.
+    pub(crate) received: Instant,
 }
 
 /// Why a delivery is refused before the handler runs.
@@ -51,7 +54,12 @@ struct Incoming {
     reply_to: Option<ShortString>,
 }
 
-fn read(d: &Delivery, address: &Address, max_body: usize) -> Result<Incoming, Refusal> {
+fn read(
+    d: &Delivery,
+    address: &Address,
+    max_body: usize,
+    received: Instant,
+) -> Result<Incoming, Refusal> {
     let props = &d.properties;
     let reply_to = props.reply_to().clone();
     let can_reply = reply_to.is_some();
@@ -93,11 +101,11 @@ fn read(d: &Delivery, address: &Address, max_body: usize) -> Result<Incoming, Re
     let inc = wire::incoming(props);
     let deadline = match inc.timeout {
         Some(t) => {
-            let remaining = remaining(t, props.timestamp().as_ref().copied());
-            if remaining.is_zero() {
+            let deadline = received + remaining(t, props.timestamp().as_ref().copied());
+            if deadline <= Instant::now() {
                 return Err(Refusal::Expired);
             }
-            Some(Instant::now() + remaining)
+            Some(deadline)
         }
         None => None,
     };
@@ -179,7 +187,7 @@ impl Dispatch {
             outcome = tracing::field::Empty, duration_us = tracing::field::Empty);
         let start = Instant::now();
         async {
-            let outcome = match read(&d, &self.address, self.max_body) {
+            let outcome = match read(&d, &self.address, self.max_body, self.received) {
                 Ok(inc) => {
                     tracing::Span::current().record("method", inc.request.method.as_str());
                     self.run(&d, inc).await

@@ -14,7 +14,7 @@ use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch, Semaphore};
 use topology::Topology;
 use tracing::{info, warn};
@@ -401,9 +401,20 @@ impl Runner {
         ready.send_replace(Some(Ok(())));
         loop {
             tokio::select! {
+                biased;
+                _ = &mut *stopped => return Ok(self.stop(&channel, &tags).await),
                 next = consumers.next() => match next {
                     Some((Ok(delivery), address)) => {
-                        let Ok(permit) = self.permits.clone().acquire_owned().await else {
+                        let received = Instant::now();
+                        // Waiting for a free handler slot must not hide a
+                        // stop: a delivery not yet started goes back to the
+                        // queue (unacked, on close) for another instance.
+                        let permit = tokio::select! {
+                            biased;
+                            _ = &mut *stopped => return Ok(self.stop(&channel, &tags).await),
+                            permit = self.permits.clone().acquire_owned() => permit,
+                        };
+                        let Ok(permit) = permit else {
                             return Ok(Finish::Stopped);
                         };
                         let dispatch = Dispatch {
@@ -412,6 +423,7 @@ impl Runner {
                             identity: self.identity.clone(),
                             address,
                             max_body: self.conn.config().max_body,
+                            received,
                         };
                         tokio::spawn(async move {
                             dispatch.handle(delivery).await;
@@ -424,20 +436,29 @@ impl Runner {
                     }
                     None => return Ok(Finish::Lost),
                 },
-                _ = &mut *stopped => {
-                    for tag in &tags {
-                        let _ = channel.basic_cancel(tag.clone(), BasicCancelOptions::default()).await;
-                    }
-                    let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-                    if tokio::time::timeout(self.grace, self.permits.acquire_many(all)).await.is_err() {
-                        warn!(grace = ?self.grace, "handlers still running at the end of the grace period");
-                    }
-                    let _ = channel.close(200, "node shut down".into()).await;
-                    info!(service = %self.topology.service, id = %self.topology.id, "node stopped");
-                    return Ok(Finish::Stopped);
-                }
             }
         }
+    }
+
+    /// Stops consuming, waits for running handlers (up to the grace
+    /// period), then closes the channel, which hands every delivery not
+    /// yet started back to its queue.
+    async fn stop(&self, channel: &lapin::Channel, tags: &[lapin::types::ShortString]) -> Finish {
+        for tag in tags {
+            let _ = channel
+                .basic_cancel(tag.clone(), BasicCancelOptions::default())
+                .await;
+        }
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        if tokio::time::timeout(self.grace, self.permits.acquire_many(all))
+            .await
+            .is_err()
+        {
+            warn!(grace = ?self.grace, "handlers still running at the end of the grace period");
+        }
+        let _ = channel.close(200, "node shut down".into()).await;
+        info!(service = %self.topology.service, id = %self.topology.id, "node stopped");
+        Finish::Stopped
     }
 }
 

@@ -3,8 +3,10 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod broker;
+pub mod handler;
 pub mod load;
 pub mod proxy;
+pub mod raw;
 pub mod sends;
 pub mod service;
 pub mod state;
@@ -43,9 +45,33 @@ pub fn config() -> Config {
         .default_timeout(Duration::from_secs(10))
 }
 
-/// Connects with `config`.
+/// Connects with `config`; fails the test if the broker cannot be reached
+/// within 20 s rather than retrying forever.
 pub async fn connect(config: Config) -> Connection {
-    Connection::connect(config)
+    tokio::time::timeout(Duration::from_secs(20), Connection::connect(config))
         .await
+        .unwrap_or_else(|_| panic!("no broker at {}; start one and set WARREN_AMQP_URL", url()))
         .expect("connect to the test broker")
+}
+
+/// A request whose body is `value` encoded with `content_type`.
+pub fn request<T: serde::Serialize + ?Sized>(
+    address: warren::Address,
+    method: &str,
+    content_type: warren::ContentType,
+    value: &T,
+) -> warren::Request {
+    warren::Request::encode(address, method, content_type, value).expect("a valid request")
+}
+
+/// Starts a node of `service` serving [`handler::echo`] counted by `hits`.
+pub async fn echo_node(
+    conn: &Connection,
+    service: &ServiceType,
+    hits: &handler::Hits,
+) -> warren::Node {
+    warren::Node::builder(service.clone())
+        .serve(conn, handler::echo(hits))
+        .await
+        .expect("the node starts")
 }

@@ -1,0 +1,173 @@
+//! A node's life: shutdown finishes the work in flight and hands back the
+//! rest, a restarted instance gets what waited for it, and an id can run
+//! only once at a time.
+mod support;
+
+use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::types::FieldTable;
+use std::time::Duration;
+use support::handler::{echo, Hits};
+use support::raw::Raw;
+use support::request;
+use warren::{Address, Client, ContentType, Error, Node, ServiceId};
+
+/// Waits until `queue` has exactly `n` consumers; fails the test after 10 s.
+async fn consumers(raw: &Raw, queue: &str, n: u32) {
+    let count = || async {
+        raw.channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .unwrap()
+            .consumer_count()
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while count().await != n {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("`{queue}` never had {n} consumers"));
+}
+
+#[tokio::test]
+async fn shutdown_finishes_work_in_flight_and_hands_back_the_rest() {
+    let conn = support::connect(support::config()).await;
+    let t = support::service_type("shutdown");
+    let (hits_a, hits_b) = (Hits::default(), Hits::default());
+    let a = Node::builder(t.clone())
+        .concurrency(1)
+        .serve(&conn, echo(&hits_a))
+        .await
+        .unwrap();
+    let a_id = a.id().clone();
+    let client = Client::new(&conn);
+    let call = |method: &str, body: i32| {
+        let (client, req) = (
+            client.clone(),
+            request(Address::Any(t.clone()), method, ContentType::Json, &body),
+        );
+        tokio::spawn(async move { client.call(req).await })
+    };
+    let held = call("Echo.hold", 0);
+    hits_a.wait_for(1).await;
+    // These reach `a` too (it is the only consumer), and wait there.
+    let waiting = [call("Echo.say", 1), call("Echo.say", 2)];
+    let raw = Raw::open().await;
+    let b = support::echo_node(&conn, &t, &hits_b).await;
+    consumers(&raw, t.as_str(), 2).await;
+
+    let stopping = tokio::spawn(a.shutdown());
+    // `a` stops taking deliveries at once, though its handler still runs.
+    consumers(&raw, t.as_str(), 1).await;
+    assert!(!stopping.is_finished());
+    hits_a.release();
+    let reply = held.await.unwrap().expect("the call in flight is answered");
+    assert_eq!(reply.from.id.as_deref(), Some(a_id.as_str()));
+    stopping.await.unwrap();
+    for (i, w) in waiting.into_iter().enumerate() {
+        let reply = w
+            .await
+            .unwrap()
+            .expect("a call not yet started is answered by another instance");
+        assert_eq!(reply.decode::<usize>().unwrap(), i + 1);
+        assert_eq!(reply.from.id.as_deref(), Some(b.id().as_str()));
+    }
+    assert_eq!((hits_a.count(), hits_b.count()), (1, 2));
+    b.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restarted_instance_gets_what_was_sent_to_it_while_it_was_down() {
+    let conn = support::connect(support::config()).await;
+    let t = support::service_type("restart");
+    let id = ServiceId::new(support::unique("fixed")).unwrap();
+    let start = |hits: &Hits| {
+        Node::builder(t.clone())
+            .id(id.clone())
+            .queue_expires(Duration::from_secs(60))
+            .serve(&conn, echo(hits))
+    };
+    start(&Hits::default()).await.unwrap().shutdown().await;
+
+    let client = Client::new(&conn);
+    let to = Address::Instance(id.clone());
+    client
+        .send(request(
+            to.clone(),
+            "Echo.say",
+            ContentType::MsgPack,
+            &"while you were out",
+        ))
+        .await
+        .expect("the instance queue outlives the instance");
+    // It waits in the instance's queue, persistent.
+    let raw = Raw::open().await;
+    let queue = format!("{t}-{id}");
+    let waiting = raw
+        .channel
+        .basic_get(queue.as_str().into(), BasicGetOptions::default())
+        .await
+        .unwrap()
+        .expect("the send waits in the instance queue");
+    assert_eq!(waiting.delivery.properties.delivery_mode(), &Some(2));
+    waiting
+        .delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..BasicNackOptions::default()
+        })
+        .await
+        .unwrap();
+
+    let hits = Hits::default();
+    let node = start(&hits).await.expect("the same id starts again");
+    hits.wait_for(1).await;
+    let reply = client
+        .call(request(to, "Echo.say", ContentType::MsgPack, &"back"))
+        .await
+        .unwrap();
+    assert_eq!(reply.from.id.as_deref(), Some(id.as_str()));
+    assert_eq!(hits.count(), 2);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_id_already_in_use_cannot_start_again() {
+    let conn = support::connect(support::config()).await;
+    let other = support::connect(conn.config().clone()).await;
+    let t = support::service_type("dup");
+    let hits = Hits::default();
+    let first = support::echo_node(&conn, &t, &hits).await;
+    for c in [&conn, &other] {
+        let err = Node::builder(t.clone())
+            .id(first.id().clone())
+            .serve(c, echo(&Hits::default()))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Broker(_)), "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(first.id().as_str()) && msg.contains("already running"),
+            "unclear: {msg}"
+        );
+    }
+    let reply = Client::new(&conn)
+        .call(request(
+            Address::Instance(first.id().clone()),
+            "Echo.say",
+            ContentType::Json,
+            &1,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.from.id.as_deref(), Some(first.id().as_str()));
+    first.shutdown().await;
+}
