@@ -10,7 +10,7 @@
 //! | `WARREN_HEARTBEAT_S` | AMQP heartbeat, seconds | `10` |
 //! | `WARREN_CONNECT_TIMEOUT_MS` | how long one connection attempt may take | `5000` |
 //! | `WARREN_WHEN_DISCONNECTED` | `wait` or `fail-fast`: see [`WhenDisconnected`] | `wait` |
-//! | `RABBITMQ_RETRY_ATTEMPTS` | connection attempts before [`Connection::connect`](crate::Connection::connect) gives up (`0`: never) | `0` |
+//! | `RABBITMQ_RETRY_ATTEMPTS` | connection attempts before [`Connection::connect`](crate::Connection::connect) gives up (`0`: never) | `10` (about 10 s) |
 //! | `RABBITMQ_RETRY_DELAY` | first retry delay: milliseconds, or with a unit (`500ms`, `2s`) | `100` |
 //! | `WARREN_RETRY_MAX_DELAY` | longest retry delay, same syntax | `2s` |
 //! | `WARREN_RETRY_FACTOR` | growth of the delay per failed attempt | `2` |

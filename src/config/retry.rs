@@ -31,7 +31,9 @@ impl Default for Backoff {
             initial: Duration::from_millis(100),
             factor: 2.0,
             max: Duration::from_secs(2),
-            max_attempts: None,
+            // About ten seconds: long enough for a broker that is starting,
+            // short enough that a wrong URL is an error, not a hang.
+            max_attempts: Some(10),
         }
     }
 }

@@ -132,6 +132,8 @@ fn command(script: &Path, port: u16, args: &[&str]) -> Command {
         .env("WARREN_BROKER_PORT", port.to_string())
         // With it set, the script would manage nothing and print this URL.
         .env_remove("WARREN_AMQP_URL")
+        // scripts/test exports the shared node's name; this node has its own.
+        .env_remove("WARREN_BROKER_NODE")
         .stdin(Stdio::null());
     cmd
 }
