@@ -230,3 +230,47 @@ impl Gather {
         self
     }
 }
+
+/// Implements `tower::Service<Request>` and `tower::Service<Gather>` for a
+/// cloneable transport whose inherent `call` and `gather` do the work: the
+/// service clones the handle into a `'static` future.
+macro_rules! transport_services {
+    ($ty:ty) => {
+        impl tower::Service<$crate::message::Request> for $ty {
+            type Response = $crate::message::Response;
+            type Error = $crate::error::Error;
+            type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+            fn poll_ready(
+                &mut self,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, request: $crate::message::Request) -> Self::Future {
+                let this = self.clone();
+                Box::pin(async move { this.call(request).await })
+            }
+        }
+
+        impl tower::Service<$crate::message::Gather> for $ty {
+            type Response = Vec<$crate::message::Response>;
+            type Error = $crate::error::Error;
+            type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+            fn poll_ready(
+                &mut self,
+                _cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                std::task::Poll::Ready(Ok(()))
+            }
+
+            fn call(&mut self, gather: $crate::message::Gather) -> Self::Future {
+                let this = self.clone();
+                Box::pin(async move { this.gather(gather).await })
+            }
+        }
+    };
+}
+pub(crate) use transport_services;

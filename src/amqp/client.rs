@@ -9,11 +9,9 @@ use crate::config::WhenDisconnected;
 use crate::context::Context;
 use crate::error::Error;
 use crate::message::{Gather, Request, Response};
-use futures::future::BoxFuture;
 use lapin::options::BasicPublishOptions;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
@@ -480,32 +478,4 @@ fn error_kind(e: &Error) -> &'static str {
     }
 }
 
-impl tower::Service<Request> for Client {
-    type Response = Response;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Response, Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.call(request).await })
-    }
-}
-
-impl tower::Service<Gather> for Client {
-    type Response = Vec<Response>;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Vec<Response>, Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, gather: Gather) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.gather(gather).await })
-    }
-}
+crate::message::transport_services!(Client);

@@ -13,9 +13,7 @@ use crate::context::Context;
 use crate::error::Error;
 use crate::message::{Gather, Request, Response};
 use axum::http::StatusCode;
-use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 
@@ -274,32 +272,4 @@ impl HttpClient {
     }
 }
 
-impl tower::Service<Request> for HttpClient {
-    type Response = Response;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Response, Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.call(request).await })
-    }
-}
-
-impl tower::Service<Gather> for HttpClient {
-    type Response = Vec<Response>;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Vec<Response>, Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, gather: Gather) -> Self::Future {
-        let this = self.clone();
-        Box::pin(async move { this.gather(gather).await })
-    }
-}
+crate::message::transport_services!(HttpClient);
