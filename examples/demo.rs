@@ -80,7 +80,10 @@ async fn main() -> Result<(), Error> {
     println!("\n-- typed calls to any(calculator)");
     println!("add(2, 3)        = {}", calc.add(2, 3).await?);
     println!("divide(1, 4)     = {:?}", calc.divide(1.0, 4.0).await?);
-    println!("divide(1, 0)     = {:?}   (the handler's own error)", calc.divide(1.0, 0.0).await?);
+    println!(
+        "divide(1, 0)     = {:?}   (the handler's own error)",
+        calc.divide(1.0, 0.0).await?
+    );
 
     let mut seen = BTreeMap::new();
     for _ in 0..10 {
@@ -96,14 +99,20 @@ async fn main() -> Result<(), Error> {
         .whoami()
         .await?;
     for (peer, answer) in &replies {
-        println!("every(calculator) → {:?} answered {:?}", peer.id.as_deref().unwrap_or("?"), answer.as_ref().ok());
+        println!(
+            "every(calculator) → {:?} answered {:?}",
+            peer.id.as_deref().unwrap_or("?"),
+            answer.as_ref().ok()
+        );
     }
 
     println!("\n-- failures are typed");
     let nobody = calc.clone().with_address(Address::any("nobody")?);
     let start = Instant::now();
     match nobody.add(1, 1).await {
-        Err(e @ Error::NoRoute { .. }) => println!("any(nobody)      → {e} (after {:?})", start.elapsed()),
+        Err(e @ Error::NoRoute { .. }) => {
+            println!("any(nobody)      → {e} (after {:?})", start.elapsed());
+        }
         other => println!("any(nobody)      → unexpected {other:?}"),
     }
     let hurried = calc.clone().with_timeout(Duration::from_millis(100));

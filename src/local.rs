@@ -177,6 +177,11 @@ impl Service<Request> for Local {
                     address: req.address,
                 });
             };
+            if req.oneway {
+                let content_type = req.content_type;
+                tokio::spawn(invoke(handler, peer, req));
+                return Ok(Response::ok(content_type, bytes::Bytes::new()));
+            }
             let after = deadline.saturating_duration_since(Instant::now());
             tokio::time::timeout_at(deadline.into(), invoke(handler, peer, req))
                 .await

@@ -31,6 +31,11 @@ pub struct Request {
     /// Whether running the method twice is harmless; lets a call that may
     /// have reached the broker be retried over another transport.
     pub idempotent: bool,
+    /// No reply is wanted: the transport returns once the request is
+    /// delivered, with an empty ok [`Response`]. Over AMQP it is published
+    /// persistent and confirmed, like [`Client::send`](crate::Client::send);
+    /// in process, the handler is started and not awaited.
+    pub oneway: bool,
     /// Who sent it (filled in on the receiving side).
     pub from: Peer,
     /// The unique id of this message (filled in on the receiving side).
@@ -59,6 +64,7 @@ impl Request {
             headers: Headers::new(),
             deadline: None,
             idempotent: false,
+            oneway: false,
             from: Peer::default(),
             message_id: None,
         })
@@ -97,6 +103,13 @@ impl Request {
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.headers.insert(name, value);
+        self
+    }
+
+    /// Asks for no reply (see [`Request::oneway`]).
+    #[must_use]
+    pub fn oneway(mut self, yes: bool) -> Self {
+        self.oneway = yes;
         self
     }
 

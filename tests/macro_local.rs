@@ -197,7 +197,7 @@ async fn method_options_reach_the_request() -> Result<(), Error> {
         .map_request(move |req: Request| {
             seen.lock()
                 .unwrap()
-                .push((req.method.clone(), req.idempotent));
+                .push((req.method.clone(), req.idempotent, req.oneway));
             req
         })
         .service(one_instance());
@@ -209,11 +209,16 @@ async fn method_options_reach_the_request() -> Result<(), Error> {
     client.whoami().await?;
     client.record(5).await?;
     client.record(6).await?;
-    assert_eq!(client.total().await?, 11);
+    // Oneway calls return before their handler ran: wait for the effect.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.total().await? != 11 {
+        assert!(Instant::now() < deadline, "the oneway calls never ran");
+        tokio::task::yield_now().await;
+    }
     let sent = spy.lock().unwrap();
-    assert_eq!(sent[0], ("Calculator.header".to_owned(), false));
-    assert_eq!(sent[1], ("Calculator.whoami".to_owned(), true));
-    assert_eq!(sent[2], ("Calculator.record".to_owned(), false));
+    assert_eq!(sent[0], ("Calculator.header".to_owned(), false, false));
+    assert_eq!(sent[1], ("Calculator.whoami".to_owned(), true, false));
+    assert_eq!(sent[2], ("Calculator.record".to_owned(), false, true));
     Ok(())
 }
 

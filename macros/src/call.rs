@@ -24,8 +24,9 @@ pub(crate) fn params(method: &Method) -> TokenStream {
 pub(crate) fn request(service: &Service, method: &Method) -> TokenStream {
     let wire = &method.wire;
     let idempotent = method.idempotent;
+    let oneway = matches!(method.output, Output::Oneway);
     let args = args::construct(service, method);
-    quote!(self.options.request(#wire, #idempotent, &#args))
+    quote!(self.options.request(#wire, #idempotent, #oneway, &#args))
 }
 
 /// The function that decodes one reply into the method's declared type.
@@ -44,8 +45,9 @@ pub(crate) fn docs(method: &Method, how: &str) -> TokenStream {
     let separator = (!own.is_empty()).then(|| quote!(#[doc = ""]));
     let wire = match method.output {
         Output::Oneway => format!(
-            "{how} `{}`. A oneway call has no result value: it returns once the \
-             server accepted it.",
+            "{how} `{}`. A oneway call has no result value and waits for no \
+             reply: it returns once the transport delivered it (over AMQP: \
+             persistent and confirmed by the broker).",
             method.wire
         ),
         _ => format!("{how} `{}`.", method.wire),

@@ -117,6 +117,14 @@ impl Client {
     /// reply, [`Error::ConnectionLost`] if the connection died meanwhile,
     /// [`Error::Unavailable`] if it could not be sent.
     pub async fn call(&self, request: Request) -> Result<Response, Error> {
+        if request.oneway {
+            let content_type = request.content_type;
+            self.send(request).await?;
+            return Ok(Response {
+                transport: "amqp",
+                ..Response::ok(content_type, bytes::Bytes::new())
+            });
+        }
         let mut request = request;
         let deadline = self.deadline(&mut request);
         let span = tracing::info_span!("warren.call", method = %request.method, address = %request.address,

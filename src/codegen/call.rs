@@ -79,9 +79,12 @@ impl CallOptions {
         &self,
         method: &'static str,
         idempotent: bool,
+        oneway: bool,
         args: &A,
     ) -> Result<Request, Error> {
-        self.build(method, idempotent, self.content_type.encode(args))
+        let mut request = self.build(method, idempotent, self.content_type.encode(args))?;
+        request.oneway = oneway;
+        Ok(request)
     }
 
     fn build(
