@@ -1,23 +1,20 @@
 //! A service instance: its queues, its consumers, and the handler they feed.
 
 pub(crate) mod dispatch;
+mod runner;
 mod topology;
 
-use crate::address::{Address, Peer, ServiceId, ServiceType};
-use crate::amqp::connection::{until_closed, Link};
+use crate::address::{Peer, ServiceId, ServiceType};
 use crate::amqp::{Client, Connection};
 use crate::error::Error;
 use crate::message::{Request, Response};
-use dispatch::{Dispatch, Handler};
-use futures::stream::{SelectAll, StreamExt};
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
-use lapin::types::FieldTable;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use dispatch::Handler;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{oneshot, watch, Semaphore};
+use runner::Runner;
 use topology::Topology;
-use tracing::{info, warn};
 
 /// A handler that knows the service type it serves: the servers generated
 /// by [`#[warren::service]`](crate::service) are.
@@ -278,191 +275,4 @@ impl NodeBuilder {
             None => Err(Error::Shutdown),
         }
     }
-}
-
-struct Runner {
-    conn: Connection,
-    topology: Topology,
-    handler: Handler,
-    consumers: Arc<AtomicUsize>,
-    identity: Peer,
-    permits: Arc<Semaphore>,
-    concurrency: usize,
-    grace: Duration,
-}
-
-type Ready = watch::Sender<Option<Result<(), String>>>;
-
-impl Runner {
-    async fn run(self, mut stopped: oneshot::Receiver<()>, ready: Ready) {
-        let mut links = self.conn.link();
-        let mut closed = self.conn.closed();
-        loop {
-            let link = tokio::select! {
-                l = links.wait_for(Option::is_some) => match l {
-                    Ok(l) => l.clone().unwrap_or_else(|| unreachable!()),
-                    Err(_) => return,
-                },
-                _ = &mut stopped => return,
-                () = until_closed(&mut closed) => return,
-            };
-            let consumed = self.consume(&link, &mut stopped, &ready).await;
-            self.consumers.store(0, Ordering::Relaxed);
-            match consumed {
-                Ok(Finish::Stopped) => return,
-                Ok(Finish::Lost) => {}
-                Err(e) => {
-                    if ready.borrow().is_none() {
-                        ready.send_replace(Some(Err(e)));
-                        return;
-                    }
-                    warn!(error = %e, "cannot set up the node; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-            if link.conn.status().connected() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            } else {
-                let gen = link.generation;
-                let _ = links
-                    .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
-                    .await;
-            }
-        }
-    }
-
-    /// Consumes on one connection until it is lost or the node stops.
-    async fn consume(
-        &self,
-        link: &Link,
-        stopped: &mut oneshot::Receiver<()>,
-        ready: &Ready,
-    ) -> Result<Finish, String> {
-        let channel = link
-            .conn
-            .create_channel()
-            .await
-            .map_err(|e| e.to_string())?;
-        self.topology.declare(&channel).await.map_err(|e| {
-            let hint = if e.to_string().contains("PRECONDITION_FAILED") {
-                "; a queue exists with other arguments: every instance of a type must use \
-                 the same queue_expires and dead_letter_exchange"
-            } else {
-                ""
-            };
-            format!("cannot declare the topology: {e}{hint}")
-        })?;
-        channel
-            .basic_qos(self.conn.config().prefetch, BasicQosOptions::default())
-            .await
-            .map_err(|e| e.to_string())?;
-        let instance = self.topology.instance_queue();
-        let work = self.topology.work_queue();
-        let mut consumers = SelectAll::new();
-        let mut tags = Vec::new();
-        for (queue, exclusive, address) in [
-            (
-                instance.as_str(),
-                true,
-                Address::Instance(self.topology.id.clone()),
-            ),
-            (
-                work.as_str(),
-                false,
-                Address::Any(self.topology.service.clone()),
-            ),
-        ] {
-            let consumer = channel
-                .basic_consume(
-                    queue.into(),
-                    "".into(),
-                    BasicConsumeOptions {
-                        exclusive,
-                        ..BasicConsumeOptions::default()
-                    },
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| {
-                    if exclusive {
-                        format!(
-                            "cannot consume `{queue}` (is instance `{}` already running?): {e}",
-                            self.topology.id
-                        )
-                    } else {
-                        format!("cannot consume `{queue}`: {e}")
-                    }
-                })?;
-            tags.push(consumer.tag());
-            consumers.push(consumer.map(move |d| (d, address.clone())));
-        }
-        self.consumers.store(tags.len(), Ordering::Relaxed);
-        info!(service = %self.topology.service, id = %self.topology.id, "node serving");
-        ready.send_replace(Some(Ok(())));
-        loop {
-            tokio::select! {
-                biased;
-                _ = &mut *stopped => return Ok(self.stop(&channel, &tags).await),
-                next = consumers.next() => match next {
-                    Some((Ok(delivery), address)) => {
-                        let received = Instant::now();
-                        // Waiting for a free handler slot must not hide a
-                        // stop: a delivery not yet started goes back to the
-                        // queue (unacked, on close) for another instance.
-                        let permit = tokio::select! {
-                            biased;
-                            _ = &mut *stopped => return Ok(self.stop(&channel, &tags).await),
-                            permit = self.permits.clone().acquire_owned() => permit,
-                        };
-                        let Ok(permit) = permit else {
-                            return Ok(Finish::Stopped);
-                        };
-                        let dispatch = Dispatch {
-                            channel: channel.clone(),
-                            handler: self.handler.clone(),
-                            identity: self.identity.clone(),
-                            address,
-                            max_body: self.conn.config().max_body,
-                            received,
-                        };
-                        tokio::spawn(async move {
-                            dispatch.handle(delivery).await;
-                            drop(permit);
-                        });
-                    }
-                    Some((Err(e), _)) => {
-                        warn!(error = %e, "consumer failed");
-                        return Ok(Finish::Lost);
-                    }
-                    None => return Ok(Finish::Lost),
-                },
-            }
-        }
-    }
-
-    /// Stops consuming, waits for running handlers (up to the grace
-    /// period), then closes the channel, which hands every delivery not
-    /// yet started back to its queue.
-    async fn stop(&self, channel: &lapin::Channel, tags: &[lapin::types::ShortString]) -> Finish {
-        for tag in tags {
-            let _ = channel
-                .basic_cancel(tag.clone(), BasicCancelOptions::default())
-                .await;
-        }
-        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        if tokio::time::timeout(self.grace, self.permits.acquire_many(all))
-            .await
-            .is_err()
-        {
-            warn!(grace = ?self.grace, "handlers still running at the end of the grace period");
-        }
-        let _ = channel.close(200, "node shut down".into()).await;
-        info!(service = %self.topology.service, id = %self.topology.id, "node stopped");
-        Finish::Stopped
-    }
-}
-
-enum Finish {
-    Stopped,
-    Lost,
 }
