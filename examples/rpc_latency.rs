@@ -1,6 +1,6 @@
-//! Round-trip latency and throughput of calls through one broker.
-//!
 //! Run with: `WARREN_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --release --example rpc_latency`
+//!
+//! Round-trip latency and throughput of calls through one broker.
 //!
 //! Starts an echo node, then measures sequential calls (p50, p99) and the
 //! throughput with 16 calls in flight. It prints figures; it asserts nothing.
