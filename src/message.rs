@@ -31,6 +31,10 @@ pub struct Request {
     /// Whether running the method twice is harmless; lets a call that may
     /// have reached the broker be retried over another transport.
     pub idempotent: bool,
+    /// Whether the request is published persistent (AMQP delivery mode 2):
+    /// queued on disk when its queue is durable, so a broker restart does
+    /// not lose it before a server takes it. Slower; off by default.
+    pub persistent: bool,
     /// Who sent it (filled in on the receiving side).
     pub from: Peer,
     /// The unique id of this message (filled in on the receiving side).
@@ -59,6 +63,7 @@ impl Request {
             headers: Headers::new(),
             deadline: None,
             idempotent: false,
+            persistent: false,
             from: Peer::default(),
             message_id: None,
         })
@@ -104,6 +109,13 @@ impl Request {
     #[must_use]
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = yes;
+        self
+    }
+
+    /// Publishes the request persistent (see [`Request::persistent`](Self#structfield.persistent)).
+    #[must_use]
+    pub fn persistent(mut self, yes: bool) -> Self {
+        self.persistent = yes;
         self
     }
 

@@ -83,6 +83,7 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
         headers: wire::application_headers(h),
         deadline,
         idempotent: false,
+        persistent: false,
         from,
         message_id: Some(
             message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),

@@ -117,6 +117,7 @@ fn read(
         headers: inc.headers,
         deadline,
         idempotent: false,
+        persistent: false,
         from: inc.sender,
         message_id: props.message_id().as_ref().map(|m| m.as_str().to_owned()),
     };
