@@ -36,6 +36,10 @@ pub struct Request {
     /// persistent and confirmed, like [`Client::send`](crate::Client::send);
     /// in process, the handler is started and not awaited.
     pub oneway: bool,
+    /// Whether the request is published persistent (AMQP delivery mode 2):
+    /// queued on disk when its queue is durable, so a broker restart does
+    /// not lose it before a server takes it. Slower; off by default.
+    pub persistent: bool,
     /// Who sent it (filled in on the receiving side).
     pub from: Peer,
     /// The unique id of this message (filled in on the receiving side).
@@ -65,6 +69,7 @@ impl Request {
             deadline: None,
             idempotent: false,
             oneway: false,
+            persistent: false,
             from: Peer::default(),
             message_id: None,
         })
@@ -117,6 +122,13 @@ impl Request {
     #[must_use]
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = yes;
+        self
+    }
+
+    /// Publishes the request persistent (see [`Request::persistent`](Self#structfield.persistent)).
+    #[must_use]
+    pub fn persistent(mut self, yes: bool) -> Self {
+        self.persistent = yes;
         self
     }
 

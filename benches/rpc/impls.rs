@@ -25,6 +25,7 @@ use crate::client::{self, BoxError, ClientCtx};
 use crate::lapin_baseline;
 use crate::proto::ClientResult;
 use crate::server::ServerCtx;
+use crate::warren_impl;
 
 /// An implementation under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +59,7 @@ impl Impl {
     pub(crate) fn unavailable(self) -> Option<&'static str> {
         match self {
             Impl::Lapin => None,
-            Impl::Warren => Some("not plugged into this bench yet (no warren client/server arm)"),
+            Impl::Warren => None,
         }
     }
 
@@ -66,7 +67,7 @@ impl Impl {
     pub(crate) async fn serve(self, ctx: ServerCtx) -> Result<(), BoxError> {
         match self {
             Impl::Lapin => lapin_baseline::serve(ctx).await,
-            Impl::Warren => Err(self.not_available()),
+            Impl::Warren => warren_impl::serve(ctx).await,
         }
     }
 
@@ -74,16 +75,7 @@ impl Impl {
     pub(crate) async fn client(self, ctx: &ClientCtx) -> Result<ClientResult, BoxError> {
         match self {
             Impl::Lapin => client::run(lapin_baseline::Client::connect(ctx).await?, ctx).await,
-            Impl::Warren => Err(self.not_available()),
+            Impl::Warren => client::run(warren_impl::Client::connect(ctx).await?, ctx).await,
         }
-    }
-
-    fn not_available(self) -> BoxError {
-        format!(
-            "{}: {}",
-            self.name(),
-            self.unavailable().unwrap_or("unavailable")
-        )
-        .into()
     }
 }

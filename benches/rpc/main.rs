@@ -27,6 +27,7 @@ mod procfs;
 mod proto;
 mod report;
 mod server;
+mod warren_impl;
 
 use impls::Impl;
 use mode::{Mode, Settings};

@@ -396,8 +396,9 @@ impl Client {
         }
     }
 
-    /// Publishes a request; the returned [`Confirm`] tells what the broker
-    /// did with it.
+    /// Publishes a request (`send`: one with no reply, always persistent;
+    /// a call is persistent if it asks to be); the returned [`Confirm`]
+    /// tells what the broker did with it.
     async fn publish(
         &self,
         session: &Session,
@@ -405,7 +406,7 @@ impl Client {
         id: u64,
         message_id: Option<&str>,
         deadline: Instant,
-        persistent: bool,
+        send: bool,
     ) -> Result<Confirm, Error> {
         let max = self.inner.conn.config().max_body;
         if request.body.len() > max {
@@ -415,7 +416,7 @@ impl Client {
             )));
         }
         let message_id = message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
-        let correlation_id = (!persistent).then(|| id.to_string());
+        let correlation_id = (!send).then(|| id.to_string());
         let timeout = deadline.saturating_duration_since(Instant::now());
         if timeout.is_zero() {
             return Err(Error::Timeout { after: timeout });
@@ -426,10 +427,10 @@ impl Client {
             headers: &request.headers,
             message_id: &message_id,
             correlation_id: correlation_id.as_deref(),
-            reply_to: (!persistent).then_some(REPLY_TO),
+            reply_to: (!send).then_some(REPLY_TO),
             // Sends are not calls: nobody waits, so they do not expire.
-            timeout: (!persistent).then_some(timeout),
-            persistent,
+            timeout: (!send).then_some(timeout),
+            persistent: send || request.persistent,
             sender: &self.inner.identity,
         })?;
         let exchange = &self.inner.conn.config().exchange;

@@ -84,6 +84,7 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
         deadline,
         idempotent: false,
         oneway: false,
+        persistent: false,
         from,
         message_id: Some(
             message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),

@@ -118,6 +118,7 @@ fn read(
         deadline,
         idempotent: false,
         oneway: !can_reply,
+        persistent: *props.delivery_mode() == Some(wire::PERSISTENT),
         from: inc.sender,
         message_id: props.message_id().as_ref().map(|m| m.as_str().to_owned()),
     };

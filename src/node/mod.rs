@@ -9,11 +9,11 @@ use crate::amqp::{Client, Connection};
 use crate::error::Error;
 use crate::message::{Request, Response};
 use dispatch::Handler;
+use runner::Runner;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch, Semaphore};
-use runner::Runner;
 use topology::Topology;
 
 /// A handler that knows the service type it serves: the servers generated

@@ -1,0 +1,116 @@
+//! warren under test: a typed service from `#[warren::service]`, served by a
+//! [`Node`] and called with the generated client over [`warren::Client`].
+//!
+//! The body is a `serde_bytes::ByteBuf`: a plain `Vec<u8>` would be encoded
+//! by serde as an array of integers (one MessagePack int per byte), which is
+//! not what an application sending bytes would do.
+//!
+//! Each mode has a service type of its own (`bench-echo-<mode>`: its work
+//! queue, durable as every warren work queue is), on an exchange of the
+//! bench's own. In the persistent mode the client sends each call with
+//! [`Request::persistent`] set; the call ends with its reply (the confirm is
+//! awaited alongside, for `NoRoute`), where the baseline awaits its confirm
+//! and then its reply (see `docs/BENCHMARKS.md`).
+
+use crate::client::{BoxError, Caller, ClientCtx};
+use crate::mode::Mode;
+use crate::server::{Gate, ServerCtx};
+use bytes::Bytes;
+use serde_bytes::ByteBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::util::MapRequest;
+use warren::{Address, Config, Connection, Node, Request, ServiceType};
+
+/// The echo service both sides share.
+#[warren::service(name = "bench-echo")]
+pub(crate) trait Echo {
+    /// Returns `body`.
+    async fn echo(&self, body: ByteBuf) -> ByteBuf;
+}
+
+/// The exchange warren declares (unused by calls to `Any`, which go through
+/// the default exchange to the work queue).
+const EXCHANGE: &str = "bench-warren";
+/// Long enough for the memory mode's 100,000 held calls.
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+fn config(url: &str) -> Result<Config, BoxError> {
+    Ok(Config::default()
+        .url(url)?
+        .exchange(EXCHANGE)
+        .default_timeout(TIMEOUT))
+}
+
+fn service(mode: Mode) -> Result<ServiceType, BoxError> {
+    Ok(ServiceType::new(format!("bench-echo-{}", mode.id))?)
+}
+
+struct EchoImpl {
+    gate: Option<Arc<Gate>>,
+}
+
+impl Echo for EchoImpl {
+    async fn echo(&self, body: ByteBuf) -> ByteBuf {
+        if let Some(gate) = &self.gate {
+            gate.pass().await;
+        }
+        body
+    }
+}
+
+/// The server: one node of the mode's service type.
+pub(crate) async fn serve(ctx: ServerCtx) -> Result<(), BoxError> {
+    let conn = Connection::connect(config(&ctx.url)?).await?;
+    let server = EchoServer::new(EchoImpl {
+        gate: ctx.gate.clone(),
+    });
+    let node = Node::builder(service(ctx.mode)?)
+        .serve(&conn, server)
+        .await?;
+    ctx.ready();
+    ctx.stopped().await;
+    node.shutdown().await;
+    conn.close();
+    Ok(())
+}
+
+type Transport = MapRequest<warren::Client, fn(Request) -> Request>;
+
+/// The caller: the generated client over a `warren::Client`.
+pub(crate) struct Client {
+    client: EchoClient<Transport>,
+    _conn: Connection,
+}
+
+fn persistent(request: Request) -> Request {
+    request.persistent(true)
+}
+
+fn plain(request: Request) -> Request {
+    request
+}
+
+impl Client {
+    pub(crate) async fn connect(ctx: &ClientCtx) -> Result<Client, BoxError> {
+        let conn = Connection::connect(config(&ctx.url)?).await?;
+        let set: fn(Request) -> Request = if ctx.mode.persistent {
+            persistent
+        } else {
+            plain
+        };
+        let transport = MapRequest::new(warren::Client::new(&conn), set);
+        let client = EchoClient::new(transport).with_address(Address::Any(service(ctx.mode)?));
+        Ok(Client {
+            client,
+            _conn: conn,
+        })
+    }
+}
+
+impl Caller for Client {
+    async fn call(&self, body: Bytes) -> Result<Bytes, BoxError> {
+        let reply = self.client.echo(ByteBuf::from(body.to_vec())).await?;
+        Ok(Bytes::from(reply.into_vec()))
+    }
+}
