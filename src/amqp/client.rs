@@ -161,23 +161,23 @@ impl Client {
         }
         let _forget = Forget(&session, id);
         tracing::Span::current().record("correlation_id", id);
-        let mut confirm = self
-            .bounded(
-                deadline,
-                timeout,
-                self.publish(&session, &request, id, None, deadline, false),
-            )
-            .await?;
-        tokio::pin!(rx);
-        // The confirm tells NoRoute (the message came back) long before the
-        // deadline; the reply usually comes after it.
-        tokio::select! {
-            biased;
-            reply = &mut rx => return reply_or_lost(reply),
-            confirmed = self.bounded(deadline, timeout, confirm.outcome(&request.address)) => confirmed?,
-        }
-        self.bounded(deadline, timeout, async { reply_or_lost(rx.await) })
-            .await
+        // One bound (one timer) over the whole exchange: publish, confirm,
+        // reply.
+        self.bounded(deadline, timeout, async {
+            let mut confirm = self
+                .publish(&session, &request, id, None, deadline, false)
+                .await?;
+            tokio::pin!(rx);
+            // The confirm tells NoRoute (the message came back) long before
+            // the deadline; the reply usually comes after it.
+            tokio::select! {
+                biased;
+                reply = &mut rx => return reply_or_lost(reply),
+                confirmed = confirm.outcome(&request.address) => confirmed?,
+            }
+            reply_or_lost(rx.await)
+        })
+        .await
     }
 
     /// Sends `gather.request` to every instance at its address and collects

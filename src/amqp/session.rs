@@ -98,9 +98,10 @@ impl Session {
 }
 
 /// Turns a delivery on the reply queue into a [`Response`].
-fn response(delivery: &lapin::message::Delivery) -> Response {
+fn response(delivery: lapin::message::Delivery) -> Response {
     let inc = wire::incoming(&delivery.properties);
-    let body = bytes::Bytes::copy_from_slice(&delivery.data);
+    // The delivery's buffer becomes the body: no copy.
+    let body = bytes::Bytes::from(delivery.data);
     let mut resp = match wire::content_type(&delivery.properties) {
         Ok(ct) => Response {
             status: inc.status.unwrap_or(Code::Ok),
@@ -151,7 +152,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                         let id = d.properties.correlation_id().as_ref()
                             .and_then(|c| c.as_str().parse::<u64>().ok());
                         match id {
-                            Some(id) => session.deliver(id, response(&d)),
+                            Some(id) => session.deliver(id, response(d)),
                             None => debug!("reply without a usable correlation id dropped"),
                         }
                     }

@@ -86,7 +86,13 @@ fn run(
 ) -> BoxFuture<'static, Result<Response, Error>> {
     let content_type = request.content_type;
     let method = request.method.clone();
-    let work = Context::from_request(request).scope(handler);
+    // The node and the HTTP server already run handlers in the request's
+    // context; the in-process transport and direct callers do not.
+    let work: BoxFuture<'static, Response> = if Context::serving(request) {
+        handler
+    } else {
+        Box::pin(Context::from_request(request).scope(handler))
+    };
     Box::pin(async move {
         match AssertUnwindSafe(work).catch_unwind().await {
             Ok(reply) => Ok(reply),

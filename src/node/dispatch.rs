@@ -55,7 +55,7 @@ struct Incoming {
 }
 
 fn read(
-    d: &Delivery,
+    d: &mut Delivery,
     address: &Address,
     max_body: usize,
     received: Instant,
@@ -112,7 +112,8 @@ fn read(
     let request = Request {
         address: address.clone(),
         method,
-        body: bytes::Bytes::copy_from_slice(&d.data),
+        // The delivery's buffer becomes the body: no copy.
+        body: bytes::Bytes::from(std::mem::take(&mut d.data)),
         content_type,
         headers: inc.headers,
         deadline,
@@ -183,13 +184,13 @@ pub(crate) async fn answer(mut handler: Handler, request: Request) -> Response {
 
 impl Dispatch {
     /// Handles one delivery to the end (reply and ack, or reject).
-    pub(crate) async fn handle(self, d: Delivery) {
+    pub(crate) async fn handle(self, mut d: Delivery) {
         let span = tracing::info_span!("warren.deliver", method = tracing::field::Empty,
             correlation_id = ?d.properties.correlation_id().as_ref().map(ShortString::as_str),
             outcome = tracing::field::Empty, duration_us = tracing::field::Empty);
         let start = Instant::now();
         async {
-            let outcome = match read(&d, &self.address, self.max_body, self.received) {
+            let outcome = match read(&mut d, &self.address, self.max_body, self.received) {
                 Ok(inc) => {
                     tracing::Span::current().record("method", inc.request.method.as_str());
                     self.run(&d, inc).await
