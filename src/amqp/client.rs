@@ -147,13 +147,15 @@ impl Client {
             )));
         }
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let session = self
-            .session(
-                deadline,
-                timeout,
-                self.inner.conn.config().when_disconnected,
-            )
-            .await?;
+        // Waiting for a session is the rare path: boxed, its state does not
+        // weigh on every pending call's future.
+        let session = match self.live_session() {
+            Some(session) => session,
+            None => {
+                let policy = self.inner.conn.config().when_disconnected;
+                Box::pin(self.session(deadline, timeout, policy)).await?
+            }
+        };
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         if !session.wait(id, Waiter::One(tx)) {
@@ -317,6 +319,12 @@ impl Client {
             .get_or_insert_with(|| Instant::now() + self.inner.conn.config().default_timeout)
     }
 
+    /// The live session, if there is one and the broker takes publishes.
+    fn live_session(&self) -> Option<Arc<Session>> {
+        let session = self.inner.session.borrow().clone()?;
+        self.inner.conn.blocked().is_none().then_some(session)
+    }
+
     /// The live session, waiting for one (up to the deadline) if `policy` allows.
     async fn session(
         &self,
@@ -324,12 +332,10 @@ impl Client {
         timeout: Duration,
         policy: WhenDisconnected,
     ) -> Result<Arc<Session>, Error> {
-        let conn = &self.inner.conn;
-        if let Some(s) = self.inner.session.borrow().as_ref() {
-            if conn.blocked().is_none() {
-                return Ok(s.clone());
-            }
+        if let Some(s) = self.live_session() {
+            return Ok(s);
         }
+        let conn = &self.inner.conn;
         // Fail fast only when the broker cannot take the call: on a live
         // connection the reply channel is a few milliseconds away (a new
         // client, or just reconnected).
