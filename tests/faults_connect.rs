@@ -8,27 +8,13 @@ use support::proxy::Proxy;
 use support::service::{echo, Service};
 use support::state::reconnected;
 use warren::config::{Backoff, WhenDisconnected};
-use warren::{Address, Client, Config, Connection, ConnectionState, Error, Node};
-
-/// A config through `url` whose reconnect delay is at most 1 s, so that
-/// calls succeed again within 2 s of the path coming back.
-fn config(url: &str) -> Config {
-    support::config()
-        .url(url)
-        .unwrap()
-        .heartbeat(Duration::from_secs(1))
-        .backoff(Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_secs(1),
-            ..Backoff::default()
-        })
-}
+use warren::{Address, Client, Connection, ConnectionState, Error, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_not_there_at_start_up() {
     let proxy = Proxy::to_url(&support::url()).await;
     proxy.refuse();
-    let cfg = config(&proxy.url());
+    let cfg = support::recovering_config(&proxy.url());
 
     // `connect` gives up after the configured attempts, with the reason.
     let gives_up = cfg.clone().backoff(Backoff {
@@ -126,7 +112,7 @@ async fn several_urls_are_tried_in_turn() {
     drop(dead);
     let first = Proxy::to_url(&support::url()).await;
     let second = Proxy::to_url(&support::url()).await;
-    let cfg = config(&dead_url)
+    let cfg = support::recovering_config(&dead_url)
         .urls([dead_url.clone(), first.url(), second.url()])
         .unwrap();
     let conn = support::connect(cfg).await;
@@ -165,7 +151,7 @@ async fn several_urls_are_tried_in_turn() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn latency_slows_calls_and_deadlines_hold() {
     let proxy = Proxy::to_url(&support::url()).await;
-    let cfg = config(&proxy.url());
+    let cfg = support::recovering_config(&proxy.url());
     let conn = support::connect(cfg).await;
     let t = support::service_type("latency");
     let node = Node::builder(t.clone())

@@ -9,27 +9,12 @@ use support::proxy::Proxy;
 use support::sends::{all_received, Sends};
 use support::service::Service;
 use support::state::{handlers_settle, lost, reconnected};
-use warren::config::Backoff;
-use warren::{Address, Client, Config, ConnectionState, Node};
-
-/// A config through `url` whose reconnect delay is at most 1 s, so that
-/// calls succeed again within 2 s of the path coming back.
-fn config(url: &str) -> Config {
-    support::config()
-        .url(url)
-        .unwrap()
-        .heartbeat(Duration::from_secs(1))
-        .backoff(Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_secs(1),
-            ..Backoff::default()
-        })
-}
+use warren::{Address, Client, ConnectionState, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cut_under_load_then_calls_succeed_again() {
     let proxy = Proxy::to_url(&support::url()).await;
-    let cfg = config(&proxy.url());
+    let cfg = support::recovering_config(&proxy.url());
     let serving = support::connect(cfg.clone()).await;
     let calling = support::connect(cfg).await;
     let t = support::service_type("cut");
@@ -90,7 +75,7 @@ async fn cut_under_load_then_calls_succeed_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stall_is_caught_by_heartbeats() {
     let proxy = Proxy::to_url(&support::url()).await;
-    let cfg = config(&proxy.url()).default_timeout(Duration::from_secs(10));
+    let cfg = support::recovering_config(&proxy.url()).default_timeout(Duration::from_secs(10));
     let cfg = cfg.connect_timeout(Duration::from_secs(1));
     let serving = support::connect(cfg.clone()).await;
     let calling = support::connect(cfg).await;
@@ -200,7 +185,7 @@ async fn serving_side_cut_loses_no_call() {
     // Only the node's connection goes through the proxy: its unacknowledged
     // requests go back to the queue and are answered after it reconnects.
     let proxy = Proxy::to_url(&support::url()).await;
-    let cfg = config(&proxy.url());
+    let cfg = support::recovering_config(&proxy.url());
     let serving = support::connect(cfg.clone()).await;
     let calling = support::connect(cfg.url(support::url()).unwrap()).await;
     let t = support::service_type("servecut");
@@ -237,7 +222,7 @@ async fn serving_side_cut_loses_no_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn confirmed_sends_survive_cuts() {
     let proxy = Proxy::to_url(&support::url()).await;
-    let cfg = config(&proxy.url());
+    let cfg = support::recovering_config(&proxy.url());
     let serving = support::connect(cfg.clone()).await;
     let sending = support::connect(cfg).await;
     let t = support::service_type("sends");

@@ -75,3 +75,17 @@ pub async fn echo_node(
         .await
         .expect("the node starts")
 }
+
+/// A config through `url` whose reconnect delay is at most 1 s, so that
+/// calls succeed again within 2 s of the path coming back.
+pub fn recovering_config(url: &str) -> Config {
+    config()
+        .url(url)
+        .unwrap()
+        .heartbeat(Duration::from_secs(1))
+        .backoff(warren::config::Backoff {
+            initial: Duration::from_millis(50),
+            max: Duration::from_secs(1),
+            ..warren::config::Backoff::default()
+        })
+}
