@@ -1,6 +1,6 @@
 //! The wire status of a reply: a code, a message, and optional details.
 //!
-//! A reply carries its code in the `x-status` header; an error reply's body
+//! A reply carries its code in the `x-status` header (absent for `ok`); an error reply's body
 //! is the status object `{code, message, details}` in the request's codec.
 
 use crate::codec::{CodecError, ContentType};

@@ -15,12 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The direct reply-to pseudo queue.
 pub(crate) const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// Header: the caller's remaining deadline when it sent the request, in ms.
+/// Read, no longer sent: `expiration` carries the same number (see
+/// `docs/DECISIONS.md`, "A lean envelope").
 pub(crate) const TIMEOUT_MS: &str = "x-timeout-ms";
-/// Header: the sender's instance id.
+/// Header: the sender's instance id. Read, no longer sent (`app_id` is).
 pub(crate) const SENDER_ID: &str = "x-sender-id";
-/// Header: the sender's service type.
+/// Header: the sender's service type. Read, no longer sent (`app_id` is).
 pub(crate) const SENDER_TYPE: &str = "x-sender-type";
-/// Header: a reply's status code (absent means `ok`).
+/// Header: a reply's status code, sent only when it is not `ok` (absent
+/// means `ok`).
 pub(crate) const STATUS: &str = "x-status";
 
 /// AMQP `delivery_mode` for messages that survive a broker restart.
@@ -54,14 +57,52 @@ fn put_str(table: &mut FieldTable, key: &str, value: &str) -> Result<(), Error> 
     Ok(())
 }
 
-fn put_peer(table: &mut FieldTable, peer: &Peer) -> Result<(), Error> {
-    if let Some(id) = &peer.id {
-        put_str(table, SENDER_ID, id)?;
+/// The sender as an `app_id`: `<type>/<id>`, either side empty when
+/// unknown; `None` when both are.
+fn app_id(peer: &Peer) -> Result<Option<ShortString>, Error> {
+    let (t, id) = (peer.service.as_deref(), peer.id.as_deref());
+    if t.is_none() && id.is_none() {
+        return Ok(None);
     }
-    if let Some(t) = &peer.service {
-        put_str(table, SENDER_TYPE, t)?;
+    let mut s = String::with_capacity(t.map_or(0, str::len) + id.map_or(0, str::len) + 1);
+    s.push_str(t.unwrap_or_default());
+    s.push('/');
+    s.push_str(id.unwrap_or_default());
+    short("the sender (app_id)", &s).map(Some)
+}
+
+/// The sender named by an `app_id`: `<type>/<id>` as warren sends it; a
+/// foreign peer's `app_id` without a `/` names its application, taken as
+/// the service type.
+fn peer_of_app_id(app_id: &str) -> Peer {
+    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+    match app_id.split_once('/') {
+        Some((t, id)) => Peer {
+            id: some(id),
+            service: some(t),
+        },
+        None => Peer {
+            id: None,
+            service: some(app_id),
+        },
     }
-    Ok(())
+}
+
+/// Application headers as an AMQP table; `None` when there are none, so a
+/// message without them carries no table at all (cheaper for every hop,
+/// the broker included).
+fn table_of(headers: &Headers, extra: Option<(&str, &str)>) -> Result<Option<FieldTable>, Error> {
+    if headers.is_empty() && extra.is_none() {
+        return Ok(None);
+    }
+    let mut table = FieldTable::default();
+    for (k, v) in headers.iter() {
+        put_str(&mut table, k, v)?;
+    }
+    if let Some((k, v)) = extra {
+        put_str(&mut table, k, v)?;
+    }
+    Ok(Some(table))
 }
 
 fn now_secs() -> u64 {
@@ -72,11 +113,6 @@ fn now_secs() -> u64 {
 
 /// Properties of a request.
 pub(crate) fn request_properties(out: &Outgoing<'_>) -> Result<BasicProperties, Error> {
-    let mut table = FieldTable::default();
-    for (k, v) in out.headers.iter() {
-        put_str(&mut table, k, v)?;
-    }
-    put_peer(&mut table, out.sender)?;
     let mut props = BasicProperties::default()
         .with_message_id(short("message id", out.message_id)?)
         .with_type(short("method", out.method)?)
@@ -86,10 +122,6 @@ pub(crate) fn request_properties(out: &Outgoing<'_>) -> Result<BasicProperties, 
         // At least 1 ms: an expiration of 0 would make RabbitMQ drop the
         // message unless a consumer is ready at that very moment.
         let ms = t.as_millis().clamp(1, u128::from(u32::MAX)) as u64;
-        table.insert(
-            ShortString::from(TIMEOUT_MS),
-            AMQPValue::LongLongInt(ms as i64),
-        );
         props = props.with_expiration(ShortString::from(ms.to_string()));
     }
     if let Some(c) = out.correlation_id {
@@ -101,35 +133,43 @@ pub(crate) fn request_properties(out: &Outgoing<'_>) -> Result<BasicProperties, 
     if out.persistent {
         props = props.with_delivery_mode(PERSISTENT);
     }
-    Ok(props.with_headers(table))
+    if let Some(app_id) = app_id(out.sender)? {
+        props = props.with_app_id(app_id);
+    }
+    if let Some(table) = table_of(out.headers, None)? {
+        props = props.with_headers(table);
+    }
+    Ok(props)
 }
 
-/// Properties of a reply to a request with `correlation_id`.
+/// Properties of a reply to a request with `correlation_id`: what a caller
+/// needs and no more (the status only when it is not `ok`, the sender for
+/// gathers, the handler's headers if it set any).
 pub(crate) fn reply_properties(
     correlation_id: Option<&ShortString>,
-    method: Option<&ShortString>,
     content_type: ContentType,
     status: &Code,
     headers: &Headers,
-    sender: &Peer,
+    sender: Option<&ShortString>,
 ) -> Result<BasicProperties, Error> {
-    let mut table = FieldTable::default();
-    for (k, v) in headers.iter() {
-        put_str(&mut table, k, v)?;
-    }
-    put_peer(&mut table, sender)?;
-    put_str(&mut table, STATUS, status.as_str())?;
-    let mut props = BasicProperties::default()
-        .with_content_type(ShortString::from(content_type.as_str()))
-        .with_timestamp(now_secs())
-        .with_headers(table);
+    let status = (*status != Code::Ok).then(|| (STATUS, status.as_str()));
+    let mut props =
+        BasicProperties::default().with_content_type(ShortString::from(content_type.as_str()));
     if let Some(c) = correlation_id {
         props = props.with_correlation_id(c.clone());
     }
-    if let Some(m) = method {
-        props = props.with_type(m.clone());
+    if let Some(s) = sender {
+        props = props.with_app_id(s.clone());
+    }
+    if let Some(table) = table_of(headers, status)? {
+        props = props.with_headers(table);
     }
     Ok(props)
+}
+
+/// A node's `app_id`, computed once and sent with each of its replies.
+pub(crate) fn sender_app_id(sender: &Peer) -> Result<Option<ShortString>, Error> {
+    app_id(sender)
 }
 
 /// A header value as text, whatever AMQP type a peer used for it.
@@ -185,6 +225,9 @@ pub(crate) struct Incoming {
 /// Reads headers, sender, deadline and status from `props`.
 pub(crate) fn incoming(props: &BasicProperties) -> Incoming {
     let mut inc = Incoming::default();
+    if let Some(app_id) = props.app_id() {
+        inc.sender = peer_of_app_id(app_id.as_str());
+    }
     if let Some(table) = props.headers() {
         for (k, v) in table.inner() {
             match k.as_str() {
@@ -256,6 +299,70 @@ mod tests {
         assert_eq!(inc.sender, sender);
         assert_eq!(inc.headers, headers);
         assert_eq!(content_type(&props).unwrap(), ContentType::Json);
+    }
+
+    #[test]
+    fn a_plain_call_and_an_ok_reply_carry_no_header_table() {
+        let sender = Peer {
+            id: Some("c1".into()),
+            service: None,
+        };
+        let props = request_properties(&Outgoing {
+            method: "Calc.add",
+            content_type: ContentType::MsgPack,
+            headers: &Headers::default(),
+            message_id: "m1",
+            correlation_id: Some("7"),
+            reply_to: Some(REPLY_TO),
+            timeout: Some(Duration::from_millis(20)),
+            persistent: false,
+            sender: &sender,
+        })
+        .unwrap();
+        assert_eq!(props.headers(), &None);
+        assert_eq!(props.app_id().as_ref().unwrap().as_str(), "/c1");
+        assert_eq!(incoming(&props).sender, sender);
+
+        let me = sender_app_id(&Peer {
+            id: Some("n1".into()),
+            service: Some("calc".into()),
+        })
+        .unwrap();
+        let none = Headers::default();
+        let ok = reply_properties(None, ContentType::Json, &Code::Ok, &none, me.as_ref()).unwrap();
+        assert_eq!(ok.headers(), &None);
+        assert_eq!(ok.app_id().as_ref().unwrap().as_str(), "calc/n1");
+        let inc = incoming(&ok);
+        assert_eq!(inc.status, None);
+        assert_eq!(inc.sender.service.as_deref(), Some("calc"));
+        assert_eq!(inc.sender.id.as_deref(), Some("n1"));
+
+        let err = reply_properties(None, ContentType::Json, &Code::Internal, &none, None).unwrap();
+        assert_eq!(incoming(&err).status, Some(Code::Internal));
+    }
+
+    #[test]
+    fn senders_are_read_from_app_id_or_older_headers() {
+        let of =
+            |app_id: &str| incoming(&BasicProperties::default().with_app_id(app_id.into())).sender;
+        let peer = |service: Option<&str>, id: Option<&str>| Peer {
+            id: id.map(Into::into),
+            service: service.map(Into::into),
+        };
+        assert_eq!(of("calc/n1"), peer(Some("calc"), Some("n1")));
+        assert_eq!(of("calc/"), peer(Some("calc"), None));
+        assert_eq!(of("billing-script"), peer(Some("billing-script"), None));
+        assert_eq!(of("/"), peer(None, None));
+
+        let mut t = FieldTable::default();
+        t.insert("x-sender-id".into(), AMQPValue::LongString("py-1".into()));
+        t.insert(
+            "x-sender-type".into(),
+            AMQPValue::LongString("python".into()),
+        );
+        let inc = incoming(&BasicProperties::default().with_headers(t));
+        assert_eq!(inc.sender, peer(Some("python"), Some("py-1")));
+        assert!(inc.headers.is_empty());
     }
 
     #[test]

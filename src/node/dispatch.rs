@@ -4,7 +4,7 @@
 //! answered and acked, or (when no reply is possible) rejected without
 //! requeue, which dead-letters it if the queue has a dead-letter exchange.
 
-use crate::address::{Address, Peer};
+use crate::address::Address;
 use crate::amqp::wire;
 use crate::codec::ContentType;
 use crate::context::Context;
@@ -29,7 +29,8 @@ pub(crate) type Handler = BoxCloneSyncService<Request, Response, Error>;
 pub(crate) struct Dispatch {
     pub(crate) channel: Channel,
     pub(crate) handler: Handler,
-    pub(crate) identity: Peer,
+    /// The node as its replies' `app_id` (see `wire::sender_app_id`).
+    pub(crate) sender: Option<ShortString>,
     /// The address the delivery came in on, as the handler sees it.
     pub(crate) address: Address,
     pub(crate) max_body: usize,
@@ -245,11 +246,10 @@ impl Dispatch {
         if let Some(to) = reply_to {
             let props = wire::reply_properties(
                 d.properties.correlation_id().as_ref(),
-                d.properties.kind().as_ref(),
                 resp.content_type,
                 &resp.status,
                 &resp.headers,
-                &self.identity,
+                self.sender.as_ref(),
             );
             let sent = match props {
                 Ok(props) => {

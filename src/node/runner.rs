@@ -134,6 +134,10 @@ impl Runner {
         self.consumers.store(tags.len(), Ordering::Relaxed);
         info!(service = %self.topology.service, id = %self.topology.id, "node serving");
         ready.send_replace(Some(Ok(())));
+        let sender = crate::amqp::wire::sender_app_id(&self.identity)
+            .inspect_err(|e| warn!(error = %e, "replies will not name their sender"))
+            .ok()
+            .flatten();
         loop {
             tokio::select! {
                 biased;
@@ -155,7 +159,7 @@ impl Runner {
                         let dispatch = Dispatch {
                             channel: channel.clone(),
                             handler: self.handler.clone(),
-                            identity: self.identity.clone(),
+                            sender: sender.clone(),
                             address,
                             max_body: self.conn.config().max_body,
                             received,

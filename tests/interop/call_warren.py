@@ -43,7 +43,8 @@ class Caller:
 
     def call(self, routing_key, method, body, exchange="",
              content_type="application/json", timeout_ms=5000,
-             headers=None, timeout_header=True, expiration=True):
+             headers=None, timeout_header=False, expiration=True,
+             app_id="python/py-0"):
         correlation_id = str(uuid.uuid4())
         message_id = str(uuid.uuid4())
         headers = dict(headers or {})
@@ -58,7 +59,8 @@ class Caller:
             timestamp=int(time.time()),
             expiration=str(timeout_ms) if expiration else None,
             delivery_mode=1,  # transient: a call is worthless after its deadline
-            headers=headers,
+            app_id=app_id,  # the sender, "<type>/<id>"
+            headers=headers or None,
         )
         self.ch.basic_publish(exchange, routing_key, body, props, mandatory=True)
         deadline = time.monotonic() + timeout_ms / 1000
@@ -89,9 +91,8 @@ def main():
     props, body, _ = caller.call(service, "Calc.add", json.dumps({"a": 2, "b": 40}))
     expect_eq("status", status_of(props), "ok")
     expect_eq("content type", props.content_type, "application/json")
-    expect_eq("method echoed", props.type, "Calc.add")
-    expect_eq("sender type", props.headers.get("x-sender-type"), service)
-    expect_eq("sender id", props.headers.get("x-sender-id"), instance)
+    expect_eq("sender", props.app_id, f"{service}/{instance}")
+    expect_eq("no header table on an ok reply", props.headers, None)
     print("add:", json.loads(body))
 
     # instance(id): the topic exchange, routing key message.<id>; no
@@ -119,11 +120,12 @@ def main():
     print("callback queue add:", json.loads(body))
     tutorial.conn.close()
 
-    # What the handler saw: headers as strings, the sender, the deadline.
+    # What the handler saw: headers as strings, the sender, the deadline
+    # (here only in the x-timeout-ms header that older peers send).
     props, body, message_id = caller.call(
         service, "Calc.context", json.dumps({}), timeout_ms=4000, expiration=False,
-        headers={"tenant": "acme", "n": 5, "x-sender-id": "py-1",
-                 "x-sender-type": "python", "traceparent":
+        timeout_header=True, app_id="python/py-1",
+        headers={"tenant": "acme", "n": 5, "traceparent":
                  "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
     )
     expect_eq("status", status_of(props), "ok")

@@ -47,9 +47,9 @@ def main():
                 "sum": args["a"] + args["b"],
                 "method": props.type,
                 "content_type": props.content_type,
-                "timeout_ms": headers.get("x-timeout-ms"),
+                "headers": headers,
                 "expiration": props.expiration,
-                "sender": headers.get("x-sender-id"),
+                "sender": props.app_id,
                 "reply_to": props.reply_to.startswith("amq.rabbitmq.reply-to"),
             }
         ch.basic_publish(exchange="", routing_key=props.reply_to,

@@ -32,7 +32,7 @@ def main():
     ch.basic_qos(prefetch_count=16)
 
     def timeout_ms(props):
-        """The caller's deadline: x-timeout-ms, else expiration, else none."""
+        """The caller's deadline: x-timeout-ms (older peers), else expiration."""
         t = (props.headers or {}).get("x-timeout-ms")
         if t is None and props.expiration:
             t = int(props.expiration)
@@ -83,11 +83,10 @@ def main():
             return
         reply = pika.BasicProperties(
             correlation_id=props.correlation_id,
-            type=props.type,
             content_type="application/json",
-            timestamp=int(time.time()),
-            headers={"x-status": status, "x-sender-id": instance,
-                     "x-sender-type": service},
+            app_id=f"{service}/{instance}",
+            # No x-status means ok.
+            headers=None if status == "ok" else {"x-status": status},
         )
         ch.basic_publish("", props.reply_to, json.dumps(result), reply)
         ch.basic_ack(method.delivery_tag)  # after the reply is out
