@@ -195,9 +195,12 @@ async fn no_route_is_reported_at_once() {
         } else {
             None
         };
-        for to in &addresses {
+        // Transient calls learn it from the returned message, persistent
+        // ones from their publisher confirm: both at once.
+        for (to, persistent) in addresses.iter().flat_map(|a| [(a, false), (a, true)]) {
             let req = request(to.clone(), "Echo.say", ContentType::Json, &1)
-                .with_timeout(Duration::from_secs(10));
+                .with_timeout(Duration::from_secs(10))
+                .persistent(persistent);
             let start = Instant::now();
             let err = if to.is_multicast() {
                 client.gather(Gather::new(req)).await.unwrap_err()
@@ -207,11 +210,11 @@ async fn no_route_is_reported_at_once() {
             let took = start.elapsed();
             assert!(
                 matches!(&err, Error::NoRoute { address } if address == to),
-                "{to}: {err}"
+                "{to} (persistent: {persistent}): {err}"
             );
             assert!(
                 took < Duration::from_millis(100),
-                "{to}: NoRoute after {took:?}"
+                "{to} (persistent: {persistent}): NoRoute after {took:?}"
             );
         }
         if let Some(n) = node {
@@ -286,5 +289,59 @@ async fn send_reaches_the_handler_without_a_reply() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoRoute { .. }), "{err}");
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn persistent_and_transient_calls_each_get_their_own_reply() {
+    // They go out on different channels of the client (one with publisher
+    // confirms, one without); every reply must still find its caller.
+    let conn = support::connect(support::config()).await;
+    let t = support::service_type("mixed");
+    let hits = Hits::default();
+    let node = echo_node(&conn, &t, &hits).await;
+    let client = Client::new(&conn);
+    let calls = (0..200).map(|i| {
+        let client = client.clone();
+        let req = request(
+            Address::Any(t.clone()),
+            "Echo.say",
+            ContentType::MsgPack,
+            &i,
+        )
+        .persistent(i % 2 == 0);
+        async move { (i, client.call(req).await) }
+    });
+    for (i, reply) in futures::future::join_all(calls).await {
+        let reply = reply.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(reply.decode::<i32>().unwrap(), i);
+    }
+    assert_eq!(hits.count(), 200);
+    assert_eq!(client.in_flight(), 0);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_call_carries_the_message_id_its_caller_gave_it() {
+    let conn = support::connect(support::config()).await;
+    let t = support::service_type("ids");
+    let seen = tower::service_fn(|req: warren::Request| async move {
+        let ctx = warren::Context::current().expect("handlers run in a context");
+        Response::encode(req.content_type, &ctx.message_id)
+    });
+    let node = Node::builder(t.clone()).serve(&conn, seen).await.unwrap();
+    let client = Client::new(&conn);
+    let call = |id: Option<&str>| {
+        let mut req = request(Address::Any(t.clone()), "Ids.get", ContentType::Json, &());
+        req.message_id = id.map(str::to_owned);
+        client.call(req)
+    };
+    let given = call(Some("order-42")).await.unwrap();
+    assert_eq!(
+        given.decode::<Option<String>>().unwrap().as_deref(),
+        Some("order-42")
+    );
+    let none = call(None).await.unwrap();
+    assert_eq!(none.decode::<Option<String>>().unwrap(), None);
     node.shutdown().await;
 }

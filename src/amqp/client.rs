@@ -2,7 +2,7 @@
 
 use super::confirm::Confirm;
 use super::connection::Connection;
-use super::session::{self, Session, Waiter};
+use super::session::{self, Reply, Session, Waiter};
 use super::wire::{self, Outgoing, REPLY_TO};
 use crate::address::{Address, Peer};
 use crate::config::WhenDisconnected;
@@ -19,6 +19,8 @@ use tracing::Instrument;
 struct Inner {
     conn: Connection,
     identity: Peer,
+    /// `identity` as the requests' `app_id`, made once.
+    app_id: Option<lapin::types::ShortString>,
     session: Arc<watch::Sender<Option<Arc<Session>>>>,
     next_id: AtomicU64,
 }
@@ -83,10 +85,15 @@ impl Client {
         let (tx, _) = watch::channel(None);
         let session = Arc::new(tx);
         tokio::spawn(session::run(conn.clone(), Arc::downgrade(&session)));
+        let app_id = wire::sender_app_id(&identity)
+            .inspect_err(|e| tracing::warn!(error = %e, "requests will not name their sender"))
+            .ok()
+            .flatten();
         Self {
             inner: Arc::new(Inner {
                 conn: conn.clone(),
                 identity,
+                app_id,
                 session,
                 next_id: AtomicU64::new(1),
             }),
@@ -166,18 +173,20 @@ impl Client {
         // One bound (one timer) over the whole exchange: publish, confirm,
         // reply.
         self.bounded(deadline, timeout, async {
-            let mut confirm = self
+            let confirm = self
                 .publish(&session, &request, id, None, deadline, false)
                 .await?;
             tokio::pin!(rx);
-            // The confirm tells NoRoute (the message came back) long before
-            // the deadline; the reply usually comes after it.
-            tokio::select! {
-                biased;
-                reply = &mut rx => return reply_or_lost(reply),
-                confirmed = confirm.outcome(&request.address) => confirmed?,
+            // A persistent call is owed the broker's confirm as well; for a
+            // transient one, NoRoute comes from the session's sweeper.
+            if let Some(mut confirm) = confirm {
+                tokio::select! {
+                    biased;
+                    reply = &mut rx => return reply_or_lost(reply, &request.address),
+                    confirmed = confirm.outcome(&request.address) => confirmed?,
+                }
             }
-            reply_or_lost(rx.await)
+            reply_or_lost(rx.await, &request.address)
         })
         .await
     }
@@ -228,10 +237,13 @@ impl Client {
         let _forget = Forget(&session, id);
         tracing::Span::current().record("correlation_id", id);
         self.bounded(deadline, timeout, async {
-            self.publish(&session, &request, id, None, deadline, false)
+            match self
+                .publish(&session, &request, id, None, deadline, false)
                 .await?
-                .outcome(&request.address)
-                .await
+            {
+                Some(mut confirm) => confirm.outcome(&request.address).await,
+                None => Ok(()),
+            }
         })
         .await?;
         let deadline = tokio::time::Instant::from_std(deadline);
@@ -239,7 +251,13 @@ impl Client {
         let mut replies = Vec::new();
         while replies.len() < expect {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(r)) => replies.push(r),
+                Ok(Some(Reply::Response(r))) => replies.push(r),
+                // Returned: no queue is bound to the address at all.
+                Ok(Some(Reply::Returned)) => {
+                    return Err(Error::NoRoute {
+                        address: request.address.clone(),
+                    })
+                }
                 Ok(None) if replies.is_empty() => return Err(Error::ConnectionLost),
                 Ok(None) | Err(_) => break,
             }
@@ -280,10 +298,13 @@ impl Client {
                 };
                 let attempt = self
                     .bounded(deadline, timeout, async {
-                        self.publish(&session, &request, 0, Some(&message_id), deadline, true)
+                        match self
+                            .publish(&session, &request, 0, Some(&message_id), deadline, true)
                             .await?
-                            .outcome(&request.address)
-                            .await
+                        {
+                            Some(mut confirm) => confirm.outcome(&request.address).await,
+                            None => unreachable!("sends go out on the confirmed channel"),
+                        }
                     })
                     .await;
                 match attempt {
@@ -403,8 +424,9 @@ impl Client {
     }
 
     /// Publishes a request (`send`: one with no reply, always persistent;
-    /// a call is persistent if it asks to be); the returned [`Confirm`]
-    /// tells what the broker did with it.
+    /// a call is persistent if it asks to be). Persistent requests go out
+    /// on the confirmed channel, and the returned [`Confirm`] tells what
+    /// the broker did with them; others on the calls channel, with none.
     async fn publish(
         &self,
         session: &Session,
@@ -413,7 +435,7 @@ impl Client {
         message_id: Option<&str>,
         deadline: Instant,
         send: bool,
-    ) -> Result<Confirm, Error> {
+    ) -> Result<Option<Confirm>, Error> {
         let max = self.inner.conn.config().max_body;
         if request.body.len() > max {
             return Err(Error::InvalidRequest(format!(
@@ -421,7 +443,9 @@ impl Client {
                 request.body.len()
             )));
         }
-        let message_id = message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
+        // A send names itself (its id stays the same when it is published
+        // again); a call only if its caller gave it a message id.
+        let message_id = message_id.or(request.message_id.as_deref());
         let correlation_id = (!send).then(|| id.to_string());
         let timeout = deadline.saturating_duration_since(Instant::now());
         if timeout.is_zero() {
@@ -431,18 +455,23 @@ impl Client {
             method: &request.method,
             content_type: request.content_type,
             headers: &request.headers,
-            message_id: &message_id,
+            message_id,
             correlation_id: correlation_id.as_deref(),
             reply_to: (!send).then_some(REPLY_TO),
             // Sends are not calls: nobody waits, so they do not expire.
             timeout: (!send).then_some(timeout),
             persistent: send || request.persistent,
-            sender: &self.inner.identity,
+            app_id: self.inner.app_id.as_ref(),
         })?;
+        let confirmed = send || request.persistent;
         let exchange = &self.inner.conn.config().exchange;
         let (exchange, key) = route(exchange, &request.address);
-        let confirm = session
-            .channel
+        let channel = if confirmed {
+            &session.confirmed
+        } else {
+            &session.calls
+        };
+        let confirm = channel
             .basic_publish(
                 exchange.into(),
                 key.as_str().into(),
@@ -457,7 +486,14 @@ impl Client {
             // The broker never got it: the channel was gone before the
             // frames went out. Only after this point may a call have run.
             .map_err(|e| not_sent(&e.to_string()))?;
-        Ok(Confirm::new(confirm))
+        if confirmed {
+            Ok(Some(Confirm::new(confirm)))
+        } else {
+            // Not in confirm mode: resolved already; awaited so lapin does
+            // not keep it for `wait_for_confirms`.
+            let _ = confirm.await;
+            Ok(None)
+        }
     }
 }
 
@@ -469,8 +505,17 @@ fn not_sent(why: &str) -> Error {
     }
 }
 
-fn reply_or_lost(reply: Result<Response, oneshot::error::RecvError>) -> Result<Response, Error> {
-    reply.map_err(|_| Error::ConnectionLost)?.into_result()
+fn reply_or_lost(
+    reply: Result<Reply, oneshot::error::RecvError>,
+    address: &Address,
+) -> Result<Response, Error> {
+    match reply {
+        Ok(Reply::Response(response)) => response.into_result(),
+        Ok(Reply::Returned) => Err(Error::NoRoute {
+            address: address.clone(),
+        }),
+        Err(_) => Err(Error::ConnectionLost),
+    }
 }
 
 fn record<T>(span: &tracing::Span, start: Instant, result: &Result<T, Error>) {

@@ -1,7 +1,19 @@
-//! The caller's channel: publishes requests and receives their replies over
-//! direct reply-to, matching them to waiting calls by correlation id.
+//! The caller's channels: they publish requests and receive their replies
+//! over direct reply-to, matching them to waiting calls by correlation id.
 //!
-//! One session lives as long as its channel. When the channel or the
+//! A session has two channels, each consuming its own direct reply-to:
+//!
+//! - `calls`, for transient calls and gathers, without publisher confirms.
+//!   Its requests are `mandatory`; one nobody is bound to comes back as
+//!   `basic.return`, which lapin keeps until asked (it has no callback), so
+//!   a sweeper asks every [`SWEEP`] while calls wait and fails each returned
+//!   call with `NoRoute`. Confirms would tell the same sooner, at the price
+//!   of one more frame per call for the broker and the client (see
+//!   `docs/DECISIONS.md`).
+//! - `confirmed`, in confirm mode, for one-way sends and persistent calls,
+//!   whose callers are owed the broker's word that it took the message.
+//!
+//! One session lives as long as both channels. When either or the
 //! connection dies, every call still waiting is told at once (its reply is
 //! gone with the channel), and a new session is opened on the next
 //! connection.
@@ -18,20 +30,38 @@ use lapin::ExchangeKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, warn};
+
+/// How often returned requests are looked for while calls wait: the
+/// longest a `NoRoute` waits beyond the round trip.
+pub(crate) const SWEEP: Duration = Duration::from_millis(2);
+
+/// What a waiting call hears.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// A reply.
+    Response(Response),
+    /// The broker returned the request: nobody is bound to its address.
+    Returned,
+}
 
 /// Where the reply (or replies) to one call go.
 pub(crate) enum Waiter {
-    One(oneshot::Sender<Response>),
-    Many(mpsc::UnboundedSender<Response>),
+    One(oneshot::Sender<Reply>),
+    Many(mpsc::UnboundedSender<Reply>),
 }
 
-/// A live reply channel.
+/// A live pair of reply channels.
 pub(crate) struct Session {
-    pub(crate) channel: lapin::Channel,
+    /// Transient calls and gathers: no confirms.
+    pub(crate) calls: lapin::Channel,
+    /// Sends and persistent calls: confirm mode.
+    pub(crate) confirmed: lapin::Channel,
     /// `None` once the session is dead: no call may wait on it any more.
     waiters: Mutex<Option<HashMap<u64, Waiter>>>,
+    /// Wakes the sweeper when the first call starts waiting.
+    waiting: Notify,
 }
 
 impl Session {
@@ -39,6 +69,9 @@ impl Session {
     pub(crate) fn wait(&self, id: u64, waiter: Waiter) -> bool {
         match &mut *self.lock() {
             Some(map) => {
+                if map.is_empty() {
+                    self.waiting.notify_one();
+                }
                 map.insert(id, waiter);
                 true
             }
@@ -62,18 +95,18 @@ impl Session {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn deliver(&self, id: u64, response: Response) {
+    fn deliver(&self, id: u64, reply: Reply) {
         let mut guard = self.lock();
         let Some(map) = guard.as_mut() else { return };
         match map.get(&id) {
             Some(Waiter::One(_)) => {
                 if let Some(Waiter::One(tx)) = map.remove(&id) {
                     drop(guard);
-                    let _ = tx.send(response);
+                    let _ = tx.send(reply);
                 }
             }
             Some(Waiter::Many(tx)) => {
-                let _ = tx.send(response);
+                let _ = tx.send(reply);
             }
             None => debug!(
                 correlation_id = id,
@@ -82,10 +115,38 @@ impl Session {
         }
     }
 
+    /// Tells the calls whose requests the broker returned: `NoRoute`. Runs
+    /// while calls wait; lapin keeps returns until asked.
+    async fn sweep(self: Arc<Self>) {
+        loop {
+            if self.waiting() == 0 {
+                self.waiting.notified().await;
+            }
+            tokio::time::sleep(SWEEP).await;
+            if self.lock().is_none() {
+                return;
+            }
+            // Without confirm mode this does not wait: it hands over the
+            // returned messages.
+            let Ok(returned) = self.calls.wait_for_confirms().await else {
+                return;
+            };
+            for message in returned {
+                let id = message.properties.correlation_id().as_ref();
+                match id.and_then(|c| c.as_str().parse::<u64>().ok()) {
+                    Some(id) => self.deliver(id, Reply::Returned),
+                    None => debug!("a returned message without a correlation id"),
+                }
+            }
+        }
+    }
+
     /// Kills the session: every waiter is dropped, so its call sees the
     /// connection loss now instead of at its deadline.
     fn kill(&self) {
         let waiters = self.lock().take();
+        // The sweeper may be asleep until a call waits: wake it to end.
+        self.waiting.notify_one();
         if let Some(w) = waiters {
             if !w.is_empty() {
                 warn!(
@@ -129,7 +190,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
         };
         let Some(s) = slot.upgrade() else { return };
         let opened = open(&link, &conn.config().exchange).await;
-        let (session, mut replies) = match opened {
+        let (session, replies) = match opened {
             Ok(x) => x,
             Err(e) => {
                 drop(s);
@@ -145,14 +206,25 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
         };
         s.send_replace(Some(session.clone()));
         drop(s);
+        tokio::spawn(session.clone().sweep());
+        // Both consumers as one stream: it ends when either does.
+        let [calls, confirmed] = replies;
+        let mut replies = futures::stream::select(
+            calls
+                .map(Some)
+                .chain(futures::stream::once(futures::future::ready(None))),
+            confirmed
+                .map(Some)
+                .chain(futures::stream::once(futures::future::ready(None))),
+        );
         loop {
             tokio::select! {
-                d = replies.next() => match d {
+                d = replies.next() => match d.flatten() {
                     Some(Ok(d)) => {
                         let id = d.properties.correlation_id().as_ref()
                             .and_then(|c| c.as_str().parse::<u64>().ok());
                         match id {
-                            Some(id) => session.deliver(id, response(d)),
+                            Some(id) => session.deliver(id, Reply::Response(response(d))),
                             None => debug!("reply without a usable correlation id dropped"),
                         }
                     }
@@ -190,7 +262,7 @@ async fn next_link(links: &mut watch::Receiver<Option<Link>>, link: &Link) {
 async fn open(
     link: &Link,
     exchange: &str,
-) -> Result<(Arc<Session>, lapin::Consumer), lapin::Error> {
+) -> Result<(Arc<Session>, [lapin::Consumer; 2]), lapin::Error> {
     let mut channel = link.conn.create_channel().await?;
     // A request to an exchange that does not exist (no node ever declared
     // it) would make the broker close this channel, failing every call in
@@ -211,10 +283,26 @@ async fn open(
         debug!(error = %e, exchange, "cannot declare the exchange; going on without");
         channel = link.conn.create_channel().await?;
     }
-    channel
+    let confirmed = link.conn.create_channel().await?;
+    confirmed
         .confirm_select(ConfirmSelectOptions::default())
         .await?;
-    let consumer = channel
+    // Direct reply-to: each channel's replies come to its own consumer.
+    let consumers = [
+        consume_replies(&channel).await?,
+        consume_replies(&confirmed).await?,
+    ];
+    let session = Arc::new(Session {
+        calls: channel,
+        confirmed,
+        waiters: Mutex::new(Some(HashMap::new())),
+        waiting: Notify::new(),
+    });
+    Ok((session, consumers))
+}
+
+async fn consume_replies(channel: &lapin::Channel) -> Result<lapin::Consumer, lapin::Error> {
+    channel
         .basic_consume(
             REPLY_TO.into(),
             "".into(),
@@ -224,10 +312,5 @@ async fn open(
             },
             FieldTable::default(),
         )
-        .await?;
-    let session = Arc::new(Session {
-        channel,
-        waiters: Mutex::new(Some(HashMap::new())),
-    });
-    Ok((session, consumer))
+        .await
 }

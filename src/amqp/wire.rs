@@ -34,13 +34,15 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) method: &'a str,
     pub(crate) content_type: ContentType,
     pub(crate) headers: &'a Headers,
-    pub(crate) message_id: &'a str,
+    /// Sends always have one; calls only if their caller gave one.
+    pub(crate) message_id: Option<&'a str>,
     pub(crate) correlation_id: Option<&'a str>,
     pub(crate) reply_to: Option<&'a str>,
     /// The remaining deadline; also the message's TTL in the queue.
     pub(crate) timeout: Option<Duration>,
     pub(crate) persistent: bool,
-    pub(crate) sender: &'a Peer,
+    /// The sender, from [`sender_app_id`].
+    pub(crate) app_id: Option<&'a ShortString>,
 }
 
 fn short(what: &str, s: &str) -> Result<ShortString, Error> {
@@ -114,7 +116,6 @@ fn now_secs() -> u64 {
 /// Properties of a request.
 pub(crate) fn request_properties(out: &Outgoing<'_>) -> Result<BasicProperties, Error> {
     let mut props = BasicProperties::default()
-        .with_message_id(short("message id", out.message_id)?)
         .with_type(short("method", out.method)?)
         .with_content_type(ShortString::from(out.content_type.as_str()))
         .with_timestamp(now_secs());
@@ -133,8 +134,11 @@ pub(crate) fn request_properties(out: &Outgoing<'_>) -> Result<BasicProperties, 
     if out.persistent {
         props = props.with_delivery_mode(PERSISTENT);
     }
-    if let Some(app_id) = app_id(out.sender)? {
-        props = props.with_app_id(app_id);
+    if let Some(m) = out.message_id {
+        props = props.with_message_id(short("message id", m)?);
+    }
+    if let Some(app_id) = out.app_id {
+        props = props.with_app_id(app_id.clone());
     }
     if let Some(table) = table_of(out.headers, None)? {
         props = props.with_headers(table);
@@ -283,12 +287,12 @@ mod tests {
             method: "Calc.add",
             content_type: ContentType::Json,
             headers: &headers,
-            message_id: "m1",
+            message_id: Some("m1"),
             correlation_id: Some("7"),
             reply_to: Some(REPLY_TO),
             timeout: Some(Duration::from_millis(1500)),
             persistent: false,
-            sender: &sender,
+            app_id: sender_app_id(&sender).unwrap().as_ref(),
         })
         .unwrap();
         assert_eq!(props.expiration().as_ref().unwrap().as_str(), "1500");
@@ -311,12 +315,12 @@ mod tests {
             method: "Calc.add",
             content_type: ContentType::MsgPack,
             headers: &Headers::default(),
-            message_id: "m1",
+            message_id: Some("m1"),
             correlation_id: Some("7"),
             reply_to: Some(REPLY_TO),
             timeout: Some(Duration::from_millis(20)),
             persistent: false,
-            sender: &sender,
+            app_id: sender_app_id(&sender).unwrap().as_ref(),
         })
         .unwrap();
         assert_eq!(props.headers(), &None);
@@ -372,12 +376,12 @@ mod tests {
             method: "m",
             content_type: ContentType::Json,
             headers: &headers,
-            message_id: "m1",
+            message_id: Some("m1"),
             correlation_id: None,
             reply_to: None,
             timeout: None,
             persistent: true,
-            sender: &Peer::default(),
+            app_id: None,
         })
         .unwrap_err();
         assert!(err.to_string().contains("255"), "{err}");
