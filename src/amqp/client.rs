@@ -126,7 +126,9 @@ impl Client {
     pub async fn call(&self, request: Request) -> Result<Response, Error> {
         if request.oneway {
             let content_type = request.content_type;
-            self.send(request).await?;
+            // Boxed: a send is a rare way to make a call, and its state would
+            // otherwise weigh on every pending call.
+            Box::pin(self.send(request)).await?;
             return Ok(Response {
                 transport: "amqp",
                 ..Response::ok(content_type, bytes::Bytes::new())
@@ -173,9 +175,10 @@ impl Client {
         // One bound (one timer) over the whole exchange: publish, confirm,
         // reply.
         self.bounded(deadline, timeout, async {
-            let confirm = self
-                .publish(&session, &request, id, None, deadline, false)
-                .await?;
+            // Boxed: lapin's publish future is large, and a pending call
+            // should not carry its space for as long as it waits.
+            let confirm =
+                Box::pin(self.publish(&session, &request, id, None, deadline, false)).await?;
             tokio::pin!(rx);
             // A persistent call is owed the broker's confirm as well; for a
             // transient one, NoRoute comes from the session's sweeper.

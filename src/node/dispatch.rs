@@ -31,6 +31,9 @@ pub(crate) struct Dispatch {
     pub(crate) handler: Handler,
     /// The node as its replies' `app_id` (see `wire::sender_app_id`).
     pub(crate) sender: Option<ShortString>,
+    /// Closed when the node stops consuming on this channel (it died, or
+    /// the connection did).
+    pub(crate) lost: tokio::sync::watch::Receiver<()>,
     /// The address the delivery came in on, as the handler sees it.
     pub(crate) address: Address,
     pub(crate) max_body: usize,
@@ -279,20 +282,17 @@ impl Dispatch {
 }
 
 impl Dispatch {
-    /// Awaits an ack, a reject or a reply, but stops waiting once the
-    /// channel is gone: lapin may never complete one whose connection died
-    /// (seen under the fault tests), and the handler's permit must come back.
+    /// Awaits an ack, a reject or a reply, but stops waiting once the node
+    /// stopped consuming on this channel: lapin may never complete one
+    /// whose connection died (seen under the fault tests), and the
+    /// handler's permit must come back.
     async fn settle<T>(&self, op: impl std::future::Future<Output = T>) -> Option<T> {
-        tokio::pin!(op);
-        loop {
-            tokio::select! {
-                r = &mut op => return Some(r),
-                () = tokio::time::sleep(Duration::from_millis(100)) => {
-                    if !self.channel.status().connected() {
-                        return None;
-                    }
-                }
-            }
+        let mut lost = self.lost.clone();
+        tokio::select! {
+            biased;
+            r = op => Some(r),
+            // Nothing is ever sent: this resolves when the sender is dropped.
+            _ = lost.changed() => None,
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::address::{Address, Peer};
 use crate::amqp::connection::{until_closed, Link};
 use crate::amqp::Connection;
 use futures::stream::{SelectAll, StreamExt};
+use futures::FutureExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -138,10 +139,18 @@ impl Runner {
             .inspect_err(|e| warn!(error = %e, "replies will not name their sender"))
             .ok()
             .flatten();
+        // Dropped when this returns: every dispatch still waiting on this
+        // channel (for its reply or ack to go out) gives up then, so its
+        // handler slot comes back even if lapin never settles the wait.
+        let (_alive, lost) = watch::channel(());
+        let mut links = self.conn.link();
+        let generation = link.generation;
+        let replaced = |l: &Option<Link>| l.as_ref().is_none_or(|l| l.generation != generation);
         loop {
             tokio::select! {
                 biased;
                 _ = &mut *stopped => return Ok(self.stop(&channel, &tags).await),
+                _ = links.wait_for(replaced).map(|r| r.is_ok()) => return Ok(Finish::Lost),
                 next = consumers.next() => match next {
                     Some((Ok(delivery), address)) => {
                         let received = Instant::now();
@@ -160,6 +169,7 @@ impl Runner {
                             channel: channel.clone(),
                             handler: self.handler.clone(),
                             sender: sender.clone(),
+                            lost: lost.clone(),
                             address,
                             max_body: self.conn.config().max_body,
                             received,
