@@ -1,7 +1,8 @@
 //! The driver: every (round, mode, implementation) is one server process and
-//! one client process (this same binary, re-executed with a role); the
-//! driver reads their CPU time at the start and end of the client's measured
-//! window and the server's peak memory before it stops.
+//! one client process (this same binary, re-executed with a role, or a peer's
+//! program: `peers.rs`); the driver reads their CPU time at the start and end
+//! of the client's measured window and the server's peak memory before it
+//! stops.
 
 use crate::impls::Impl;
 use crate::mode::{Mode, Settings};
@@ -63,10 +64,18 @@ pub(crate) struct Failure {
     pub(crate) error: String,
 }
 
+/// A mode an implementation does not run, and why.
+#[derive(Debug, Clone)]
+pub(crate) struct Skip {
+    pub(crate) imp: Impl,
+    pub(crate) mode: Mode,
+    pub(crate) why: &'static str,
+}
+
 /// Runs every (round, mode, implementation): implementations alternate
 /// within a round, in reverse order every other round.
-pub(crate) fn drive(settings: &Settings, impls: &[Impl]) -> (Vec<Run>, Vec<Failure>) {
-    let (mut runs, mut failures) = (Vec::new(), Vec::new());
+pub(crate) fn drive(settings: &Settings, impls: &[Impl]) -> (Vec<Run>, Vec<Failure>, Vec<Skip>) {
+    let (mut runs, mut failures, mut skips) = (Vec::new(), Vec::new(), Vec::new());
     let port = settings
         .url
         .parse::<lapin::uri::AMQPUri>()
@@ -77,6 +86,16 @@ pub(crate) fn drive(settings: &Settings, impls: &[Impl]) -> (Vec<Run>, Vec<Failu
         None => println!("broker process: not found on this machine (no broker CPU figures)"),
     }
     for mode in &settings.modes {
+        for &imp in impls {
+            if let Some(why) = imp.skips(mode) {
+                println!("  mode {:<4} {:<7} skipped: {why}", mode.id, imp.name());
+                skips.push(Skip {
+                    imp,
+                    mode: *mode,
+                    why,
+                });
+            }
+        }
         let rounds = if mode.memory {
             settings.memory_rounds
         } else {
@@ -87,8 +106,8 @@ pub(crate) fn drive(settings: &Settings, impls: &[Impl]) -> (Vec<Run>, Vec<Failu
             if round % 2 == 0 {
                 order.reverse();
             }
-            for &imp in &order {
-                match run_one(imp, *mode, round, broker) {
+            for &imp in order.iter().filter(|imp| imp.skips(mode).is_none()) {
+                match run_one(settings, imp, *mode, round, broker) {
                     Ok(run) => {
                         crate::report::progress(&run);
                         runs.push(run);
@@ -110,7 +129,7 @@ pub(crate) fn drive(settings: &Settings, impls: &[Impl]) -> (Vec<Run>, Vec<Failu
             }
         }
     }
-    (runs, failures)
+    (runs, failures, skips)
 }
 
 /// A child process killed if we give up on it.
@@ -130,13 +149,17 @@ impl Drop for Proc {
 
 impl Proc {
     fn spawn(
+        settings: &Settings,
         role: &str,
         imp: Impl,
         mode: Mode,
         stdin: Stdio,
     ) -> Result<(Proc, BufReader<ChildStdout>), String> {
-        let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-        let mut child = Command::new(exe)
+        let mut command = match imp.peer() {
+            Some(peer) => peer.command(role, &mode, settings),
+            None => Command::new(std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?),
+        };
+        let mut child = command
             .env(proto::ROLE, role)
             .env(proto::IMPL, imp.name())
             .env(proto::MODE, mode.id)
@@ -144,7 +167,7 @@ impl Proc {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .map_err(|e| format!("spawning the {role}: {e}"))?;
+            .map_err(|e| format!("spawning the {role} of {}: {e}", imp.name()))?;
         let out = BufReader::new(child.stdout.take().expect("piped stdout"));
         let name = if role == "server" { "server" } else { "client" };
         Ok((Proc { child, name }, out))
@@ -207,17 +230,18 @@ impl Sample {
 /// One run: start the server, wait until it is ready, run the client,
 /// read both processes' figures, stop the server.
 pub(crate) fn run_one(
+    settings: &Settings,
     imp: Impl,
     mode: Mode,
     round: usize,
     broker: Option<u32>,
 ) -> Result<Run, String> {
-    let (mut server, mut server_out) = Proc::spawn("server", imp, mode, Stdio::piped())?;
+    let (mut server, mut server_out) = Proc::spawn(settings, "server", imp, mode, Stdio::piped())?;
     match server.next_event(&mut server_out)? {
         Event::Ready => {}
         other => return Err(format!("server: expected ready, got {other:?}")),
     }
-    let (mut client, mut client_out) = Proc::spawn("client", imp, mode, Stdio::null())?;
+    let (mut client, mut client_out) = Proc::spawn(settings, "client", imp, mode, Stdio::null())?;
     let (mut at_start, mut at_end) = (Sample::default(), Sample::default());
     let sample = |client: &Proc, server: &Proc| Sample::take(client.pid(), server.pid(), broker);
     let result = loop {

@@ -1,6 +1,7 @@
 //! The seam: the implementations under test. Adding one is a variant here,
 //! a name in [`Impl::parse`], and one arm in each of [`Impl::serve`] and
-//! [`Impl::client`]:
+//! [`Impl::client`] (or, for a program of another ecosystem, a
+//! [`Peer`](crate::peers::Peer): see `peers.rs`):
 //!
 //! - its server takes a [`ServerCtx`] (declare, `ctx.ready()`, echo each
 //!   body, `ctx.gate` before replying if present, return after
@@ -23,9 +24,14 @@
 
 use crate::client::{self, BoxError, ClientCtx};
 use crate::lapin_baseline;
+use crate::mode::Mode;
+use crate::peers::Peer;
 use crate::proto::ClientResult;
 use crate::server::ServerCtx;
 use crate::warren_impl;
+
+/// What this binary says when asked to be a peer's server or client.
+const PEER: &str = "a peer runs as its own program (benches/peers), not as this binary";
 
 /// An implementation under test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +40,10 @@ pub(crate) enum Impl {
     Lapin,
     /// warren's typed client and server.
     Warren,
+    /// Nameko (Python), a peer program.
+    Nameko,
+    /// node's `rabbitmq-client`, a peer program.
+    Node,
 }
 
 impl Impl {
@@ -44,6 +54,8 @@ impl Impl {
         match name {
             "lapin" => Some(Impl::Lapin),
             "warren" => Some(Impl::Warren),
+            "nameko" => Some(Impl::Nameko),
+            "node" => Some(Impl::Node),
             _ => None,
         }
     }
@@ -52,15 +64,29 @@ impl Impl {
         match self {
             Impl::Lapin => "lapin",
             Impl::Warren => "warren",
+            Impl::Nameko => "nameko",
+            Impl::Node => "node",
         }
     }
 
-    /// Why this build cannot run it, if it cannot.
-    pub(crate) fn unavailable(self) -> Option<&'static str> {
+    /// The program of another ecosystem it is, if it is one (its processes
+    /// are that program, not this binary).
+    pub(crate) fn peer(self) -> Option<Peer> {
         match self {
-            Impl::Lapin => None,
-            Impl::Warren => None,
+            Impl::Lapin | Impl::Warren => None,
+            Impl::Nameko => Some(Peer::Nameko),
+            Impl::Node => Some(Peer::Node),
         }
+    }
+
+    /// Why it cannot run here, if it cannot.
+    pub(crate) fn unavailable(self) -> Option<String> {
+        self.peer().and_then(Peer::unavailable)
+    }
+
+    /// Why it does not run `mode`, if it does not.
+    pub(crate) fn skips(self, mode: &Mode) -> Option<&'static str> {
+        self.peer().and_then(|peer| peer.skips(mode))
     }
 
     /// Runs its server (the server process).
@@ -68,6 +94,7 @@ impl Impl {
         match self {
             Impl::Lapin => lapin_baseline::serve(ctx).await,
             Impl::Warren => warren_impl::serve(ctx).await,
+            Impl::Nameko | Impl::Node => Err(PEER.into()),
         }
     }
 
@@ -76,6 +103,7 @@ impl Impl {
         match self {
             Impl::Lapin => client::run(lapin_baseline::Client::connect(ctx).await?, ctx).await,
             Impl::Warren => client::run(warren_impl::Client::connect(ctx).await?, ctx).await,
+            Impl::Nameko | Impl::Node => Err(PEER.into()),
         }
     }
 }

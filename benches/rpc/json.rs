@@ -1,7 +1,7 @@
 //! The results as JSON: `target/bench/rpc.json`, every run and the
 //! summary rows of the table.
 
-use crate::driver::{Failure, Run};
+use crate::driver::{Failure, Run, Skip};
 use crate::impls::Impl;
 use crate::mode::{Mode, Settings};
 use crate::report::{metrics, summarize};
@@ -20,6 +20,7 @@ pub(crate) fn write(
     failures: &[Failure],
     impls: &[Impl],
     skipped: &[(String, String)],
+    skips: &[Skip],
 ) -> std::io::Result<PathBuf> {
     let rows = summarize(runs, &settings.modes, impls);
     let url = warren::config::BrokerUrl::new(settings.url.clone());
@@ -60,6 +61,7 @@ pub(crate) fn write(
             "mode": f.mode.id, "impl": f.imp.name(), "round": f.round, "error": f.error,
         })).collect::<Vec<_>>(),
         "skipped": skipped.iter().map(|(name, why)| json!({"impl": name, "reason": why})).collect::<Vec<_>>(),
+        "versus_peers": crate::versus::json(runs, &settings.modes, impls, skips),
     });
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => PathBuf::from(dir),

@@ -1,16 +1,18 @@
 //! RPC benchmark: warren against a hand-written lapin baseline, over a real
-//! RabbitMQ.
+//! RabbitMQ (and against Nameko and node's `rabbitmq-client`, when
+//! `scripts/bench-peers` has set them up: `peers.rs`).
 //!
 //! Run with: `cargo bench --bench rpc` (broker from `WARREN_AMQP_URL`,
 //! default `amqp://guest:guest@127.0.0.1:5672/%2f`; e.g. `WARREN_AMQP_URL=$(scripts/broker start)`).
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
-//! | `WARREN_BENCH_IMPLS` | implementations, the baseline first | `lapin,warren` |
+//! | `WARREN_BENCH_IMPLS` | implementations (`lapin`, `warren`, `nameko`, `node`), the baseline first | `lapin,warren` |
 //! | `WARREN_BENCH_MODES` | modes (see `mode.rs`) | `a,b,c,d,e,mem` |
 //! | `WARREN_BENCH_SCALE` | multiplies the measured window (2.5 s) | `1` |
 //! | `WARREN_BENCH_ROUNDS` | rounds per mode and implementation | `3` |
 //! | `WARREN_BENCH_MEMORY_ROUNDS` | rounds of the memory mode | `1` |
+//! | `WARREN_BENCH_NAMEKO_PYTHON`, `WARREN_BENCH_NODE` | the peers' runtimes (`peers.rs`; set by `scripts/bench-peers`) | unset: no peers |
 //!
 //! Every run is a server process and a client process (this binary again,
 //! with `WARREN_BENCH_ROLE`), so each one's CPU time and peak memory are its
@@ -23,10 +25,12 @@ mod json;
 mod lapin_baseline;
 mod memory;
 mod mode;
+mod peers;
 mod procfs;
 mod proto;
 mod report;
 mod server;
+mod versus;
 mod warren_impl;
 
 use impls::Impl;
@@ -67,7 +71,7 @@ fn driver_main(settings: &Settings) -> ExitCode {
         match Impl::parse(name) {
             None => skipped.push((name.clone(), "unknown implementation".to_owned())),
             Some(imp) => match imp.unavailable() {
-                Some(why) => skipped.push((name.clone(), why.to_owned())),
+                Some(why) => skipped.push((name.clone(), why)),
                 None if !impls.contains(&imp) => impls.push(imp),
                 None => {}
             },
@@ -94,9 +98,10 @@ fn driver_main(settings: &Settings) -> ExitCode {
         settings.measure(),
         impls.iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
     );
-    let (runs, failures) = driver::drive(settings, &impls);
+    let (runs, failures, skips) = driver::drive(settings, &impls);
     report::print(settings, &runs, &failures, &impls);
-    match json::write(settings, &runs, &failures, &impls, &skipped) {
+    versus::print(settings, &runs, &impls, &skips);
+    match json::write(settings, &runs, &failures, &impls, &skipped, &skips) {
         Ok(path) => println!("\nwritten: {}", path.display()),
         Err(error) => eprintln!("rpc bench: writing the JSON results: {error}"),
     }

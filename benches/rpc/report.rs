@@ -84,7 +84,7 @@ fn mem(run: &Run) -> crate::proto::Pending {
     run.client.memory.unwrap_or_default()
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     values.retain(|v| v.is_finite());
     if values.is_empty() {
         return f64::NAN;
@@ -181,7 +181,7 @@ pub(crate) fn summarize(runs: &[Run], modes: &[Mode], impls: &[Impl]) -> Vec<Row
     rows
 }
 
-fn cell(value: f64, decimals: usize, ratio: bool, width: usize) -> String {
+pub(crate) fn cell(value: f64, decimals: usize, ratio: bool, width: usize) -> String {
     let text = match (value.is_finite(), ratio) {
         (false, _) => "-".to_owned(),
         (true, true) => format!("{value:.2}x"),
@@ -199,7 +199,8 @@ pub(crate) fn print(settings: &Settings, runs: &[Run], failures: &[Failure], imp
     let mut last_kind = None;
     for mode in &settings.modes {
         let metrics = metrics(mode);
-        if last_kind != Some(mode.memory) {
+        let ran = rows.iter().any(|r| r.mode == *mode);
+        if ran && last_kind != Some(mode.memory) {
             last_kind = Some(mode.memory);
             if mode.memory {
                 println!("\nbytes/pending = (VmRSS with all calls pending - VmRSS before) / pending calls");
