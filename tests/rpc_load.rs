@@ -134,3 +134,53 @@ async fn a_dropped_call_leaves_no_pending_entry() {
     assert_eq!(client.in_flight(), 0);
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_finishing_out_of_order_are_each_acknowledged_once() {
+    // Handlers of different lengths finish out of order; the node acks
+    // some alone and some together. A tag acked twice would make the
+    // broker close the node's channel (calls would fail); a tag never
+    // acked would be delivered again to the next consumer.
+    let conn = support::connect(support::config()).await;
+    let t = support::service_type("acks");
+    let hits = Hits::default();
+    let counted = hits.clone();
+    let uneven = tower::service_fn(move |req: warren::Request| {
+        let hits = counted.clone();
+        async move {
+            let n: u64 = req.decode()?;
+            tokio::time::sleep(Duration::from_millis(n * 7 % 13)).await;
+            hits.hit();
+            warren::Response::encode(req.content_type, &n)
+        }
+    });
+    let node = warren::Node::builder(t.clone())
+        .concurrency(16)
+        .serve(&conn, uneven)
+        .await
+        .unwrap();
+    let client = Client::new(&conn);
+    let calls = (0..400u64).map(|n| {
+        let client = client.clone();
+        let req = request(
+            Address::Any(t.clone()),
+            "Uneven.get",
+            ContentType::MsgPack,
+            &n,
+        );
+        async move { (n, client.call(req).await) }
+    });
+    for (n, reply) in join_all(calls).await {
+        let reply = reply.unwrap_or_else(|e| panic!("call {n}: {e}"));
+        assert_eq!(reply.decode::<u64>().unwrap(), n);
+    }
+    assert_eq!(hits.count(), 400);
+    node.shutdown().await;
+
+    // Anything left unacknowledged went back to the queue on shutdown.
+    let again = Hits::default();
+    let next = echo_node(&conn, &t, &again).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(again.count(), 0, "requests were delivered twice");
+    next.shutdown().await;
+}

@@ -4,6 +4,7 @@
 //! answered and acked, or (when no reply is possible) rejected without
 //! requeue, which dead-letters it if the queue has a dead-letter exchange.
 
+use super::acks::{Ack, Acks};
 use crate::address::Address;
 use crate::amqp::wire;
 use crate::codec::ContentType;
@@ -31,6 +32,8 @@ pub(crate) struct Dispatch {
     pub(crate) handler: Handler,
     /// The node as its replies' `app_id` (see `wire::sender_app_id`).
     pub(crate) sender: Option<ShortString>,
+    /// The channel's acknowledgements.
+    pub(crate) acks: std::sync::Arc<Acks>,
     /// Closed when the node stops consuming on this channel (it died, or
     /// the connection did).
     pub(crate) lost: tokio::sync::watch::Receiver<()>,
@@ -207,13 +210,12 @@ impl Dispatch {
                 }
                 Err(Refusal::Reject(why)) => {
                     warn!(reason = %why, "rejecting a message that cannot be answered");
-                    self.settle(d.acker.reject(BasicRejectOptions { requeue: false }))
-                        .await;
+                    self.reject(&d).await;
                     "rejected".into()
                 }
                 Err(Refusal::Expired) => {
                     debug!("dropping a request whose deadline passed");
-                    self.settle(d.acker.ack(BasicAckOptions::default())).await;
+                    self.ack(&d).await;
                     "expired".into()
                 }
             };
@@ -231,14 +233,11 @@ impl Dispatch {
         let outcome = resp.status.to_string();
         match reply_to {
             Some(to) => self.reply(d, Some(&to), resp).await,
-            None if resp.status == Code::Ok => {
-                self.settle(d.acker.ack(BasicAckOptions::default())).await;
-            }
+            None if resp.status == Code::Ok => self.ack(d).await,
             None => {
                 // A send whose handler failed: dead-letter it, never loop.
                 warn!(status = %outcome, "a one-way message failed; rejecting it");
-                self.settle(d.acker.reject(BasicRejectOptions { requeue: false }))
-                    .await;
+                self.reject(d).await;
             }
         }
         outcome
@@ -277,7 +276,48 @@ impl Dispatch {
                 return;
             }
         }
-        self.settle(d.acker.ack(BasicAckOptions::default())).await;
+        self.ack(d).await;
+    }
+
+    /// Acknowledges `d`, alone or with others (see `acks.rs`).
+    async fn ack(&self, d: &Delivery) {
+        self.send_acks(self.acks.settled(d.delivery_tag, false))
+            .await;
+    }
+
+    /// Rejects `d` without requeueing it (it is dead-lettered if its queue
+    /// has a dead-letter exchange).
+    async fn reject(&self, d: &Delivery) {
+        let options = BasicRejectOptions { requeue: false };
+        let rejected = self
+            .settle(self.channel.basic_reject(d.delivery_tag, options))
+            .await;
+        if let Some(Ok(())) = rejected {
+            // Acks may now cover the deliveries before it.
+            self.send_acks(self.acks.settled(d.delivery_tag, true))
+                .await;
+        }
+    }
+
+    /// Sends what [`Acks`] asks for, until it asks for nothing more.
+    async fn send_acks(&self, mut next: Ack) {
+        loop {
+            match next {
+                Ack::Nothing => return,
+                Ack::One(tag) => {
+                    let one = BasicAckOptions { multiple: false };
+                    self.settle(self.channel.basic_ack(tag, one)).await;
+                    // Out (or the channel is gone): later multiple acks
+                    // may pass it now.
+                    next = self.acks.settled(tag, true);
+                }
+                Ack::UpTo(tag) => {
+                    let many = BasicAckOptions { multiple: true };
+                    let sent = self.settle(self.channel.basic_ack(tag, many)).await;
+                    next = self.acks.sent(matches!(sent, Some(Ok(()))));
+                }
+            }
+        }
     }
 }
 

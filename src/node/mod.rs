@@ -1,5 +1,6 @@
 //! A service instance: its queues, its consumers, and the handler they feed.
 
+mod acks;
 pub(crate) mod dispatch;
 mod runner;
 mod topology;
