@@ -137,10 +137,10 @@ async fn a_dropped_call_leaves_no_pending_entry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_finishing_out_of_order_are_each_acknowledged_once() {
-    // Handlers of different lengths finish out of order; the node acks
-    // some alone and some together. A tag acked twice would make the
-    // broker close the node's channel (calls would fail); a tag never
-    // acked would be delivered again to the next consumer.
+    // Handlers of different lengths finish out of order. A tag acked
+    // twice would make the broker close the node's channel (calls would
+    // fail); a tag never acked would be delivered again to the next
+    // consumer.
     let conn = support::connect(support::config()).await;
     let t = support::service_type("acks");
     let hits = Hits::default();

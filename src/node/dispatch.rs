@@ -4,7 +4,6 @@
 //! answered and acked, or (when no reply is possible) rejected without
 //! requeue, which dead-letters it if the queue has a dead-letter exchange.
 
-use super::acks::{Ack, Acks};
 use crate::address::Address;
 use crate::amqp::wire;
 use crate::codec::ContentType;
@@ -32,8 +31,6 @@ pub(crate) struct Dispatch {
     pub(crate) handler: Handler,
     /// The node as its replies' `app_id` (see `wire::sender_app_id`).
     pub(crate) sender: Option<ShortString>,
-    /// The channel's acknowledgements.
-    pub(crate) acks: std::sync::Arc<Acks>,
     /// Closed when the node stops consuming on this channel (it died, or
     /// the connection did).
     pub(crate) lost: tokio::sync::watch::Receiver<()>,
@@ -279,9 +276,11 @@ impl Dispatch {
         self.ack(d).await;
     }
 
-    /// Acknowledges `d`, alone or with others (see `acks.rs`).
+    /// Acknowledges `d`. Through the channel rather than lapin's
+    /// per-delivery `Acker`, which hands each ack to a task of lapin's.
     async fn ack(&self, d: &Delivery) {
-        self.send_acks(self.acks.settled(d.delivery_tag, false))
+        let one = BasicAckOptions { multiple: false };
+        self.settle(self.channel.basic_ack(d.delivery_tag, one))
             .await;
     }
 
@@ -289,35 +288,8 @@ impl Dispatch {
     /// has a dead-letter exchange).
     async fn reject(&self, d: &Delivery) {
         let options = BasicRejectOptions { requeue: false };
-        let rejected = self
-            .settle(self.channel.basic_reject(d.delivery_tag, options))
+        self.settle(self.channel.basic_reject(d.delivery_tag, options))
             .await;
-        if let Some(Ok(())) = rejected {
-            // Acks may now cover the deliveries before it.
-            self.send_acks(self.acks.settled(d.delivery_tag, true))
-                .await;
-        }
-    }
-
-    /// Sends what [`Acks`] asks for, until it asks for nothing more.
-    async fn send_acks(&self, mut next: Ack) {
-        loop {
-            match next {
-                Ack::Nothing => return,
-                Ack::One(tag) => {
-                    let one = BasicAckOptions { multiple: false };
-                    self.settle(self.channel.basic_ack(tag, one)).await;
-                    // Out (or the channel is gone): later multiple acks
-                    // may pass it now.
-                    next = self.acks.settled(tag, true);
-                }
-                Ack::UpTo(tag) => {
-                    let many = BasicAckOptions { multiple: true };
-                    let sent = self.settle(self.channel.basic_ack(tag, many)).await;
-                    next = self.acks.sent(matches!(sent, Some(Ok(()))));
-                }
-            }
-        }
     }
 }
 

@@ -1,6 +1,5 @@
 //! A service instance: its queues, its consumers, and the handler they feed.
 
-mod acks;
 pub(crate) mod dispatch;
 mod runner;
 mod topology;

@@ -143,7 +143,6 @@ impl Runner {
         // channel (for its reply or ack to go out) gives up then, so its
         // handler slot comes back even if lapin never settles the wait.
         let (_alive, lost) = watch::channel(());
-        let acks = Arc::new(super::acks::Acks::new());
         let mut links = self.conn.link();
         let generation = link.generation;
         let replaced = |l: &Option<Link>| l.as_ref().is_none_or(|l| l.generation != generation);
@@ -171,7 +170,6 @@ impl Runner {
                             handler: self.handler.clone(),
                             sender: sender.clone(),
                             lost: lost.clone(),
-                            acks: acks.clone(),
                             address,
                             max_body: self.conn.config().max_body,
                             received,
