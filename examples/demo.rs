@@ -1,5 +1,5 @@
 //! Run with: `scripts/demo` (starts a private RabbitMQ), or
-//! `WARREN_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --release --example demo`
+//! `scripts/broker start && WARREN_AMQP_URL=$(scripts/broker url) cargo run --release --example demo`
 //!
 //! Two instances of a calculator service and a typed client: calls to one
 //! instance, to any, to every instance; an application error, a call

@@ -1,4 +1,4 @@
-//! Run with: `WARREN_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --example fallback`
+//! Run with: `scripts/broker start && WARREN_AMQP_URL=$(scripts/broker url) cargo run --example fallback`
 //!
 //! Degraded mode. Two `greeter` instances serve HTTP beside AMQP and
 //! announce their URLs; a caller's broker connection runs through a small

@@ -1,4 +1,4 @@
-//! Run with: `WARREN_AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run --release --example rpc_latency`
+//! Run with: `scripts/broker start && WARREN_AMQP_URL=$(scripts/broker url) cargo run --release --example rpc_latency`
 //!
 //! Round-trip latency and throughput of calls through one broker.
 //!

@@ -167,6 +167,22 @@ impl ServiceId {
 /// | [`Address::Any`] | exactly one instance of the type (its work queue) | one |
 /// | [`Address::Every`] | every instance of the type | many |
 /// | [`Address::All`] | every instance of every type | many |
+///
+/// ```
+/// use warren::Address;
+///
+/// # fn main() -> Result<(), warren::Error> {
+/// let one = Address::instance("billing-7f3a")?; // routing key message.billing-7f3a
+/// let any = Address::any("billing")?; // the type's work queue
+/// let every = Address::every("billing")?; // message.billing
+/// assert!(!one.is_multicast() && !any.is_multicast());
+/// assert!(every.is_multicast() && Address::all().is_multicast());
+///
+/// // Names are checked: no spaces, dots or wildcards in a routing key part.
+/// assert!(Address::any("bill ing").is_err());
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Address {

@@ -4,6 +4,42 @@
 //! correlation id and its reply comes back over direct reply-to, within a
 //! deadline. Every transport is a [`tower::Service`] of [`Request`] to
 //! [`Response`], so timeouts, retries and concurrency limits are tower layers.
+//!
+//! # Quickstart
+//!
+//! In `Cargo.toml` (serde is needed only to derive your own argument and
+//! result types):
+//!
+//! ```toml
+//! [dependencies]
+//! warren = "0.1"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! serde = { version = "1", features = ["derive"] }
+//! ```
+//!
+//! A service, a node serving it and a typed client calling it
+//! (`examples/quickstart.rs`; it needs a broker: `scripts/broker start`
+//! runs a private one and `scripts/broker url` prints its URL):
+//!
+//! ```no_run
+#![doc = include_str!("../examples/quickstart.rs")]
+//! ```
+//!
+//! # Where to start
+//!
+//! | you want to | use |
+//! | --- | --- |
+//! | connect to RabbitMQ, with reconnection | [`Connection`], configured by [`Config`] (from code or the environment) |
+//! | serve a trait | [`macro@service`] on the trait, then [`Node::serve`] or [`Node::builder`] |
+//! | call a service | the generated `…Client` over a [`Client`], or [`Client`] itself with [`Request`]s |
+//! | say where a call goes | [`Address`]: one instance, any instance of a type, every instance, all |
+//! | test without a broker | [`local::Local`], the in-process transport |
+//! | keep calling while the broker is down | [`http`]: the HTTP endpoint, client and fallback |
+//!
+//! The broker URL is `amqp://user:password@host:port/vhost` (or `amqps://`
+//! for TLS); the default vhost `/` is written `%2f`, so the local default
+//! is `amqp://guest:guest@127.0.0.1:5672/%2f`. [`config`] lists every
+//! environment variable [`Config::from_env`] reads.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
@@ -32,102 +68,5 @@ pub use message::{Gather, Request, Response};
 pub use node::{NamedService, Node, NodeBuilder};
 pub use status::{Code, Status};
 
-/// Derives a typed client and a server adapter from a trait.
-///
-/// Put it on a trait whose methods are `async fn`s taking `&self`, with
-/// owned argument and result types that implement serde's `Serialize` and
-/// `Deserialize`. From `trait Calculator` it generates:
-///
-/// | item | what it is |
-/// | --- | --- |
-/// | `Calculator` | the trait, rewritten so that its futures are `Send`, with the supertraits `Send + Sync + 'static`; implement it with `async fn`s as usual |
-/// | `CalculatorClient<T>` | a typed client over any transport `T: tower::Service<Request, Response = Response, Error = Error> + Clone`: one method per trait method, builder methods `with_address`, `with_timeout`, `with_header`, `with_content_type`, and `gather` |
-/// | `CalculatorGather<T>` | the same methods sent to many instances (`T` a `tower::Service<Gather>`), each returning one `(Peer, Result<R, Error>)` per instance that answered |
-/// | `CalculatorServer<S>` | a `tower::Service<Request>` serving any `S: Calculator` |
-///
-/// The client and server types also have `SERVICE` (the service type, the
-/// default address) and `METHODS` (the method names on the wire).
-///
-/// # Results and errors
-/// A client method returns `Result<R, Error>`, where `R` is the declared
-/// return type and an [`Error`] is a transport failure ([`Error::NoRoute`],
-/// [`Error::Timeout`], …) or a failure status from the server
-/// ([`Error::Remote`]). A method declared `-> Result<T, E>` returns
-/// `Result<Result<T, E>, Error>`: `Ok(Err(e))` is the handler's own error,
-/// sent as a status with code [`Code::Application`] and `e` as its details
-/// (so `E` also needs `Display`). A handler that panics gives a status
-/// with code [`Code::Internal`], and the server goes on serving.
-///
-/// # Options
-/// - `#[warren::service(name = "calc")]`: the service type; by default the
-///   trait's name in snake case (`UserProfile` → `user_profile`).
-/// - `#[warren(rename = "Calculator.sum")]` on a method: its full name on the
-///   wire, instead of `<Trait>.<method>`.
-/// - `#[warren(idempotent)]`: the request is marked safe to run twice, so a
-///   transport may retry it elsewhere.
-/// - `#[warren(oneway)]`: the method returns nothing; its call returns once
-///   the server accepted it.
-///
-/// # On the wire
-/// `Calculator.add(1, 2)` is a request for the method `Calculator.add`
-/// whose body is the map of arguments by name, `{"a":1,"b":2}` in JSON (a
-/// method without arguments sends `{}`); the reply's body is the result
-/// itself, `3`. Peers in other languages can call and serve the same way.
-///
-/// # Example
-/// ```
-/// use std::time::Duration;
-/// use warren::{local::Local, Error};
-///
-/// #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-/// pub enum MathError {
-///     DivideByZero,
-/// }
-///
-/// impl std::fmt::Display for MathError {
-///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-///         f.write_str("division by zero")
-///     }
-/// }
-///
-/// /// Arithmetic, remotely.
-/// #[warren::service]
-/// pub trait Calculator {
-///     /// The sum of `a` and `b`.
-///     async fn add(&self, a: i64, b: i64) -> i64;
-///     /// `a / b`, or an error the caller can match on.
-///     #[warren(idempotent)]
-///     async fn divide(&self, a: f64, b: f64) -> Result<f64, MathError>;
-/// }
-///
-/// struct Calc;
-///
-/// impl Calculator for Calc {
-///     async fn add(&self, a: i64, b: i64) -> i64 {
-///         a + b
-///     }
-///     async fn divide(&self, a: f64, b: f64) -> Result<f64, MathError> {
-///         if b == 0.0 {
-///             return Err(MathError::DivideByZero);
-///         }
-///         Ok(a / b)
-///     }
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), Error> {
-/// // The in-process transport stands in for RabbitMQ here.
-/// let mut local = Local::new();
-/// local.serve(
-///     "calculator".parse()?,
-///     "calc-1".parse()?,
-///     CalculatorServer::new(Calc),
-/// );
-///
-/// let calc = CalculatorClient::new(local).with_timeout(Duration::from_secs(5));
-/// assert_eq!(calc.add(1, 2).await?, 3);
-/// assert_eq!(calc.divide(1.0, 0.0).await?, Err(MathError::DivideByZero));
-/// # Ok(())
-/// # }
-/// ```
+#[doc = include_str!("../docs/MACRO.md")]
 pub use warren_macros::service;

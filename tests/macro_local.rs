@@ -155,6 +155,15 @@ async fn json_wire_format() -> Result<(), Error> {
     };
     let reply = raw("Calculator.add", r#"{"a":1,"b":2}"#).await?;
     assert_eq!(&reply.body[..], b"3");
+    // Unknown keys are ignored; a positional array is read in declaration order.
+    let reply = raw("Calculator.add", r#"{"b":2,"a":40,"c":9}"#).await?;
+    assert_eq!(&reply.body[..], b"42");
+    let reply = raw("Calculator.add", "[40,2]").await?;
+    assert_eq!(&reply.body[..], b"42");
+    let Err(Error::Remote(status)) = raw("Calculator.add", r#"{"a":1}"#).await else {
+        panic!("a missing argument must be refused")
+    };
+    assert_eq!(status.code(), &Code::BadRequest);
     let reply = raw("Calculator.whoami", "{}").await?;
     assert_eq!(&reply.body[..], br#""calc-1""#);
     let Err(Error::Remote(status)) = raw("Calculator.divide", r#"{"a":1.0,"b":0.0}"#).await else {

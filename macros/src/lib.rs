@@ -17,8 +17,8 @@ mod types;
 
 use proc_macro::TokenStream;
 
-/// The guide to the generated code and its wire format: `docs/MACRO.md`
-/// in the warren repository.
+/// Derives a typed client and a server adapter from a trait: documented
+/// as `warren::service`, where it is meant to be used from.
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(args.into(), item.into()).into()

@@ -30,6 +30,30 @@ struct Inner {
 /// A `Client` is a [`tower::Service`] of [`Request`] (one reply) and of
 /// [`Gather`] (every reply within the deadline). Clones share one
 /// connection and one reply channel, so make one and clone it freely.
+///
+/// Most code calls through a generated client (`GreeterClient::new(client)`);
+/// untyped calls look like this:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use warren::{Address, Client, Config, Connection, ContentType, Request};
+///
+/// # async fn run() -> Result<(), warren::Error> {
+/// let conn = Connection::connect(Config::from_env()?).await?;
+/// let client = Client::new(&conn);
+///
+/// let request = Request::encode(
+///     Address::any("calculator")?,
+///     "Calculator.add",
+///     ContentType::Json,
+///     &serde_json::json!({"a": 1, "b": 2}),
+/// )?
+/// .with_timeout(Duration::from_secs(2));
+/// let sum: i64 = client.call(request).await?.decode()?;
+/// assert_eq!(sum, 3);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     inner: Arc<Inner>,

@@ -90,6 +90,26 @@ pub(super) struct Shared {
 
 /// A supervised connection to the broker: reconnects by itself and tells
 /// its state. Cheap to clone; the last clone dropped closes it.
+///
+/// ```no_run
+/// use warren::{Config, Connection, ConnectionState};
+///
+/// # async fn run() -> Result<(), warren::Error> {
+/// // RABBITMQ_URL (or WARREN_AMQP_URL), the deadline, the backoff, ...
+/// let conn = Connection::connect(Config::from_env()?).await?;
+///
+/// // Watch it: every reconnect and loss shows here (and in the logs).
+/// let mut state = conn.state();
+/// tokio::spawn(async move {
+///     while state.changed().await.is_ok() {
+///         if let ConnectionState::Reconnecting { attempts, .. } = &*state.borrow() {
+///             eprintln!("broker lost, attempt {attempts}");
+///         }
+///     }
+/// });
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Connection {
     shared: Arc<Shared>,

@@ -88,6 +88,28 @@ impl fmt::Debug for BrokerUrl {
 }
 
 /// How to reach the broker and how calls behave.
+///
+/// From the environment (the table in [the module docs](self) lists every
+/// variable), or from code:
+///
+/// ```
+/// use std::time::Duration;
+/// use warren::config::{BrokerUrl, Config};
+///
+/// # fn main() -> Result<(), warren::Error> {
+/// let mut config = Config::default();
+/// // The vhost `/` is written `%2f`; `amqps://` for TLS.
+/// config.urls = vec![BrokerUrl::new("amqp://app:secret@10.0.0.7:5672/%2f")?];
+/// config.default_timeout = Duration::from_secs(5);
+/// config.prefetch = 16;
+/// // The password never shows:
+/// assert_eq!(
+///     config.urls[0].to_string(),
+///     "amqp://app:***@10.0.0.7:5672/%2f"
+/// );
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 #[must_use]
 pub struct Config {

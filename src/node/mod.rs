@@ -26,6 +26,39 @@ pub trait NamedService {
 }
 
 /// Settings of a node; start one with [`NodeBuilder::serve`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use warren::{Config, Connection, Node};
+///
+/// /// Greets people.
+/// #[warren::service]
+/// pub trait Greeter {
+///     /// Says hello.
+///     async fn hello(&self, name: String) -> String;
+/// }
+///
+/// struct English;
+///
+/// impl Greeter for English {
+///     async fn hello(&self, name: String) -> String {
+///         format!("Hello, {name}!")
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), warren::Error> {
+/// let conn = Connection::connect(Config::from_env()?).await?;
+/// let node = Node::builder("greeter".parse()?)
+///     .id("greeter-eu-1".parse()?) // default: a random id
+///     .concurrency(32) // handlers running at once
+///     .shutdown_grace(Duration::from_secs(10))
+///     .serve(&conn, GreeterServer::new(English))
+///     .await?;
+/// // ... until the process should stop:
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct NodeBuilder {
@@ -40,6 +73,38 @@ pub struct NodeBuilder {
 
 /// A running service instance. [`Node::shutdown`] stops it gracefully;
 /// dropping it stops it too, without waiting for running handlers.
+///
+/// It owns a queue bound to `message.<id>`, `message.<type>` and
+/// `message.all` on the exchange, and consumes the type's work queue.
+///
+/// ```no_run
+/// use warren::{Config, Connection, Node};
+///
+/// /// Greets people.
+/// #[warren::service]
+/// pub trait Greeter {
+///     /// Says hello.
+///     async fn hello(&self, name: String) -> String;
+/// }
+///
+/// struct English;
+///
+/// impl Greeter for English {
+///     async fn hello(&self, name: String) -> String {
+///         format!("Hello, {name}!")
+///     }
+/// }
+///
+/// # async fn run() -> Result<(), warren::Error> {
+/// let conn = Connection::connect(Config::from_env()?).await?;
+/// // The type comes from the trait (`greeter`), the id is random.
+/// let node = Node::serve(&conn, GreeterServer::new(English)).await?;
+/// println!("serving as {}", node.id());
+/// tokio::signal::ctrl_c().await.ok();
+/// node.shutdown().await; // finishes the calls it took
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Node {
     service: ServiceType,
