@@ -56,16 +56,6 @@ impl Context {
             .map(|d| d.saturating_duration_since(Instant::now()))
     }
 
-    /// Whether the current task already serves `request` in its context
-    /// (a transport set it up), so that a second scope would only repeat it.
-    #[must_use]
-    pub fn serving(request: &Request) -> bool {
-        request.message_id.is_some()
-            && CURRENT
-                .try_with(|c| c.message_id == request.message_id && c.method == request.method)
-                .unwrap_or(false)
-    }
-
     /// Runs `fut` with this context as [`Context::current`].
     pub async fn scope<F: Future>(self, fut: F) -> F::Output {
         CURRENT.scope(self, fut).await

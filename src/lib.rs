@@ -55,6 +55,7 @@ pub mod http;
 pub mod local;
 pub mod message;
 pub mod node;
+pub mod serve;
 pub mod status;
 
 pub use address::{Address, Peer, ServiceId, ServiceType};

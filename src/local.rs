@@ -3,9 +3,11 @@
 //!
 //! It routes exactly as the broker would ([`Address::Instance`] to one
 //! instance, [`Address::Any`] round-robin over a type, [`Address::Every`]
-//! and [`Address::All`] to each), applies deadlines, and turns error
-//! replies into [`Error::Remote`], so code tested on it behaves the same
-//! over RabbitMQ.
+//! and [`Address::All`] to each), applies deadlines, runs handlers under
+//! the same server layer as the AMQP node and the HTTP endpoint
+//! ([`crate::serve`]: context, deadline, panics, error statuses), and turns
+//! error replies into [`Error::Remote`], so code tested on it behaves the
+//! same over RabbitMQ.
 
 use crate::address::{Address, Peer, ServiceId, ServiceType};
 use crate::context::Context;
@@ -100,7 +102,7 @@ impl Local {
         reg.instances.push(Instance {
             id,
             service,
-            handler: BoxCloneSyncService::new(handler),
+            handler: BoxCloneSyncService::new(crate::serve::Serve::new(handler)),
         });
     }
 
@@ -137,17 +139,15 @@ impl Local {
     }
 }
 
-async fn invoke(mut handler: Handler, peer: Peer, mut req: Request) -> Response {
+async fn invoke(handler: Handler, peer: Peer, mut req: Request) -> Response {
     req.from = Peer::default();
     req.message_id = Some(uuid::Uuid::new_v4().to_string());
     let content_type = req.content_type;
-    let mut resp = match handler.ready().await {
-        Ok(h) => h
-            .call(req)
-            .await
-            .unwrap_or_else(|e| Response::error(content_type, &e.to_status())),
-        Err(e) => Response::error(content_type, &e.to_status()),
-    };
+    // The server layer never fails: every outcome is a response.
+    let mut resp = handler
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|e| Response::error(content_type, &e.to_status()));
     resp.from = peer;
     resp.transport = "local";
     resp
@@ -183,10 +183,15 @@ impl Service<Request> for Local {
                 return Ok(Response::ok(content_type, bytes::Bytes::new()));
             }
             let after = deadline.saturating_duration_since(Instant::now());
-            tokio::time::timeout_at(deadline.into(), invoke(handler, peer, req))
+            let resp = tokio::time::timeout_at(deadline.into(), invoke(handler, peer, req))
                 .await
-                .map_err(|_| Error::Timeout { after })?
-                .into_result()
+                .map_err(|_| Error::Timeout { after })?;
+            // The server gives up at the same deadline; a caller over
+            // RabbitMQ would have stopped waiting then, so it sees a timeout.
+            if resp.status == crate::status::Code::DeadlineExceeded && Instant::now() >= deadline {
+                return Err(Error::Timeout { after });
+            }
+            resp.into_result()
         })
     }
 }

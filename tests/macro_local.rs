@@ -364,7 +364,7 @@ async fn a_panicking_handler_does_not_stop_the_server() -> Result<(), Error> {
     let err = client.boom().await.unwrap_err();
     let status = err.status().expect("a remote error");
     assert_eq!(status.code(), &Code::Internal);
-    assert_eq!(status.message(), "handler panicked");
+    assert_eq!(status.message(), warren::serve::PANIC_MESSAGE);
     assert_eq!(client.add(2, 2).await?, 4);
     Ok(())
 }

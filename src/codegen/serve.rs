@@ -1,17 +1,16 @@
-//! The server's side: decoding arguments, running a handler in the call's
-//! [`Context`], surviving its panics, and encoding its result as a reply in
-//! the request's codec.
+//! The server's side of generated code: decoding arguments, dispatching on
+//! the method and encoding the result as a reply in the request's codec.
+//! Context, deadline and panics are the transports' server layer
+//! ([`crate::serve`]).
 
 use crate::codec::ContentType;
-use crate::context::Context;
 use crate::error::Error;
 use crate::message::{Request, Response};
 use crate::status::{Code, Status};
-use futures::future::{self, BoxFuture, FutureExt};
+use futures::future::{self, BoxFuture};
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt::Display;
 use std::future::Future;
-use std::panic::AssertUnwindSafe;
 
 /// A handler's result, turned into a reply.
 pub trait Reply {
@@ -55,10 +54,9 @@ fn internal(content_type: ContentType, message: &str) -> Response {
 }
 
 /// Serves one call: decodes the arguments `A` from the request body, then
-/// runs `handler` inside [`Context::scope`], catching its panics.
+/// runs `handler` and encodes its result.
 ///
-/// Never fails and never panics: undecodable arguments give a
-/// `bad_request` reply, a panic an `internal` one.
+/// Never fails: undecodable arguments give a `bad_request` reply.
 pub fn serve<A, F, Fut>(
     request: &Request,
     handler: F,
@@ -71,44 +69,9 @@ where
 {
     let content_type = request.content_type;
     match request.decode::<A>() {
-        Ok(args) => run(
-            request,
-            Box::pin(async move { handler(args).await.into_response(content_type) }),
-        ),
+        Ok(args) => Box::pin(async move { Ok(handler(args).await.into_response(content_type)) }),
         Err(e) => bad_arguments(request, &e),
     }
-}
-
-/// The non-generic part of [`serve`].
-fn run(
-    request: &Request,
-    handler: BoxFuture<'static, Response>,
-) -> BoxFuture<'static, Result<Response, Error>> {
-    let content_type = request.content_type;
-    let method = request.method.clone();
-    // The node and the HTTP server already run handlers in the request's
-    // context; the in-process transport and direct callers do not.
-    let work: BoxFuture<'static, Response> = if Context::serving(request) {
-        handler
-    } else {
-        Box::pin(Context::from_request(request).scope(handler))
-    };
-    Box::pin(async move {
-        match AssertUnwindSafe(work).catch_unwind().await {
-            Ok(reply) => Ok(reply),
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .copied()
-                    .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                    .unwrap_or("a non-string payload");
-                // The panic message stays here: it may say more than a
-                // caller in another service should see.
-                tracing::error!(%method, panic = what, "handler panicked");
-                Ok(internal(content_type, "handler panicked"))
-            }
-        }
-    })
 }
 
 fn bad_arguments(request: &Request, error: &Error) -> BoxFuture<'static, Result<Response, Error>> {

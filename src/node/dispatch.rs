@@ -7,19 +7,15 @@
 use crate::address::Address;
 use crate::amqp::wire;
 use crate::codec::ContentType;
-use crate::context::Context;
 use crate::error::Error;
 use crate::message::{Request, Response};
 use crate::status::{Code, Status};
-use futures::FutureExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicRejectOptions};
 use lapin::types::ShortString;
 use lapin::Channel;
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceExt};
 use tracing::{debug, warn, Instrument};
 
 /// A node's handler: every request goes through it.
@@ -144,48 +140,6 @@ fn remaining(timeout: Duration, sent: Option<u64>) -> Duration {
         .min(timeout)
 }
 
-/// Runs `handler` on `request` the way every transport does: inside the
-/// request's [`Context`], bounded by its deadline, with a panic or an error
-/// turned into an error reply. The AMQP dispatcher and the HTTP server both
-/// answer through here, so a handler behaves the same on either.
-pub(crate) async fn answer(mut handler: Handler, request: Request) -> Response {
-    let ct = request.content_type;
-    let deadline = request.deadline;
-    let ctx = Context::from_request(&request);
-    let work = ctx.scope(async move {
-        handler.ready().await?;
-        handler.call(request).await
-    });
-    let work = AssertUnwindSafe(work).catch_unwind();
-    let result = match deadline {
-        Some(at) => tokio::time::timeout_at(at.into(), work).await.ok(),
-        None => Some(work.await),
-    };
-    match result {
-        Some(Ok(Ok(resp))) => resp,
-        Some(Ok(Err(e))) => Response::error(ct, &e.to_status()),
-        Some(Err(panic)) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a non-string payload".into());
-            warn!(panic = %what, "handler panicked");
-            Response::error(
-                ct,
-                &Status::new(Code::Internal, format!("the handler panicked: {what}")),
-            )
-        }
-        None => Response::error(
-            ct,
-            &Status::new(
-                Code::DeadlineExceeded,
-                "the deadline passed while the handler ran",
-            ),
-        ),
-    }
-}
-
 impl Dispatch {
     /// Handles one delivery to the end (reply and ack, or reject).
     pub(crate) async fn handle(self, mut d: Delivery) {
@@ -226,7 +180,7 @@ impl Dispatch {
 
     async fn run(&self, d: &Delivery, inc: Incoming) -> String {
         let Incoming { request, reply_to } = inc;
-        let resp = answer(self.handler.clone(), request).await;
+        let resp = crate::serve::answer(self.handler.clone(), request).await;
         let outcome = resp.status.to_string();
         match reply_to {
             Some(to) => self.reply(d, Some(&to), resp).await,
