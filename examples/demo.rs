@@ -95,7 +95,8 @@ async fn main() -> Result<(), Error> {
     let one = calc.clone().with_address(Address::instance("calc-2")?);
     println!("instance(calc-2) → {}", one.whoami().await?);
     let replies = calc
-        .gather(Address::every("calculator")?, Some(2))
+        .gather() // every instance of `calculator`
+        .expect(2)
         .whoami()
         .await?;
     for (peer, answer) in &replies {

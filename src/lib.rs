@@ -52,6 +52,7 @@ pub mod context;
 pub mod error;
 pub mod headers;
 pub mod http;
+pub mod layer;
 pub mod local;
 pub mod message;
 pub mod node;

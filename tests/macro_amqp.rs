@@ -124,7 +124,9 @@ async fn gather_over_rabbitmq_returns_each_instance() -> Result<(), Error> {
     }
     let calc = CalcClient::new(Client::new(&conn)).with_timeout(Duration::from_secs(5));
     let replies = calc
-        .gather(Address::Every(t.clone()), Some(2))
+        .gather()
+        .with_address(Address::Every(t.clone()))
+        .expect(2)
         .add(1, 2)
         .await?;
     let mut from: Vec<_> = replies.iter().map(|(p, _)| p.id.clone().unwrap()).collect();

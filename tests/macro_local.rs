@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use warren::{local::Local, Address, Code, ContentType, Context, Error, Request, Response};
+use warren::{local::Local, Address, Code, ContentType, Context, Error, Request, Response, Status};
 
 /// The application error of `divide`.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -235,10 +235,20 @@ async fn method_options_reach_the_request() -> Result<(), Error> {
 async fn gather_returns_one_typed_result_per_instance() -> Result<(), Error> {
     let mut local = one_instance();
     local.serve("calculator".parse()?, "calc-2".parse()?, calc("calc-2"));
-    let every = Address::every("calculator")?;
+    // An instance of another service, which has none of the methods.
+    local.serve(
+        "other".parse()?,
+        "other-1".parse()?,
+        tower::service_fn(|req: Request| async move {
+            let status = Status::new(Code::UnknownMethod, "not here");
+            Ok::<_, Error>(Response::error(req.content_type, &status))
+        }),
+    );
     let client = CalculatorClient::new(local).with_timeout(Duration::from_secs(5));
+    // By default a gather goes to every instance of the service.
     let mut ids: Vec<_> = client
-        .gather(every.clone(), Some(2))
+        .gather()
+        .expect(2)
         .whoami()
         .await?
         .into_iter()
@@ -252,10 +262,24 @@ async fn gather_returns_one_typed_result_per_instance() -> Result<(), Error> {
             ("calc-2".into(), "calc-2".into())
         ]
     );
-    let divided = client.gather(every, Some(2)).divide(1.0, 0.0).await?;
+    let divided = client.gather().expect(2).divide(1.0, 0.0).await?;
     assert_eq!(divided.len(), 2);
     for (_, result) in divided {
         assert_eq!(result?, Err(MathError::DivideByZero));
+    }
+    // Sent to all, with its own timeout: the other service's "no such
+    // method" is not counted as a failure of this one.
+    let all = client
+        .gather()
+        .with_address(Address::all())
+        .with_timeout(Duration::from_millis(300))
+        .remaining_ms()
+        .await?;
+    let mut from: Vec<_> = all.iter().map(|(p, _)| p.id.clone().unwrap()).collect();
+    from.sort();
+    assert_eq!(from, ["calc-1", "calc-2"]);
+    for (_, remaining) in all {
+        assert!(remaining?.is_some_and(|ms| ms <= 300));
     }
     Ok(())
 }

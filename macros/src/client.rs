@@ -101,21 +101,19 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
                 self
             }
 
-            /// The same calls sent to many instances at once (`address` is usually
-            /// `Address::Every` or `Address::All`): each method returns one result per
-            /// instance that answered, once `expect` answered or the deadline passed.
-            pub fn gather(
-                &self,
-                address: ::warren::codegen::Address,
-                expect: ::warren::codegen::Option<usize>,
-            ) -> #gather<T>
+            /// The same calls sent to every instance of the service at once
+            /// (`Address::Every`; `with_address` sends them elsewhere, such as
+            /// `Address::All`), with this client's timeout, headers and content type:
+            /// each method returns one result per instance that answered, once
+            /// `expect` instances answered or the deadline passed.
+            pub fn gather(&self) -> #gather<T>
             where
                 T: ::warren::codegen::Clone,
             {
                 #gather {
                     inner: ::warren::codegen::Clone::clone(&self.inner),
-                    options: ::warren::codegen::Clone::clone(&self.options).address(address),
-                    expect,
+                    options: ::warren::codegen::Clone::clone(&self.options).every(),
+                    expect: ::warren::codegen::None,
                 }
             }
         }

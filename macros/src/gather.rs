@@ -16,7 +16,8 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
         "Calls to many instances of the [`{trait_ident}`] service at once, made with \
          [`{client}::gather`]. Each method returns who answered and what, one entry per \
          instance, in the order the replies came; a failure of one instance is in its \
-         entry."
+         entry. Sent to `Address::All`, the instances of other services, which do not \
+         have the method, are left out."
     );
     let methods = service.methods.iter().map(|method| {
         let ident = &method.ident;
@@ -40,6 +41,7 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
             > + use<T> {
                 ::warren::codegen::gather(
                     ::warren::codegen::Clone::clone(&self.inner),
+                    ::warren::codegen::Clone::clone(self.options.service()),
                     #request,
                     self.expect,
                     #decoder,
@@ -55,6 +57,32 @@ pub(crate) fn generate(service: &Service) -> TokenStream {
             inner: T,
             options: ::warren::codegen::CallOptions,
             expect: ::warren::codegen::Option<usize>,
+        }
+
+        #[allow(dead_code)]
+        impl<T> #gather<T> {
+            /// Sends the calls to `address` instead of every instance of the service
+            /// (`Address::All`: every instance of every service).
+            #[must_use]
+            pub fn with_address(mut self, address: ::warren::codegen::Address) -> Self {
+                self.options = self.options.address(address);
+                self
+            }
+
+            /// Gives each call `timeout` from the moment it is made: how long the
+            /// gather waits for replies.
+            #[must_use]
+            pub fn with_timeout(mut self, timeout: ::warren::codegen::Duration) -> Self {
+                self.options = self.options.timeout(timeout);
+                self
+            }
+
+            /// Stops waiting once `n` instances answered, before the deadline.
+            #[must_use]
+            pub fn expect(mut self, n: usize) -> Self {
+                self.expect = ::warren::codegen::Some(n);
+                self
+            }
         }
 
         #[allow(dead_code)]

@@ -20,6 +20,7 @@ const RESERVED: &[&str] = &[
     "with_timeout",
     "with_header",
     "with_content_type",
+    "expect",
 ];
 
 /// A service: the trait (without its `#[warren]` attributes) and its methods.

@@ -16,6 +16,7 @@ use tower::{Service, ServiceExt};
 /// What a generated client puts on every request it sends.
 #[derive(Clone, Debug)]
 pub struct CallOptions {
+    service: ServiceType,
     address: Address,
     timeout: Option<Duration>,
     headers: Headers,
@@ -34,7 +35,8 @@ impl CallOptions {
         let service =
             ServiceType::new(service).expect("service type checked by #[warren::service]");
         Self {
-            address: Address::Any(service),
+            address: Address::Any(service.clone()),
+            service,
             timeout: None,
             headers: Headers::new(),
             content_type: ContentType::default(),
@@ -46,6 +48,20 @@ impl CallOptions {
     pub fn address(mut self, address: Address) -> Self {
         self.address = address;
         self
+    }
+
+    /// The same options, addressed to every instance of the service: where
+    /// a typed gather goes unless told otherwise.
+    #[must_use]
+    pub fn every(mut self) -> Self {
+        self.address = Address::Every(self.service.clone());
+        self
+    }
+
+    /// The service type these calls are for.
+    #[must_use]
+    pub fn service(&self) -> &ServiceType {
+        &self.service
     }
 
     /// Gives each call `timeout` from the moment it is made.
@@ -130,6 +146,7 @@ where
 /// one instance is in that instance's entry instead.
 pub async fn gather<T, R>(
     mut transport: T,
+    service: ServiceType,
     request: Result<Request, Error>,
     expect: Option<usize>,
     decode: fn(Result<Response, Error>) -> Result<R, Error>,
@@ -147,8 +164,23 @@ where
         .await?;
     Ok(replies
         .into_iter()
+        .filter(|reply| !other_service(&service, reply))
         .map(|reply| (reply.from.clone(), decode(reply.into_result())))
         .collect())
+}
+
+/// Whether `reply` is an instance of another service type saying it does
+/// not have the method: what every other service answers to a typed gather
+/// sent to [`Address::All`]. Such a reply is not a failure of this service,
+/// so the gather leaves it out. An instance of this service answering
+/// `unknown_method` (another version of it) stays in, as the error it is.
+fn other_service(service: &ServiceType, reply: &Response) -> bool {
+    reply.status == Code::UnknownMethod
+        && reply
+            .from
+            .service
+            .as_deref()
+            .is_some_and(|s| s != service.as_str())
 }
 
 /// Decodes the reply of a method that returns a plain value.

@@ -69,7 +69,11 @@ fn main() {
         client.ping().await.unwrap();
         assert!(client.keys().await.unwrap().is_empty());
         assert_eq!(client.route(1, 2).await.unwrap(), 3);
-        let all = client.gather(Address::every("kv-store").unwrap(), None);
+        let all = client
+            .gather()
+            .with_address(Address::every("kv-store").unwrap())
+            .with_timeout(std::time::Duration::from_millis(100))
+            .expect(1);
         assert_eq!(all.get("k".into()).await.unwrap().len(), 1);
     });
 }
