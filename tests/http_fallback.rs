@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
-use warren::{Address, ContentType, Context, Error, Gather, Node, Request, Response, ServiceType};
+use warren::{
+    Address, ContentType, Context, Error, Gather, Node, Request, Response, ServiceType, Transport,
+};
 
 /// A handler that counts calls per method. The first call of a method
 /// starting with `Hold.` waits for [`Probe::release`] (so the test can cut
@@ -114,7 +116,7 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
             let to = Address::Instance(node.id().clone());
             let req = Request::encode(to, "Echo.say", ct, &("hi", 7u8)).unwrap();
             let resp = caller.call(req).await.unwrap();
-            assert_eq!(resp.transport, "http");
+            assert_eq!(resp.transport, Transport::Http);
             assert_eq!(resp.content_type, ct);
             assert_eq!(resp.from.id.as_deref(), Some(node.id().as_str()));
             assert_eq!(resp.decode::<(String, u8)>().unwrap(), ("hi".into(), 7));
@@ -126,7 +128,7 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
             .call(json(&Address::Any(t.clone()), "Echo.say", &i))
             .await
             .unwrap();
-        assert_eq!(resp.transport, "http");
+        assert_eq!(resp.transport, Transport::Http);
         answered.insert(resp.from.id.unwrap());
     }
     assert_eq!(
@@ -140,7 +142,10 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
         .iter()
         .map(|r| (r.transport, r.from.id.clone().unwrap()))
         .collect();
-    let want: BTreeSet<_> = nodes.iter().map(|n| ("http", n.id().to_string())).collect();
+    let want: BTreeSet<_> = nodes
+        .iter()
+        .map(|n| (Transport::Http, n.id().to_string()))
+        .collect();
     assert_eq!(from, want, "every(type) reaches each instance over HTTP");
 
     caller.restore().await;
@@ -149,7 +154,7 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
         .await;
     for _ in 0..5 {
         let resp = caller.call(json(&a, "Echo.say", &"again")).await.unwrap();
-        assert_eq!(resp.transport, "amqp");
+        assert_eq!(resp.transport, Transport::Amqp);
     }
 }
 
@@ -172,7 +177,7 @@ async fn any_skips_an_instance_that_refuses_connections() {
             .call(json(&Address::Any(t.clone()), "Echo.say", &i))
             .await
             .unwrap();
-        assert_eq!(resp.transport, "http");
+        assert_eq!(resp.transport, Transport::Http);
         answered.insert(resp.from.id.unwrap());
     }
     let live: BTreeSet<_> = nodes.iter().map(|n| n.id().to_string()).collect();
@@ -217,7 +222,7 @@ async fn a_call_that_reached_the_broker_is_not_run_twice() {
 async fn an_idempotent_call_that_reached_the_broker_goes_again_over_http() {
     let (result, probe) = cut_while_running(&["Hold.read"], "Hold.read").await;
     let resp = result.unwrap();
-    assert_eq!(resp.transport, "http");
+    assert_eq!(resp.transport, Transport::Http);
     assert_eq!(resp.decode::<i32>().unwrap(), 1);
     assert_eq!(probe.count("Hold.read"), 2);
 }
@@ -245,7 +250,7 @@ async fn the_deadline_holds_across_the_switch() {
     let spent = start.elapsed();
     caller.proxy.cut();
     let resp = call.await.unwrap();
-    assert_eq!(resp.transport, "http");
+    assert_eq!(resp.transport, Transport::Http);
     let left = Duration::from_millis(resp.decode::<u64>().unwrap());
     assert!(
         left + spent <= total,

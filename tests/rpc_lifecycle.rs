@@ -152,7 +152,12 @@ async fn an_id_already_in_use_cannot_start_again() {
             .serve(c, echo(&Hits::default()))
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Broker(_)), "{err}");
+        match &err {
+            Error::InstanceInUse { service, id } => {
+                assert_eq!((service, id), (&t, first.id()));
+            }
+            other => panic!("not InstanceInUse: {other}"),
+        }
         let msg = err.to_string();
         assert!(
             msg.contains(first.id().as_str()) && msg.contains("already running"),

@@ -7,7 +7,9 @@ use std::time::Duration;
 use tower::{Layer, ServiceExt};
 use warren::config::{Backoff, WhenDisconnected};
 use warren::http::{Fallback, FallbackLayer, HttpClient, HttpConfig, Peers};
-use warren::{Address, Client, Config, Connection, ContentType, Error, Request, Response};
+use warren::{
+    Address, Client, Config, Connection, ContentType, Error, Request, Response, Transport,
+};
 
 /// HTTP on a free loopback port, announcing every second.
 pub fn http_config() -> HttpConfig {
@@ -98,7 +100,7 @@ impl Caller {
         let done = async {
             loop {
                 let resp = self.call(request()).await.expect("calls keep working");
-                if resp.transport == "amqp" {
+                if resp.transport == Transport::Amqp {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;
