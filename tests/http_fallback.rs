@@ -1,7 +1,5 @@
 //! Degraded mode against a real broker and real HTTP: the caller's broker
 //! connection is cut by a proxy, calls go over HTTP, and come back to AMQP.
-#[path = "support/cut_proxy.rs"]
-mod cut_proxy;
 #[path = "support/degraded.rs"]
 mod degraded;
 mod support;
@@ -204,7 +202,7 @@ async fn cut_while_running(idempotent: &[&str], method: &str) -> (Result<Respons
     tokio::pin!(call);
     tokio::select! {
         r = &mut call => panic!("the call ended before the cut: {r:?}"),
-        () = probe.started.notified() => caller.proxy.cut(),
+        () = probe.started.notified() => caller.proxy.partition(),
     }
     let result = call.await;
     probe.release();
@@ -248,7 +246,7 @@ async fn the_deadline_holds_across_the_switch() {
         () = async { probe.started.notified().await; tokio::time::sleep(Duration::from_millis(500)).await } => {}
     }
     let spent = start.elapsed();
-    caller.proxy.cut();
+    caller.proxy.partition();
     let resp = call.await.unwrap();
     assert_eq!(resp.transport, Transport::Http);
     let left = Duration::from_millis(resp.decode::<u64>().unwrap());
@@ -269,7 +267,7 @@ async fn the_deadline_holds_across_the_switch() {
     tokio::pin!(call);
     tokio::select! {
         r = &mut call => panic!("the call ended before the cut: {r:?}"),
-        () = probe_started.notified() => caller.proxy.cut(),
+        () = probe_started.notified() => caller.proxy.partition(),
     }
     let err = call.await.unwrap_err();
     let took = start.elapsed();

@@ -1,7 +1,5 @@
 //! A node's HTTP endpoint, called for real: tokens, body limits, codecs,
 //! status mapping, headers, health, and refusals that never run the handler.
-#[path = "support/cut_proxy.rs"]
-mod cut_proxy;
 #[path = "support/degraded.rs"]
 mod degraded;
 mod support;

@@ -1,8 +1,8 @@
 //! Helpers for degraded-mode tests: nodes serving HTTP, and a caller whose
-//! broker connection runs through a [`CutProxy`].
+//! broker connection runs through a [`Proxy`].
 #![allow(dead_code, unreachable_pub)]
 
-use crate::cut_proxy::CutProxy;
+use crate::support::proxy::Proxy;
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
 use warren::config::{Backoff, WhenDisconnected};
@@ -18,9 +18,9 @@ pub fn http_config() -> HttpConfig {
         .announce_every(Duration::from_secs(1))
 }
 
-/// A caller going through a cut proxy, learning peers from announcements.
+/// A caller going through a fault proxy, learning peers from announcements.
 pub struct Caller {
-    pub proxy: CutProxy,
+    pub proxy: Proxy,
     pub conn: Connection,
     pub peers: Peers,
     pub service: Fallback<Client, HttpClient>,
@@ -29,10 +29,10 @@ pub struct Caller {
 impl Caller {
     /// Connects through a new proxy to the broker of `cfg` (same exchange).
     pub async fn start(cfg: &Config, idempotent: &[&str]) -> Self {
-        let (proxy, url) = CutProxy::for_url(&crate::support::url()).await;
+        let proxy = Proxy::to_url(&crate::support::url()).await;
         let cfg = cfg
             .clone()
-            .url(url)
+            .url(proxy.url_for(&crate::support::url()))
             .unwrap()
             .when_disconnected(WhenDisconnected::FailFast)
             .backoff(Backoff {
@@ -66,15 +66,16 @@ impl Caller {
             .expect("the nodes' announcements arrive");
     }
 
-    /// Cuts the broker connection and waits until the caller sees it.
+    /// Cuts the broker connection (refusing new ones) and waits until the
+    /// caller sees it.
     pub async fn cut(&self) {
-        self.proxy.cut();
+        self.proxy.partition();
         self.wait(false).await;
     }
 
     /// Restores the connection and waits until the caller is connected.
     pub async fn restore(&self) {
-        self.proxy.restore();
+        self.proxy.resume();
         self.wait(true).await;
     }
 
