@@ -64,7 +64,7 @@ impl BrokerUrl {
         // does not have: almost always meant as the default vhost `/`.
         if parsed.vhost.is_empty() {
             return Err(invalid(
-                "it ends in `/`, which names the empty vhost; for the default vhost `/` \
+                "it ends in `/`, which names the empty vhost, not the default one; \
                  end it in `/%2f`, or leave the path out"
                     .into(),
             ));
