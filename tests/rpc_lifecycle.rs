@@ -1,5 +1,5 @@
 //! A node's life: shutdown finishes the work in flight and hands back the
-//! rest, a restarted instance gets what waited for it, and an id can run
+//! rest, a restarted instance gets what waited for it, an id can run
 //! only once at a time, and a queue declared with other arguments is told
 //! apart.
 mod support;

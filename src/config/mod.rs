@@ -14,6 +14,12 @@
 //! | `RABBITMQ_RETRY_DELAY` | first retry delay: milliseconds, or with a unit (`500ms`, `2s`) | `100` |
 //! | `WARREN_RETRY_MAX_DELAY` | longest retry delay, same syntax | `2s` |
 //! | `WARREN_RETRY_FACTOR` | growth of the delay per failed attempt | `2` |
+//!
+//! A broker URL is checked when it is set: one that cannot work (see
+//! [`BrokerUrl::new`]) is an [`Error::InvalidUrl`] naming the variable.
+//! The default vhost `/` is written `%2f` (`amqp://host:5672/%2f`), or the
+//! path left out; a URL ending in `/` names the empty vhost, which RabbitMQ
+//! does not have, and is refused.
 
 mod retry;
 
