@@ -34,27 +34,27 @@ pub(super) enum ConnectFailure {
 /// Classifies the failure of a connection attempt to `url`.
 pub(super) fn connect_failure(e: &lapin::Error, url: &BrokerUrl) -> ConnectFailure {
     let uri = url.expose().parse::<lapin::uri::AMQPUri>().ok();
-    let redacted = url.to_string();
-    let setting = url.setting().to_owned();
+    let login_refused = |reason: &str| Error::AuthenticationRefused {
+        url: url.to_string(),
+        user: uri
+            .as_ref()
+            .map(|u| u.authority.userinfo.username.clone())
+            .unwrap_or_default(),
+        setting: url.setting().to_owned(),
+        reason: reason.to_owned(),
+    };
     let permanent = match e.kind() {
         ErrorKind::ProtocolError(p) => match (p.kind(), p.get_message().as_str()) {
             (AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED), reason) => {
-                Some(Error::AuthenticationRefused {
-                    url: redacted,
-                    user: uri
-                        .map(|u| u.authority.userinfo.username)
-                        .unwrap_or_default(),
-                    setting,
-                    reason: reason.to_owned(),
-                })
+                Some(login_refused(reason))
             }
             (AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED), reason) => {
                 let reason = reason.strip_prefix("NOT_ALLOWED - ").unwrap_or(reason);
                 if reason.starts_with("vhost ") && reason.ends_with(" not found") {
                     Some(Error::VhostNotFound {
-                        url: redacted,
-                        vhost: uri.map(|u| u.vhost).unwrap_or_default(),
-                        setting,
+                        url: url.to_string(),
+                        vhost: uri.as_ref().map(|u| u.vhost.clone()).unwrap_or_default(),
+                        setting: url.setting().to_owned(),
                     })
                 } else if reason.starts_with("access to vhost ")
                     && reason.contains(" refused for user ")
@@ -62,14 +62,7 @@ pub(super) fn connect_failure(e: &lapin::Error, url: &BrokerUrl) -> ConnectFailu
                     // is reached) is a state of the vhost, not of the user.
                     && reason.ends_with('\'')
                 {
-                    Some(Error::AuthenticationRefused {
-                        url: redacted,
-                        user: uri
-                            .map(|u| u.authority.userinfo.username)
-                            .unwrap_or_default(),
-                        setting,
-                        reason: reason.to_owned(),
-                    })
+                    Some(login_refused(reason))
                 } else {
                     None
                 }
@@ -84,8 +77,8 @@ pub(super) fn connect_failure(e: &lapin::Error, url: &BrokerUrl) -> ConnectFailu
                 && url.expose().starts_with("amqps://") =>
         {
             Some(Error::Tls {
-                url: redacted,
-                setting,
+                url: url.to_string(),
+                setting: url.setting().to_owned(),
                 source: io.clone(),
             })
         }

@@ -107,6 +107,14 @@ impl Topology {
                     EXCHANGE_HINT,
                 )
             })?;
+        let queue_refused = |e, queue: &str| {
+            refused(
+                e,
+                format!("queue `{queue}`"),
+                self.queue_arguments(),
+                QUEUE_HINT,
+            )
+        };
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
@@ -115,14 +123,7 @@ impl Topology {
         channel
             .queue_declare(instance.as_str().into(), durable, self.queue_args())
             .await
-            .map_err(|e| {
-                refused(
-                    e,
-                    format!("queue `{instance}`"),
-                    self.queue_arguments(),
-                    QUEUE_HINT,
-                )
-            })?;
+            .map_err(|e| queue_refused(e, &instance))?;
         for key in [
             format!("message.{}", self.id),
             format!("message.{}", self.service),
@@ -143,14 +144,7 @@ impl Topology {
         channel
             .queue_declare(work.as_str().into(), durable, self.queue_args())
             .await
-            .map_err(|e| {
-                refused(
-                    e,
-                    format!("queue `{work}`"),
-                    self.queue_arguments(),
-                    QUEUE_HINT,
-                )
-            })?;
+            .map_err(|e| queue_refused(e, &work))?;
         Ok(())
     }
 }
