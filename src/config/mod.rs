@@ -207,7 +207,8 @@ impl Config {
     /// The defaults, overridden by whatever the environment sets.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the variable whose value cannot be used.
+    /// [`Error::Config`] naming the variable whose value cannot be used;
+    /// [`Error::InvalidUrl`] naming it for a broker URL.
     pub fn from_env() -> Result<Self, Error> {
         Self::default().with_env_from(|k| std::env::var(k).ok())
     }
@@ -215,7 +216,8 @@ impl Config {
     /// Applies settings from `lookup` (the environment, or a map in tests).
     ///
     /// # Errors
-    /// [`Error::Config`] naming the variable whose value cannot be used.
+    /// [`Error::Config`] naming the variable whose value cannot be used;
+    /// [`Error::InvalidUrl`] naming it for a broker URL.
     pub fn with_env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Error> {
             v.trim()
