@@ -1,19 +1,22 @@
 //! Run with: `scripts/broker start && WARREN_AMQP_URL=$(scripts/broker url) cargo run --example fallback`
 //!
 //! Degraded mode. Two `greeter` instances serve HTTP beside AMQP and
-//! announce their URLs; a caller's broker connection runs through a small
-//! TCP relay. A third of the way in, the relay cuts that connection: calls
-//! go on over HTTP. Two thirds in, it is restored: calls return to AMQP by
-//! themselves. Set `WARREN_HTTP_TOKEN` to require a bearer token.
+//! announce their URLs; a caller's broker connection runs through the TCP
+//! fault proxy of the tests (`tests/support/proxy.rs`). A third of the way
+//! in, the proxy cuts that connection: calls go on over HTTP. Two thirds
+//! in, it is restored: calls return to AMQP by themselves. Set
+//! `WARREN_HTTP_TOKEN` to require a bearer token.
 
-use std::net::SocketAddr;
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/support/proxy.rs"]
+mod proxy;
+
+use proxy::Proxy;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tower::{service_fn, Layer, ServiceExt};
 use warren::config::{Backoff, WhenDisconnected};
 use warren::http::{FallbackLayer, HttpClient, HttpConfig, Peers};
-use warren::{Address, Client, Config, Connection, ContentType, Error, Node, Request, Response};
+use warren::{Address, Client, Config, Connection, ContentType, Node, Request, Response};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,9 +55,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         nodes.push(node);
     }
 
-    // The caller, through a relay we can cut.
-    let relay = Relay::start(broker_addr(&config).await?).await?;
-    let caller_config = config.clone().url(relay.url(&config))?;
+    // The caller, through a proxy that can cut its connection.
+    let url = config.urls[0].expose();
+    let proxy = Proxy::to_url(url).await;
+    let caller_config = config.clone().url(proxy.url_for(url))?;
     let caller_conn = Connection::connect(caller_config).await?;
     let peers = Peers::from_config(&http);
     peers.learn_from(&caller_conn);
@@ -71,11 +75,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     for i in 0..30 {
         if i == 10 {
-            relay.cut();
+            proxy.partition();
             println!("--- broker connection cut ---");
         }
         if i == 20 {
-            relay.restore();
+            proxy.resume();
             println!("--- broker connection restored ---");
         }
         let req = Request::encode(
@@ -99,73 +103,4 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         node.shutdown().await;
     }
     Ok(())
-}
-
-/// `amqp://user:pass@host:port/vhost` as (`amqp://user:pass@`, `host:port`, `/vhost`).
-fn split_url(url: &str) -> (&str, &str, &str) {
-    let start = url.find("://").map_or(0, |i| i + 3);
-    let end = url[start..].find('/').map_or(url.len(), |i| start + i);
-    let at = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
-    (&url[..at], &url[at..end], &url[end..])
-}
-
-async fn broker_addr(config: &Config) -> Result<SocketAddr, Box<dyn std::error::Error>> {
-    let (_, host, _) = split_url(config.urls[0].expose());
-    let host = if host.contains(':') {
-        host.to_owned()
-    } else {
-        format!("{host}:5672")
-    };
-    let addr = tokio::net::lookup_host(host).await?.next();
-    addr.ok_or_else(|| Error::Config("the broker URL names no address".into()).into())
-}
-
-/// A TCP relay to the broker that can drop its connections and refuse new
-/// ones (as a network partition would), then let them through again.
-struct Relay {
-    addr: SocketAddr,
-    cut: watch::Sender<bool>,
-}
-
-impl Relay {
-    async fn start(upstream: SocketAddr) -> std::io::Result<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let (cut, _) = watch::channel(false);
-        let relay = Self {
-            addr: listener.local_addr()?,
-            cut: cut.clone(),
-        };
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if *cut.borrow() {
-                    continue;
-                }
-                let mut cut = cut.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut server) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = cut.wait_for(|c| *c) => {}
-                    }
-                });
-            }
-        });
-        Ok(relay)
-    }
-
-    /// `config`'s first broker URL, pointed at the relay.
-    fn url(&self, config: &Config) -> String {
-        let (head, _, path) = split_url(config.urls[0].expose());
-        format!("{head}{}{path}", self.addr)
-    }
-
-    fn cut(&self) {
-        self.cut.send_replace(true);
-    }
-
-    fn restore(&self) {
-        self.cut.send_replace(false);
-    }
 }

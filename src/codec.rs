@@ -26,7 +26,7 @@ pub enum ContentType {
 }
 
 /// An encoding or decoding failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CodecError {
     /// The content type is not one warren speaks.

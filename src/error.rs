@@ -1,16 +1,33 @@
 //! The caller-facing error.
 
-use crate::address::{Address, NameError};
+use crate::address::{Address, NameError, ServiceId, ServiceType};
 use crate::codec::CodecError;
 use crate::status::{Code, Status};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The cause of an [`Error`], from below warren (the AMQP client, the
+/// network, TLS), for [`std::error::Error::source`] and logs. Its type is
+/// not part of warren's API.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
 
 /// Everything that can go wrong with a call, a send, or starting a node.
 ///
 /// Transport failures ([`Error::NoRoute`], [`Error::Timeout`],
 /// [`Error::ConnectionLost`], …) are told apart from what the remote
-/// handler answered ([`Error::Remote`]).
-#[derive(Debug, thiserror::Error)]
+/// handler answered ([`Error::Remote`]). What a caller acts on has a
+/// variant of its own: a refused login ([`Error::AuthenticationRefused`]),
+/// a missing vhost ([`Error::VhostNotFound`]), a URL that cannot work
+/// ([`Error::InvalidUrl`]), an instance id in use
+/// ([`Error::InstanceInUse`]), a queue declared with other arguments
+/// ([`Error::TopologyMismatch`]), a body over the limit
+/// ([`Error::BodyTooLarge`]). The connection errors name the setting to
+/// fix (`RABBITMQ_URL`, `WARREN_AMQP_URL`, or `Config::urls`).
+///
+/// The lower-level cause, where there is one, is the error's
+/// [`source`](std::error::Error::source), not repeated in its message.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// No queue is bound for the address: nobody could receive the request.
@@ -55,8 +72,108 @@ pub enum Error {
         reason: String,
     },
     /// The broker refused or failed an operation.
-    #[error("broker error: {0}")]
-    Broker(String),
+    #[error("broker error: {context}")]
+    Broker {
+        /// What failed.
+        context: String,
+        /// What the AMQP client reported, if anything.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The broker refused the login: a wrong user name or password, or a
+    /// user with no access to the vhost. Retrying cannot help, so
+    /// [`Connection::connect`](crate::Connection::connect) reports it at
+    /// once.
+    #[error(
+        "the broker at {url} refused user `{user}` ({reason}); fix the user name or password in {setting}, or grant the user access to the vhost"
+    )]
+    AuthenticationRefused {
+        /// The broker URL, password hidden.
+        url: String,
+        /// The user name that was refused.
+        user: String,
+        /// Where the URL was set: the environment variable
+        /// (`WARREN_AMQP_URL`, `RABBITMQ_URL`), or `Config::urls`.
+        setting: String,
+        /// What the broker said.
+        reason: String,
+    },
+    /// The URL names a vhost the broker does not have. Reported at once.
+    #[error(
+        "the broker at {url} has no vhost `{vhost}`; name an existing vhost in the path of the URL in {setting} (the default vhost `/` is written %2f), or create it (rabbitmqctl add_vhost)"
+    )]
+    VhostNotFound {
+        /// The broker URL, password hidden.
+        url: String,
+        /// The vhost that was asked for.
+        vhost: String,
+        /// Where the URL was set (see [`Error::AuthenticationRefused`]).
+        setting: String,
+    },
+    /// The TLS handshake with the broker failed: the port speaks plain AMQP,
+    /// or the broker's certificate is not trusted. Reported at once.
+    #[error(
+        "the TLS handshake with {url} failed; for a port that speaks plain AMQP (5672) use amqp://, for TLS use amqps:// with the broker's TLS port (usually 5671) and a trusted certificate, in {setting}"
+    )]
+    Tls {
+        /// The broker URL, password hidden.
+        url: String,
+        /// Where the URL was set (see [`Error::AuthenticationRefused`]).
+        setting: String,
+        /// What the TLS library reported.
+        #[source]
+        source: Cause,
+    },
+    /// A broker URL that cannot work: not `amqp://` or `amqps://`, a bad
+    /// port or query, or an empty vhost (a trailing `/`).
+    #[error(
+        "{setting}: `{url}` is not a usable broker URL: {reason}; write amqp://user:password@host:5672/vhost (the default vhost `/` is %2f)"
+    )]
+    InvalidUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// Where the URL was set (see [`Error::AuthenticationRefused`]).
+        setting: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A node was started with the id of an instance that is running now:
+    /// its instance queue already has a consumer.
+    #[error(
+        "instance `{id}` of `{service}` is already running (its queue `{service}-{id}` has an exclusive consumer); stop it, or give this node another id"
+    )]
+    InstanceInUse {
+        /// The service type.
+        service: ServiceType,
+        /// The instance id in use.
+        id: ServiceId,
+    },
+    /// A queue or exchange exists with other arguments than the ones
+    /// declared: RabbitMQ refuses the declaration (`PRECONDITION_FAILED`).
+    #[error("{entity} exists with other arguments than declared ({}); {hint}", differences(.declared, .existing))]
+    TopologyMismatch {
+        /// What was declared, such as ``queue `calc` ``.
+        entity: String,
+        /// The arguments it was declared with here.
+        declared: BTreeMap<String, String>,
+        /// The arguments of the one that exists, as far as the broker
+        /// said: RabbitMQ names the first argument that differs (`None`:
+        /// not set on the existing one).
+        existing: BTreeMap<String, Option<String>>,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A request or reply body is larger than the limit (`Config::max_body`
+    /// over AMQP, `HttpClient::max_body` over HTTP).
+    #[error(
+        "the body is {size} bytes; the limit is {limit} (Config::max_body, HttpClient::max_body)"
+    )]
+    BodyTooLarge {
+        /// The body's size in bytes (for a reply being read: as far as read).
+        size: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
     /// A body could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -64,7 +181,7 @@ pub enum Error {
     #[error(transparent)]
     Name(#[from] NameError),
     /// The request cannot be made as asked (for example a single-reply call
-    /// to an `every`/`all` address, or a body over the size limit).
+    /// to an `every`/`all` address).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
     /// Configuration that cannot work (a bad URL, an unusable setting).
@@ -88,6 +205,7 @@ impl Error {
             Self::Codec(_) | Self::Name(_) | Self::InvalidRequest(_) => {
                 Status::new(Code::BadRequest, self.to_string())
             }
+            Self::BodyTooLarge { .. } => Status::new(Code::PayloadTooLarge, self.to_string()),
             Self::Unavailable { .. } | Self::Blocked { .. } | Self::Shutdown => {
                 Status::new(Code::Unavailable, self.to_string())
             }
@@ -103,6 +221,25 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// `arg: declared here, existing there` for each argument the broker named.
+fn differences(
+    declared: &BTreeMap<String, String>,
+    existing: &BTreeMap<String, Option<String>>,
+) -> String {
+    let shown = |v: Option<&String>| v.map_or_else(|| "not set".to_owned(), |v| format!("`{v}`"));
+    existing
+        .iter()
+        .map(|(arg, there)| {
+            format!(
+                "{arg}: {} here, {} on the existing one",
+                shown(declared.get(arg)),
+                shown(there.as_ref())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl From<Status> for Error {

@@ -149,7 +149,7 @@ async fn invoke(handler: Handler, peer: Peer, mut req: Request) -> Response {
         .await
         .unwrap_or_else(|e| Response::error(content_type, &e.to_status()));
     resp.from = peer;
-    resp.transport = "local";
+    resp.transport = crate::message::Transport::Local;
     resp
 }
 

@@ -162,8 +162,53 @@ pub struct Response {
     pub headers: Headers,
     /// Who answered.
     pub from: Peer,
-    /// Which transport carried the reply (`amqp`, `http`, `local`).
-    pub transport: &'static str,
+    /// Which transport carried the reply.
+    pub transport: Transport,
+}
+
+/// A way a call travels: over the broker, over HTTP, or in process.
+///
+/// It prints as its lower-case name (`amqp`), and compares equal to it:
+/// `reply.transport == "http"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Over RabbitMQ ([`Client`](crate::Client)).
+    Amqp,
+    /// Over HTTP ([`HttpClient`](crate::http::HttpClient)).
+    Http,
+    /// In process ([`Local`](crate::local::Local)).
+    Local,
+}
+
+impl Transport {
+    /// Its lower-case name: `amqp`, `http` or `local`.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Amqp => "amqp",
+            Self::Http => "http",
+            Self::Local => "local",
+        }
+    }
+}
+
+impl std::fmt::Display for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.as_str())
+    }
+}
+
+impl PartialEq<str> for Transport {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Transport {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 impl Response {
@@ -176,7 +221,7 @@ impl Response {
             content_type,
             headers: Headers::new(),
             from: Peer::default(),
-            transport: "local",
+            transport: Transport::Local,
         }
     }
 

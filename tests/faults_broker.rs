@@ -15,10 +15,9 @@ use warren::{Address, Client, Connection, Error, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_killed_and_restarted_under_load() {
-    let broker = PrivateBroker::new(10);
-    broker.stop(); // left over from an interrupted run
-                   // A reconnect delay of at most 1 s: calls succeed again within 2 s of
-                   // the broker being back.
+    let broker = PrivateBroker::new();
+    // A reconnect delay of at most 1 s: calls succeed again within 2 s of
+    // the broker being back.
     let cfg = support::config()
         .url(broker.url())
         .unwrap()

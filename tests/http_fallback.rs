@@ -1,7 +1,5 @@
 //! Degraded mode against a real broker and real HTTP: the caller's broker
 //! connection is cut by a proxy, calls go over HTTP, and come back to AMQP.
-#[path = "support/cut_proxy.rs"]
-mod cut_proxy;
 #[path = "support/degraded.rs"]
 mod degraded;
 mod support;
@@ -12,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tower::ServiceExt;
-use warren::{Address, ContentType, Context, Error, Gather, Node, Request, Response, ServiceType};
+use warren::{
+    Address, ContentType, Context, Error, Gather, Node, Request, Response, ServiceType, Transport,
+};
 
 /// A handler that counts calls per method. The first call of a method
 /// starting with `Hold.` waits for [`Probe::release`] (so the test can cut
@@ -114,7 +114,7 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
             let to = Address::Instance(node.id().clone());
             let req = Request::encode(to, "Echo.say", ct, &("hi", 7u8)).unwrap();
             let resp = caller.call(req).await.unwrap();
-            assert_eq!(resp.transport, "http");
+            assert_eq!(resp.transport, Transport::Http);
             assert_eq!(resp.content_type, ct);
             assert_eq!(resp.from.id.as_deref(), Some(node.id().as_str()));
             assert_eq!(resp.decode::<(String, u8)>().unwrap(), ("hi".into(), 7));
@@ -126,7 +126,7 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
             .call(json(&Address::Any(t.clone()), "Echo.say", &i))
             .await
             .unwrap();
-        assert_eq!(resp.transport, "http");
+        assert_eq!(resp.transport, Transport::Http);
         answered.insert(resp.from.id.unwrap());
     }
     assert_eq!(
@@ -140,7 +140,10 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
         .iter()
         .map(|r| (r.transport, r.from.id.clone().unwrap()))
         .collect();
-    let want: BTreeSet<_> = nodes.iter().map(|n| ("http", n.id().to_string())).collect();
+    let want: BTreeSet<_> = nodes
+        .iter()
+        .map(|n| (Transport::Http, n.id().to_string()))
+        .collect();
     assert_eq!(from, want, "every(type) reaches each instance over HTTP");
 
     caller.restore().await;
@@ -149,7 +152,7 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
         .await;
     for _ in 0..5 {
         let resp = caller.call(json(&a, "Echo.say", &"again")).await.unwrap();
-        assert_eq!(resp.transport, "amqp");
+        assert_eq!(resp.transport, Transport::Amqp);
     }
 }
 
@@ -172,7 +175,7 @@ async fn any_skips_an_instance_that_refuses_connections() {
             .call(json(&Address::Any(t.clone()), "Echo.say", &i))
             .await
             .unwrap();
-        assert_eq!(resp.transport, "http");
+        assert_eq!(resp.transport, Transport::Http);
         answered.insert(resp.from.id.unwrap());
     }
     let live: BTreeSet<_> = nodes.iter().map(|n| n.id().to_string()).collect();
@@ -199,7 +202,7 @@ async fn cut_while_running(idempotent: &[&str], method: &str) -> (Result<Respons
     tokio::pin!(call);
     tokio::select! {
         r = &mut call => panic!("the call ended before the cut: {r:?}"),
-        () = probe.started.notified() => caller.proxy.cut(),
+        () = probe.started.notified() => caller.proxy.partition(),
     }
     let result = call.await;
     probe.release();
@@ -217,7 +220,7 @@ async fn a_call_that_reached_the_broker_is_not_run_twice() {
 async fn an_idempotent_call_that_reached_the_broker_goes_again_over_http() {
     let (result, probe) = cut_while_running(&["Hold.read"], "Hold.read").await;
     let resp = result.unwrap();
-    assert_eq!(resp.transport, "http");
+    assert_eq!(resp.transport, Transport::Http);
     assert_eq!(resp.decode::<i32>().unwrap(), 1);
     assert_eq!(probe.count("Hold.read"), 2);
 }
@@ -243,9 +246,9 @@ async fn the_deadline_holds_across_the_switch() {
         () = async { probe.started.notified().await; tokio::time::sleep(Duration::from_millis(500)).await } => {}
     }
     let spent = start.elapsed();
-    caller.proxy.cut();
+    caller.proxy.partition();
     let resp = call.await.unwrap();
-    assert_eq!(resp.transport, "http");
+    assert_eq!(resp.transport, Transport::Http);
     let left = Duration::from_millis(resp.decode::<u64>().unwrap());
     assert!(
         left + spent <= total,
@@ -264,7 +267,7 @@ async fn the_deadline_holds_across_the_switch() {
     tokio::pin!(call);
     tokio::select! {
         r = &mut call => panic!("the call ended before the cut: {r:?}"),
-        () = probe_started.notified() => caller.proxy.cut(),
+        () = probe_started.notified() => caller.proxy.partition(),
     }
     let err = call.await.unwrap_err();
     let took = start.elapsed();

@@ -1,7 +1,5 @@
 //! A node's HTTP endpoint, called for real: tokens, body limits, codecs,
 //! status mapping, headers, health, and refusals that never run the handler.
-#[path = "support/cut_proxy.rs"]
-mod cut_proxy;
 #[path = "support/degraded.rs"]
 mod degraded;
 mod support;
@@ -12,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 use warren::http::{Health, HttpClient, HttpConfig, PeerUrl, Peers, Token};
-use warren::{Address, Code, ContentType, Error, Node, Request, Response, Status};
+use warren::{Address, Code, ContentType, Error, Node, Request, Response, Status, Transport};
 
 /// Echoes, fails with an application error, or does not know the method;
 /// counts every call it sees.
@@ -174,7 +172,7 @@ async fn json_and_msgpack_statuses_and_headers_travel_over_http() {
             .unwrap()
             .with_header("traceparent", "00-abc-def-01");
         let resp = client.call(req).await.unwrap();
-        assert_eq!((resp.transport, resp.content_type), ("http", ct));
+        assert_eq!((resp.transport, resp.content_type), (Transport::Http, ct));
         assert_eq!(resp.decode::<(String, f64)>().unwrap(), ("é".into(), 1.5));
         assert_eq!(resp.headers.get("traceparent"), Some("00-abc-def-01"));
         assert_eq!(resp.from.id.as_deref(), Some(node.id().as_str()));

@@ -1,6 +1,7 @@
 //! A node's life: shutdown finishes the work in flight and hands back the
-//! rest, a restarted instance gets what waited for it, and an id can run
-//! only once at a time.
+//! rest, a restarted instance gets what waited for it, an id can run
+//! only once at a time, and a queue declared with other arguments is told
+//! apart.
 mod support;
 
 use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
@@ -152,7 +153,12 @@ async fn an_id_already_in_use_cannot_start_again() {
             .serve(c, echo(&Hits::default()))
             .await
             .unwrap_err();
-        assert!(matches!(err, Error::Broker(_)), "{err}");
+        match &err {
+            Error::InstanceInUse { service, id } => {
+                assert_eq!((service, id), (&t, first.id()));
+            }
+            other => panic!("not InstanceInUse: {other}"),
+        }
         let msg = err.to_string();
         assert!(
             msg.contains(first.id().as_str()) && msg.contains("already running"),
@@ -169,5 +175,42 @@ async fn an_id_already_in_use_cannot_start_again() {
         .await
         .unwrap();
     assert_eq!(reply.from.id.as_deref(), Some(first.id().as_str()));
+    first.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_queue_declared_with_other_arguments_is_a_topology_mismatch() {
+    let conn = support::connect(support::config()).await;
+    let t = support::service_type("args");
+    let first = Node::builder(t.clone())
+        .queue_expires(Duration::from_secs(60))
+        .serve(&conn, echo(&Hits::default()))
+        .await
+        .unwrap();
+    // Another instance of the type, with another expiry for the work queue
+    // they share.
+    let err = Node::builder(t.clone())
+        .queue_expires(Duration::from_secs(30))
+        .serve(&conn, echo(&Hits::default()))
+        .await
+        .unwrap_err();
+    let Error::TopologyMismatch {
+        entity,
+        declared,
+        existing,
+        hint,
+    } = &err
+    else {
+        panic!("not TopologyMismatch: {err}");
+    };
+    assert_eq!(entity, &format!("queue `{t}`"));
+    assert_eq!(declared.get("x-expires").map(String::as_str), Some("30000"));
+    assert_eq!(existing.get("x-expires"), Some(&Some("60000".to_owned())));
+    assert!(hint.contains("queue_expires"), "{hint}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("`30000` here, `60000` on the existing one"),
+        "{msg}"
+    );
     first.shutdown().await;
 }

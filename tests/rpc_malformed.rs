@@ -7,7 +7,7 @@ use lapin::BasicProperties;
 use std::collections::BTreeSet;
 use support::handler::{echo, Hits};
 use support::raw::{self, Raw};
-use warren::{Code, Config, Node, ServiceType};
+use warren::{Address, Client, Code, Config, ContentType, Error, Node, Request, ServiceType};
 
 const MAX_BODY: usize = 1024;
 const JSON: &str = "application/json";
@@ -268,5 +268,26 @@ async fn without_a_dead_letter_exchange_rejected_messages_are_dropped() {
         2,
         "the failing send ran once, the call not at all"
     );
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_not_sent() {
+    let hits = Hits::default();
+    let (conn, t, node) = node(None, &hits).await;
+    let big = vec![b'x'; MAX_BODY + 1];
+    let req = Request::new(Address::Any(t), "Echo.say", ContentType::Json, big).unwrap();
+    let err = Client::new(&conn).call(req).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::BodyTooLarge {
+                size: 1025,
+                limit: MAX_BODY
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(hits.count(), 0);
     node.shutdown().await;
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use support::handler::Hits;
 use support::{echo_node, request};
-use warren::{Address, Client, ContentType, Error, Gather, Node, Response};
+use warren::{Address, Client, ContentType, Error, Gather, Node, Response, Transport};
 
 /// The ids of the nodes that sent `replies`, each once.
 fn senders(replies: &[Response]) -> BTreeSet<String> {
@@ -254,7 +254,7 @@ async fn both_codecs_round_trip_and_replies_use_the_request_codec() {
             .await
             .unwrap();
         assert_eq!(reply.decode::<String>().unwrap(), "SHOUT");
-        assert_eq!(reply.transport, "amqp");
+        assert_eq!(reply.transport, Transport::Amqp);
     }
     node.shutdown().await;
 }

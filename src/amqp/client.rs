@@ -154,7 +154,7 @@ impl Client {
             // otherwise weigh on every pending call.
             Box::pin(self.send(request)).await?;
             return Ok(Response {
-                transport: "amqp",
+                transport: crate::message::Transport::Amqp,
                 ..Response::ok(content_type, bytes::Bytes::new())
             });
         }
@@ -402,7 +402,7 @@ impl Client {
                     }
                 }
                 if *conn.closed().borrow() {
-                    return Err(Error::Shutdown);
+                    return Err(conn.unavailable());
                 }
                 if fail_fast && cannot() {
                     return Err(conn.unavailable());
@@ -465,10 +465,10 @@ impl Client {
     ) -> Result<Option<Confirm>, Error> {
         let max = self.inner.conn.config().max_body;
         if request.body.len() > max {
-            return Err(Error::InvalidRequest(format!(
-                "the body is {} bytes; the limit is {max} (Config::max_body)",
-                request.body.len()
-            )));
+            return Err(Error::BodyTooLarge {
+                size: request.body.len(),
+                limit: max,
+            });
         }
         // A send names itself (its id stays the same when it is published
         // again); a call only if its caller gave it a message id.

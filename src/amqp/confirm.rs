@@ -31,9 +31,11 @@ impl Confirm {
             Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => Err(Error::NoRoute {
                 address: address.clone(),
             }),
-            Ok(Confirmation::Nack(None)) => Err(Error::Broker(
-                "the broker could not take the message (nack); it was not delivered".into(),
-            )),
+            Ok(Confirmation::Nack(None)) => Err(Error::Broker {
+                context: "the broker could not take the message (nack); it was not delivered"
+                    .into(),
+                source: None,
+            }),
             Err(_) => Err(Error::ConnectionLost),
         }
     }

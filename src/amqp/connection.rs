@@ -9,7 +9,7 @@
 
 use crate::config::Config;
 use crate::error::Error;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 use tokio::sync::watch;
 
@@ -43,6 +43,16 @@ pub enum ConnectionState {
         /// The last error.
         last_error: String,
     },
+    /// The broker refused the first connection for a reason retrying
+    /// cannot fix (a wrong user name or password, an unknown vhost, TLS
+    /// spoken to a plain port); the connection is closed. `reason` names
+    /// the setting to fix; calls fail with the typed error
+    /// ([`Error::AuthenticationRefused`], [`Error::VhostNotFound`],
+    /// [`Error::Tls`]).
+    Refused {
+        /// What the broker said, and what to fix.
+        reason: String,
+    },
     /// [`Connection::close`] was called.
     Closed,
 }
@@ -67,6 +77,7 @@ impl ConnectionState {
             } => format!("reconnecting; last error: {e}"),
             Self::Reconnecting { .. } => "connecting".into(),
             Self::Down { last_error, .. } => format!("broker down: {last_error}"),
+            Self::Refused { reason } => reason.clone(),
             Self::Closed => "the connection was closed".into(),
         }
     }
@@ -86,6 +97,8 @@ pub(super) struct Shared {
     pub(super) state: watch::Sender<ConnectionState>,
     pub(super) link: watch::Sender<Option<Link>>,
     pub(super) closed: watch::Sender<bool>,
+    /// Why the broker refused the first connection for good, if it did.
+    pub(super) refused: OnceLock<Error>,
 }
 
 /// A supervised connection to the broker: reconnects by itself and tells
@@ -136,8 +149,14 @@ impl std::fmt::Debug for Connection {
 impl Connection {
     /// Connects, waiting for the first connection to succeed.
     ///
+    /// Failures that retrying cannot fix end it at once, with an error
+    /// that names the setting to fix; failures that may pass (the broker
+    /// not there yet, a reset, a timeout) are retried with backoff.
+    ///
     /// # Errors
     /// [`Error::Config`] for an unusable configuration;
+    /// [`Error::AuthenticationRefused`], [`Error::VhostNotFound`] or
+    /// [`Error::Tls`] at once when the broker refuses for good;
     /// [`Error::Unavailable`] when `config.backoff.max_attempts` attempts
     /// all failed (the connection is closed then).
     pub async fn connect(config: Config) -> Result<Self, Error> {
@@ -151,7 +170,9 @@ impl Connection {
                     conn.close();
                     return Err(Error::Unavailable { reason: last_error });
                 }
-                ConnectionState::Closed => return Err(Error::Shutdown),
+                ConnectionState::Refused { .. } | ConnectionState::Closed => {
+                    return Err(conn.unavailable())
+                }
                 ConnectionState::Reconnecting { .. } => {}
             }
             if state.changed().await.is_err() {
@@ -179,6 +200,7 @@ impl Connection {
             state,
             link,
             closed: closed.clone(),
+            refused: OnceLock::new(),
         });
         tokio::spawn(super::supervisor::supervise(shared.clone()));
         Ok(Self {
@@ -213,8 +235,12 @@ impl Connection {
         self.shared.link.subscribe()
     }
 
-    /// Why there is no usable connection now.
+    /// Why there is no usable connection now: the broker's refusal if it
+    /// refused for good, [`Error::Shutdown`] once closed.
     pub(crate) fn unavailable(&self) -> Error {
+        if let Some(refused) = self.shared.refused.get() {
+            return refused.clone();
+        }
         if *self.shared.closed.borrow() {
             return Error::Shutdown;
         }

@@ -3,6 +3,7 @@
 mod client;
 mod confirm;
 pub(crate) mod connection;
+pub(crate) mod refusal;
 mod session;
 mod supervisor;
 pub(crate) mod wire;

@@ -175,7 +175,7 @@ fn response(delivery: lapin::message::Delivery) -> Response {
     };
     resp.headers = inc.headers;
     resp.from = inc.sender;
-    resp.transport = "amqp";
+    resp.transport = crate::message::Transport::Amqp;
     resp
 }
 

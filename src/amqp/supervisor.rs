@@ -2,17 +2,35 @@
 //! (each URL in turn, with backoff), watches the connection (closed socket,
 //! missed heartbeats, `connection.blocked`), and on loss starts over. It
 //! logs each change of state once; failed attempts only at debug level.
+//!
+//! A failure retrying cannot fix (a refused login, an unknown vhost, TLS
+//! spoken to a plain port: `refusal.rs`) ends the supervisor at once if the
+//! connection was never up: the configuration is wrong, and
+//! [`Connection::connect`](super::Connection::connect) says which setting.
+//! Once a connection was up the configuration was right, so such a failure
+//! means the broker changed (a password rotated, a vhost deleted): it is
+//! logged as an error and retried like any other, so that the service heals
+//! once the broker is fixed.
 
 use super::connection::{until_closed, ConnectionState, Link, Shared};
+use super::refusal::{connect_failure, ConnectFailure};
 use crate::config::{BrokerUrl, Config};
+use crate::error::Error;
 use futures::StreamExt;
 use lapin::{ConnectionProperties, Event};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{debug, error, info, warn};
 
-async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, String> {
-    let mut uri: lapin::uri::AMQPUri = url.expose().parse()?;
+async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, ConnectFailure> {
+    // (`BrokerUrl` parsed it already.)
+    let mut uri: lapin::uri::AMQPUri = url.expose().parse().map_err(|reason| {
+        ConnectFailure::Permanent(Error::InvalidUrl {
+            url: url.to_string(),
+            setting: url.setting().to_owned(),
+            reason,
+        })
+    })?;
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(config.heartbeat.as_secs().clamp(1, 65_535) as u16);
     }
@@ -28,11 +46,11 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Str
     .await
     {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => Err(connect_failure(&e, url)),
+        Err(_) => Err(ConnectFailure::Transient(format!(
             "no answer from {url} within {:?}",
             config.connect_timeout
-        )),
+        ))),
     }
 }
 
@@ -45,12 +63,15 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
     let mut since = SystemTime::now();
     let mut next_url = 0usize;
     let mut last_error = None::<String>;
+    // The last refusal retrying cannot fix, since the last connection.
+    let mut refused = None::<Error>;
     'outer: loop {
         if *closed.borrow() {
             break;
         }
         // One round: every URL once, starting from the last that worked.
         let mut connected = None;
+        let mut permanent = None;
         for i in 0..config.urls.len() {
             let idx = (next_url + i) % config.urls.len();
             let url = &config.urls[idx];
@@ -64,13 +85,29 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
                     connected = Some(conn);
                     break;
                 }
-                Err(e) => {
+                Err(ConnectFailure::Transient(e)) => {
                     debug!(%url, error = %e, "connection attempt failed");
                     last_error = Some(format!("{url}: {e}"));
+                }
+                Err(ConnectFailure::Permanent(e)) => {
+                    debug!(%url, error = %e, "connection attempt refused");
+                    last_error = Some(e.to_string());
+                    permanent.get_or_insert(e);
                 }
             }
         }
         let Some(conn) = connected else {
+            if let Some(e) = permanent {
+                if generation == 0 {
+                    error!(error = %e, "the broker refused the connection; not retrying");
+                    refused = Some(e);
+                    break 'outer;
+                }
+                if refused.is_none() {
+                    error!(error = %e, "the broker refused the connection; retrying until it is fixed");
+                }
+                refused = Some(e);
+            }
             attempts += 1;
             let err = last_error.clone().unwrap_or_default();
             let given_up = config.backoff.max_attempts.is_some_and(|m| attempts >= m);
@@ -102,6 +139,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
         };
 
         generation += 1;
+        refused = None;
         let conn = Arc::new(conn);
         let mut events = conn.events_listener();
         info!(url = %config.urls[next_url], generation, "connected to the broker");
@@ -170,6 +208,20 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
         });
     }
     shared.link.send_replace(None);
-    shared.state.send_replace(ConnectionState::Closed);
-    info!("broker connection closed");
+    match refused.filter(|_| generation == 0) {
+        Some(e) => {
+            // Clients and nodes waiting for a connection stop, and say why
+            // (the error is in place before anyone sees the state).
+            let reason = e.to_string();
+            let _ = shared.refused.set(e);
+            shared
+                .state
+                .send_replace(ConnectionState::Refused { reason });
+            shared.closed.send_replace(true);
+        }
+        None => {
+            shared.state.send_replace(ConnectionState::Closed);
+            info!("broker connection closed");
+        }
+    }
 }

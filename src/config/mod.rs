@@ -14,6 +14,12 @@
 //! | `RABBITMQ_RETRY_DELAY` | first retry delay: milliseconds, or with a unit (`500ms`, `2s`) | `100` |
 //! | `WARREN_RETRY_MAX_DELAY` | longest retry delay, same syntax | `2s` |
 //! | `WARREN_RETRY_FACTOR` | growth of the delay per failed attempt | `2` |
+//!
+//! A broker URL is checked when it is set: one that cannot work (see
+//! [`BrokerUrl::new`]) is an [`Error::InvalidUrl`] naming the variable.
+//! The default vhost `/` is written `%2f` (`amqp://host:5672/%2f`), or the
+//! path left out; a URL ending in `/` names the empty vhost, which RabbitMQ
+//! does not have, and is refused.
 
 mod retry;
 
@@ -28,32 +34,71 @@ use std::time::Duration;
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// A broker URL. Its password never appears in `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct BrokerUrl(String);
+///
+/// It remembers where it was set (`WARREN_AMQP_URL`, `RABBITMQ_URL`, or
+/// code), so that connection errors name the setting to fix.
+#[derive(Clone)]
+pub struct BrokerUrl {
+    url: String,
+    setting: &'static str,
+}
 
 impl BrokerUrl {
-    /// Wraps a URL (`amqp://` or `amqps://`).
+    /// Wraps a URL (`amqp://` or `amqps://`), set in code.
     ///
     /// # Errors
-    /// [`Error::Config`] if it does not start with `amqp://` or `amqps://`.
+    /// [`Error::InvalidUrl`] if it does not start with `amqp://` or
+    /// `amqps://`, does not parse (a bad port, an unknown query), or ends
+    /// in `/` (see [`Error::InvalidUrl`]).
     pub fn new(url: impl Into<String>) -> Result<Self, Error> {
-        let url = url.into();
-        let url = url.trim().to_owned();
+        Self::from_setting(url, "Config::urls")
+    }
+
+    /// Wraps a URL read from `setting`, the place error messages name.
+    fn from_setting(url: impl Into<String>, setting: &'static str) -> Result<Self, Error> {
+        let url = url.into().trim().to_owned();
+        let invalid = |reason: String| Error::InvalidUrl {
+            url: redact(&url),
+            setting: setting.to_owned(),
+            reason,
+        };
         if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
-            return Err(Error::Config(format!(
-                "broker URL `{}` must start with amqp:// or amqps://",
-                redact(&url)
-            )));
+            return Err(invalid("it must start with amqp:// or amqps://".into()));
         }
-        Ok(Self(url))
+        let parsed = url.parse::<lapin::uri::AMQPUri>().map_err(invalid)?;
+        // `amqp://host/` names the vhost "" (the URI spec), which RabbitMQ
+        // does not have: almost always meant as the default vhost `/`.
+        if parsed.vhost.is_empty() {
+            return Err(invalid(
+                "it ends in `/`, which names the empty vhost, not the default one; \
+                 end it in `/%2f`, or leave the path out"
+                    .into(),
+            ));
+        }
+        Ok(Self { url, setting })
     }
 
     /// The full URL, password included. Do not log it.
     #[must_use]
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.url
+    }
+
+    /// Where the URL was set: `WARREN_AMQP_URL`, `RABBITMQ_URL` (also for
+    /// the default URL, when neither is set), or `Config::urls`.
+    #[must_use]
+    pub fn setting(&self) -> &'static str {
+        self.setting
     }
 }
+
+impl PartialEq for BrokerUrl {
+    fn eq(&self, other: &Self) -> bool {
+        self.url == other.url
+    }
+}
+
+impl Eq for BrokerUrl {}
 
 /// Replaces the password in `scheme://user:password@host` with `***`.
 fn redact(url: &str) -> String {
@@ -77,7 +122,7 @@ fn redact(url: &str) -> String {
 
 impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(&self.0))
+        f.write_str(&redact(&self.url))
     }
 }
 
@@ -140,7 +185,11 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            urls: vec![BrokerUrl(DEFAULT_URL.to_owned())],
+            urls: vec![BrokerUrl {
+                url: DEFAULT_URL.to_owned(),
+                // Unset, so the default: setting it is the fix.
+                setting: "RABBITMQ_URL",
+            }],
             exchange: "stage7".to_owned(),
             prefetch: 64,
             default_timeout: Duration::from_secs(30),
@@ -158,7 +207,8 @@ impl Config {
     /// The defaults, overridden by whatever the environment sets.
     ///
     /// # Errors
-    /// [`Error::Config`] naming the variable whose value cannot be used.
+    /// [`Error::Config`] naming the variable whose value cannot be used;
+    /// [`Error::InvalidUrl`] naming it for a broker URL.
     pub fn from_env() -> Result<Self, Error> {
         Self::default().with_env_from(|k| std::env::var(k).ok())
     }
@@ -166,15 +216,19 @@ impl Config {
     /// Applies settings from `lookup` (the environment, or a map in tests).
     ///
     /// # Errors
-    /// [`Error::Config`] naming the variable whose value cannot be used.
+    /// [`Error::Config`] naming the variable whose value cannot be used;
+    /// [`Error::InvalidUrl`] naming it for a broker URL.
     pub fn with_env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Error> {
             v.trim()
                 .parse()
                 .map_err(|_| Error::Config(format!("{name}=`{v}` is not a valid number")))
         }
-        if let Some(urls) = lookup("WARREN_AMQP_URL").or_else(|| lookup("RABBITMQ_URL")) {
-            self = self.urls(urls.split(',').filter(|u| !u.trim().is_empty()))?;
+        let urls = ["WARREN_AMQP_URL", "RABBITMQ_URL"]
+            .into_iter()
+            .find_map(|var| lookup(var).map(|urls| (var, urls)));
+        if let Some((var, urls)) = urls {
+            self = self.urls_from(var, urls.split(','))?;
         }
         if let Some(v) = lookup("WARREN_EXCHANGE") {
             self.exchange = v;
@@ -215,18 +269,30 @@ impl Config {
     /// Sets the broker URLs.
     ///
     /// # Errors
-    /// [`Error::Config`] if the list is empty or a URL is not `amqp(s)://`.
-    pub fn urls<I, S>(mut self, urls: I) -> Result<Self, Error>
+    /// [`Error::Config`] if the list is empty; [`Error::InvalidUrl`] for a
+    /// URL that cannot work (see [`BrokerUrl::new`]).
+    pub fn urls<I, S>(self, urls: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.urls_from("Config::urls", urls)
+    }
+
+    /// Sets the broker URLs read from `setting`; empty items are skipped.
+    fn urls_from<I, S>(mut self, setting: &'static str, urls: I) -> Result<Self, Error>
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         let urls = urls
             .into_iter()
-            .map(BrokerUrl::new)
+            .map(Into::into)
+            .filter(|u: &String| !u.trim().is_empty())
+            .map(|u| BrokerUrl::from_setting(u, setting))
             .collect::<Result<Vec<_>, _>>()?;
         if urls.is_empty() {
-            return Err(Error::Config("no broker URL given".into()));
+            return Err(Error::Config(format!("no broker URL given in {setting}")));
         }
         self.urls = urls;
         Ok(self)
@@ -235,7 +301,8 @@ impl Config {
     /// Sets one broker URL.
     ///
     /// # Errors
-    /// [`Error::Config`] if the URL is not `amqp(s)://`.
+    /// [`Error::InvalidUrl`] for a URL that cannot work (see
+    /// [`BrokerUrl::new`]).
     pub fn url(self, url: impl Into<String>) -> Result<Self, Error> {
         self.urls([url])
     }
@@ -330,6 +397,32 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("s3cret"));
         let err = BrokerUrl::new("http://u:s3cret@h").unwrap_err();
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn unusable_urls_are_refused_up_front_naming_the_setting() {
+        for (var, url, says) in [
+            ("WARREN_AMQP_URL", "amqp://u:s3cret@h:notaport/%2f", "port"),
+            ("RABBITMQ_URL", "amqp://u:s3cret@h:5672/", "empty vhost"),
+            ("RABBITMQ_URL", "http://u:s3cret@h", "amqp://"),
+        ] {
+            let err = Config::default()
+                .with_env_from(|k| (k == var).then(|| url.to_owned()))
+                .unwrap_err();
+            let Error::InvalidUrl { setting, .. } = &err else {
+                panic!("{var}={url}: {err}");
+            };
+            assert_eq!(setting, var);
+            let msg = err.to_string();
+            assert!(msg.starts_with(var) && msg.contains(says), "{msg}");
+            assert!(!msg.contains("s3cret"), "{msg}");
+        }
+        let err = Config::default().url("amqp://h/").unwrap_err();
+        assert!(err.to_string().starts_with("Config::urls"), "{err}");
+        // No path, or %2f: the default vhost.
+        for url in ["amqp://h:5672", "amqp://h:5672/%2f"] {
+            assert_eq!(Config::default().url(url).unwrap().urls[0].expose(), url);
+        }
     }
 
     #[test]

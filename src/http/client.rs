@@ -222,11 +222,10 @@ impl HttpClient {
             return Attempt::Failed(Error::Timeout { after: remaining });
         }
         if request.body.len() > self.max_body {
-            return Attempt::Failed(Error::InvalidRequest(format!(
-                "the body is {} bytes; the limit is {}",
-                request.body.len(),
-                self.max_body
-            )));
+            return Attempt::Failed(Error::BodyTooLarge {
+                size: request.body.len(),
+                limit: self.max_body,
+            });
         }
         let headers =
             match outgoing::headers(request, remaining, &self.identity, self.token.as_ref()) {

@@ -16,7 +16,7 @@ pub struct Health {
     #[serde(rename = "type")]
     pub service: String,
     /// The broker connection: `connected`, `blocked`, `reconnecting`,
-    /// `down`, `closed`, or `none` for a server without one.
+    /// `down`, `refused`, `closed`, or `none` for a server without one.
     pub broker: String,
     /// Broker consumers feeding the node now (0 while disconnected).
     pub consumers: usize,
@@ -35,6 +35,7 @@ pub fn state_name(state: &ConnectionState) -> &'static str {
         ConnectionState::Connected { .. } => "blocked",
         ConnectionState::Reconnecting { .. } => "reconnecting",
         ConnectionState::Down { .. } => "down",
+        ConnectionState::Refused { .. } => "refused",
         _ => "closed",
     }
 }

@@ -68,9 +68,10 @@ pub(super) async fn read(
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) if body.len() + chunk.len() > max_body => {
-                return Err(Error::InvalidRequest(format!(
-                    "the reply is larger than {max_body} bytes (HttpClient::max_body)"
-                )));
+                return Err(Error::BodyTooLarge {
+                    size: body.len() + chunk.len(),
+                    limit: max_body,
+                });
             }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => break,
@@ -91,6 +92,6 @@ pub(super) async fn read(
     };
     out.headers = wire::application_headers(&h);
     out.from = wire::peer_of(&h);
-    out.transport = "http";
+    out.transport = crate::message::Transport::Http;
     Ok(out)
 }

@@ -13,7 +13,7 @@ use runner::Runner;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{oneshot, Semaphore};
 use topology::Topology;
 
 /// A handler that knows the service type it serves: the servers generated
@@ -252,8 +252,11 @@ impl NodeBuilder {
     /// again by itself.
     ///
     /// # Errors
-    /// [`Error::Broker`] if the topology cannot be declared or the instance
-    /// id is already in use by a running instance; [`Error::Shutdown`] if the
+    /// [`Error::InstanceInUse`] if a running instance has this id;
+    /// [`Error::TopologyMismatch`] if a queue or the exchange exists with
+    /// other arguments; [`Error::Broker`] if the broker refuses otherwise;
+    /// the connection's error if the broker refused it for good
+    /// ([`Error::AuthenticationRefused`], …); [`Error::Shutdown`] if the
     /// connection is closed first.
     pub async fn serve<S>(self, conn: &Connection, handler: S) -> Result<Node, Error>
     where
@@ -280,7 +283,7 @@ impl NodeBuilder {
         };
         let permits = Arc::new(Semaphore::new(concurrency));
         let (stop, stopped) = oneshot::channel();
-        let (ready_tx, mut ready) = watch::channel(None::<Result<(), String>>);
+        let (ready_tx, ready) = oneshot::channel();
         let handler = Handler::new(handler);
         let consumers = Arc::new(AtomicUsize::new(0));
         let runner = Runner {
@@ -293,15 +296,14 @@ impl NodeBuilder {
             concurrency,
             grace: self.shutdown_grace,
         };
-        let done = tokio::spawn(runner.run(stopped, ready_tx));
-        let first = ready
-            .wait_for(Option::is_some)
-            .await
-            .map(|r| r.clone())
-            .ok()
-            .flatten();
-        let http = match (&first, self.http) {
-            (Some(Ok(())), Some(config)) => {
+        let done = tokio::spawn(runner.run(stopped, Some(ready_tx)));
+        // No word at all: the connection closed (or was refused) first.
+        if let Err(e) = ready.await.unwrap_or_else(|_| Err(conn.unavailable())) {
+            let _ = stop.send(());
+            return Err(e);
+        }
+        let http = match self.http {
+            Some(config) => {
                 let parts = crate::http::serving::NodeParts {
                     service: self.service.clone(),
                     id: self.id.clone(),
@@ -319,25 +321,18 @@ impl NodeBuilder {
                     }
                 }
             }
-            _ => None,
+            None => None,
         };
-        match first {
-            Some(Ok(())) => Ok(Node {
-                service: self.service,
-                id: self.id,
-                client: Client::with_identity(conn, identity),
-                stop: Some(stop),
-                done: Some(done),
-                permits,
-                concurrency,
-                http,
-                grace: self.shutdown_grace,
-            }),
-            Some(Err(e)) => {
-                let _ = stop.send(());
-                Err(Error::Broker(e))
-            }
-            None => Err(Error::Shutdown),
-        }
+        Ok(Node {
+            service: self.service,
+            id: self.id,
+            client: Client::with_identity(conn, identity),
+            stop: Some(stop),
+            done: Some(done),
+            permits,
+            concurrency,
+            http,
+            grace: self.shutdown_grace,
+        })
     }
 }

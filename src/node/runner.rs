@@ -5,7 +5,9 @@ use super::dispatch::{Dispatch, Handler};
 use super::topology::Topology;
 use crate::address::{Address, Peer};
 use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::refusal::{broker, in_exclusive_use};
 use crate::amqp::Connection;
+use crate::error::Error;
 use futures::stream::{SelectAll, StreamExt};
 use futures::FutureExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -27,10 +29,11 @@ pub(super) struct Runner {
     pub(super) grace: Duration,
 }
 
-pub(super) type Ready = watch::Sender<Option<Result<(), String>>>;
+/// Told once how setting up on the first connection went; `None` after.
+pub(super) type Ready = Option<oneshot::Sender<Result<(), Error>>>;
 
 impl Runner {
-    pub(super) async fn run(self, mut stopped: oneshot::Receiver<()>, ready: Ready) {
+    pub(super) async fn run(self, mut stopped: oneshot::Receiver<()>, mut ready: Ready) {
         let mut links = self.conn.link();
         let mut closed = self.conn.closed();
         loop {
@@ -42,17 +45,20 @@ impl Runner {
                 _ = &mut stopped => return,
                 () = until_closed(&mut closed) => return,
             };
-            let consumed = self.consume(&link, &mut stopped, &ready).await;
+            let consumed = self.consume(&link, &mut stopped, &mut ready).await;
             self.consumers.store(0, Ordering::Relaxed);
             match consumed {
                 Ok(Finish::Stopped) => return,
                 Ok(Finish::Lost) => {}
                 Err(e) => {
-                    if ready.borrow().is_none() {
-                        ready.send_replace(Some(Err(e)));
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(Err(e));
                         return;
                     }
-                    warn!(error = %e, "cannot set up the node; retrying");
+                    warn!(
+                        error = &e as &dyn std::error::Error,
+                        "cannot set up the node; retrying"
+                    );
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             }
@@ -72,26 +78,18 @@ impl Runner {
         &self,
         link: &Link,
         stopped: &mut oneshot::Receiver<()>,
-        ready: &Ready,
-    ) -> Result<Finish, String> {
+        ready: &mut Ready,
+    ) -> Result<Finish, Error> {
         let channel = link
             .conn
             .create_channel()
             .await
-            .map_err(|e| e.to_string())?;
-        self.topology.declare(&channel).await.map_err(|e| {
-            let hint = if e.to_string().contains("PRECONDITION_FAILED") {
-                "; a queue exists with other arguments: every instance of a type must use \
-                 the same queue_expires and dead_letter_exchange"
-            } else {
-                ""
-            };
-            format!("cannot declare the topology: {e}{hint}")
-        })?;
+            .map_err(|e| broker("cannot open a channel", e))?;
+        self.topology.declare(&channel).await?;
         channel
             .basic_qos(self.conn.config().prefetch, BasicQosOptions::default())
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| broker("cannot set the prefetch (basic.qos)", e))?;
         let instance = self.topology.instance_queue();
         let work = self.topology.work_queue();
         let mut consumers = SelectAll::new();
@@ -120,13 +118,13 @@ impl Runner {
                 )
                 .await
                 .map_err(|e| {
-                    if exclusive {
-                        format!(
-                            "cannot consume `{queue}` (is instance `{}` already running?): {e}",
-                            self.topology.id
-                        )
+                    if exclusive && in_exclusive_use(&e) {
+                        Error::InstanceInUse {
+                            service: self.topology.service.clone(),
+                            id: self.topology.id.clone(),
+                        }
                     } else {
-                        format!("cannot consume `{queue}`: {e}")
+                        broker(format!("cannot consume `{queue}`"), e)
                     }
                 })?;
             tags.push(consumer.tag());
@@ -134,7 +132,9 @@ impl Runner {
         }
         self.consumers.store(tags.len(), Ordering::Relaxed);
         info!(service = %self.topology.service, id = %self.topology.id, "node serving");
-        ready.send_replace(Some(Ok(())));
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(Ok(()));
+        }
         let sender = crate::amqp::wire::sender_app_id(&self.identity)
             .inspect_err(|e| warn!(error = %e, "replies will not name their sender"))
             .ok()

@@ -7,10 +7,19 @@
 //! | work queue | `<type>` | shared by every instance of the type; expires when unused |
 
 use crate::address::{ServiceId, ServiceType};
+use crate::amqp::refusal::{broker, mismatch};
+use crate::error::Error;
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
+use std::collections::BTreeMap;
 use std::time::Duration;
+
+const QUEUE_HINT: &str = "every instance of a type must use the same queue_expires and \
+    dead_letter_exchange (NodeBuilder); if the old arguments are no longer wanted, delete \
+    the queue (rabbitmqctl delete_queue) while no instance of the type runs";
+const EXCHANGE_HINT: &str = "warren needs a durable topic exchange; use another exchange \
+    (WARREN_EXCHANGE, Config::exchange), or delete this one";
 
 /// Names and settings of one node's topology.
 #[derive(Clone, Debug)]
@@ -46,10 +55,39 @@ impl Topology {
         args
     }
 
+    /// The queues' arguments as a [`Error::TopologyMismatch`] shows them.
+    fn queue_arguments(&self) -> BTreeMap<String, String> {
+        let mut shown: BTreeMap<String, String> = self
+            .queue_args()
+            .inner()
+            .iter()
+            .map(|(k, v)| {
+                let v = match v {
+                    AMQPValue::LongLongInt(n) => n.to_string(),
+                    AMQPValue::LongString(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (k.to_string(), v)
+            })
+            .collect();
+        shown.insert("durable".into(), "true".into());
+        shown
+    }
+
     /// Declares the exchange, both queues and the instance queue's bindings.
-    pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+    ///
+    /// # Errors
+    /// [`Error::TopologyMismatch`] if a queue or the exchange exists with
+    /// other arguments; [`Error::Broker`] if the broker refuses otherwise.
+    pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
         let exchange = ShortString::try_new(self.exchange.as_str())
-            .map_err(|e| lapin::Error::from(std::io::Error::other(e)))?;
+            .map_err(|e| Error::Config(format!("exchange `{}`: {e}", self.exchange)))?;
+        let exchange_arguments = || {
+            BTreeMap::from([
+                ("type".to_owned(), "topic".to_owned()),
+                ("durable".to_owned(), "true".to_owned()),
+            ])
+        };
         channel
             .exchange_declare(
                 exchange.clone(),
@@ -60,7 +98,23 @@ impl Topology {
                 },
                 FieldTable::default(),
             )
-            .await?;
+            .await
+            .map_err(|e| {
+                refused(
+                    e,
+                    format!("exchange `{}`", self.exchange),
+                    exchange_arguments(),
+                    EXCHANGE_HINT,
+                )
+            })?;
+        let queue_refused = |e, queue: &str| {
+            refused(
+                e,
+                format!("queue `{queue}`"),
+                self.queue_arguments(),
+                QUEUE_HINT,
+            )
+        };
         let durable = QueueDeclareOptions {
             durable: true,
             ..QueueDeclareOptions::default()
@@ -68,7 +122,8 @@ impl Topology {
         let instance = self.instance_queue();
         channel
             .queue_declare(instance.as_str().into(), durable, self.queue_args())
-            .await?;
+            .await
+            .map_err(|e| queue_refused(e, &instance))?;
         for key in [
             format!("message.{}", self.id),
             format!("message.{}", self.service),
@@ -82,15 +137,33 @@ impl Topology {
                     QueueBindOptions::default(),
                     FieldTable::default(),
                 )
-                .await?;
+                .await
+                .map_err(|e| broker(format!("cannot bind queue `{instance}` to `{key}`"), e))?;
         }
+        let work = self.work_queue();
         channel
-            .queue_declare(
-                self.work_queue().as_str().into(),
-                durable,
-                self.queue_args(),
-            )
-            .await?;
+            .queue_declare(work.as_str().into(), durable, self.queue_args())
+            .await
+            .map_err(|e| queue_refused(e, &work))?;
         Ok(())
+    }
+}
+
+/// A refused declaration of `entity`: [`Error::TopologyMismatch`] if it
+/// exists with other arguments, else [`Error::Broker`].
+fn refused(
+    e: lapin::Error,
+    entity: String,
+    declared: BTreeMap<String, String>,
+    hint: &str,
+) -> Error {
+    match mismatch(&e) {
+        Some(m) => Error::TopologyMismatch {
+            entity,
+            declared,
+            existing: BTreeMap::from([(m.argument, m.existing)]),
+            hint: hint.to_owned(),
+        },
+        None => broker(format!("cannot declare {entity}"), e),
     }
 }

@@ -1,9 +1,10 @@
 //! A private RabbitMQ node that a test starts, kills and restarts itself,
 //! through the repository's `scripts/broker`.
 //!
-//! Its port is the shared test broker's port plus an offset, so parallel
-//! checkouts that use different shared ports never collide. Set
-//! `WARREN_BROKER_SCRIPT` to use a script elsewhere than `scripts/broker`.
+//! Its port is a free one, picked when the node is made, whose Erlang
+//! distribution port (the AMQP port + 20000, as `scripts/broker` sets it)
+//! is free too: tests and checkouts running side by side never collide.
+//! Set `WARREN_BROKER_SCRIPT` to use a script elsewhere than `scripts/broker`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,9 +18,8 @@ pub struct PrivateBroker {
 }
 
 impl PrivateBroker {
-    /// The node on the shared test broker's port plus `offset`.
-    pub fn new(offset: u16) -> Self {
-        let base = super::proxy::broker_addr(&super::url()).port();
+    /// A node on a free port (not started yet).
+    pub fn new() -> Self {
         let script = std::env::var_os("WARREN_BROKER_SCRIPT").map_or_else(
             || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/broker"),
             PathBuf::from,
@@ -30,7 +30,7 @@ impl PrivateBroker {
             script.display()
         );
         Self {
-            port: base + offset,
+            port: free_port(),
             script,
         }
     }
@@ -43,6 +43,15 @@ impl PrivateBroker {
     /// Its AMQP URL.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// Where `scripts/broker` keeps the node's data, logs and pid.
+    fn state_dir(&self) -> PathBuf {
+        self.script
+            .parent()
+            .and_then(Path::parent)
+            .expect("scripts/broker sits in <repo>/scripts")
+            .join(format!("target/broker/{}", self.port))
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -85,12 +94,7 @@ impl PrivateBroker {
     /// Kills the node's Erlang VM with SIGKILL (no clean shutdown, no
     /// connection.close to anyone) and waits until its port is closed.
     pub async fn kill(&self) {
-        let state = self
-            .script
-            .parent()
-            .and_then(|p| p.parent())
-            .expect("scripts/broker sits in <repo>/scripts")
-            .join(format!("target/broker/{}/pid", self.port));
+        let state = self.state_dir().join("pid");
         let pid =
             std::fs::read_to_string(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
         let status = tokio::process::Command::new("kill")
@@ -109,6 +113,21 @@ impl PrivateBroker {
                 "the node would not die"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// A loopback port that is free now, as is the port 20000 above it (the
+/// node's Erlang distribution port).
+fn free_port() -> u16 {
+    loop {
+        let amqp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = amqp.local_addr().expect("a bound address").port();
+        let Some(dist) = port.checked_add(20_000) else {
+            continue;
+        };
+        if std::net::TcpListener::bind(("127.0.0.1", dist)).is_ok() {
+            return port;
         }
     }
 }
@@ -139,7 +158,10 @@ fn command(script: &Path, port: u16, args: &[&str]) -> Command {
 }
 
 impl Drop for PrivateBroker {
+    /// Stops the node and removes its state (`target/broker/<port>`): the
+    /// next node gets another port, so nothing would reuse it.
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(self.state_dir());
     }
 }

@@ -1,13 +1,15 @@
 //! Helpers for degraded-mode tests: nodes serving HTTP, and a caller whose
-//! broker connection runs through a [`CutProxy`].
+//! broker connection runs through a [`Proxy`].
 #![allow(dead_code, unreachable_pub)]
 
-use crate::cut_proxy::CutProxy;
+use crate::support::proxy::Proxy;
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
 use warren::config::{Backoff, WhenDisconnected};
 use warren::http::{Fallback, FallbackLayer, HttpClient, HttpConfig, Peers};
-use warren::{Address, Client, Config, Connection, ContentType, Error, Request, Response};
+use warren::{
+    Address, Client, Config, Connection, ContentType, Error, Request, Response, Transport,
+};
 
 /// HTTP on a free loopback port, announcing every second.
 pub fn http_config() -> HttpConfig {
@@ -16,9 +18,9 @@ pub fn http_config() -> HttpConfig {
         .announce_every(Duration::from_secs(1))
 }
 
-/// A caller going through a cut proxy, learning peers from announcements.
+/// A caller going through a fault proxy, learning peers from announcements.
 pub struct Caller {
-    pub proxy: CutProxy,
+    pub proxy: Proxy,
     pub conn: Connection,
     pub peers: Peers,
     pub service: Fallback<Client, HttpClient>,
@@ -27,10 +29,10 @@ pub struct Caller {
 impl Caller {
     /// Connects through a new proxy to the broker of `cfg` (same exchange).
     pub async fn start(cfg: &Config, idempotent: &[&str]) -> Self {
-        let (proxy, url) = CutProxy::for_url(&crate::support::url()).await;
+        let proxy = Proxy::to_url(&crate::support::url()).await;
         let cfg = cfg
             .clone()
-            .url(url)
+            .url(proxy.url_for(&crate::support::url()))
             .unwrap()
             .when_disconnected(WhenDisconnected::FailFast)
             .backoff(Backoff {
@@ -64,15 +66,16 @@ impl Caller {
             .expect("the nodes' announcements arrive");
     }
 
-    /// Cuts the broker connection and waits until the caller sees it.
+    /// Cuts the broker connection (refusing new ones) and waits until the
+    /// caller sees it.
     pub async fn cut(&self) {
-        self.proxy.cut();
+        self.proxy.partition();
         self.wait(false).await;
     }
 
     /// Restores the connection and waits until the caller is connected.
     pub async fn restore(&self) {
-        self.proxy.restore();
+        self.proxy.resume();
         self.wait(true).await;
     }
 
@@ -98,7 +101,7 @@ impl Caller {
         let done = async {
             loop {
                 let resp = self.call(request()).await.expect("calls keep working");
-                if resp.transport == "amqp" {
+                if resp.transport == Transport::Amqp {
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await;

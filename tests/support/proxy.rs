@@ -1,11 +1,15 @@
 //! A TCP fault proxy between a client and the broker: it forwards bytes both
 //! ways and, on command, cuts every connection, stalls traffic without
-//! closing anything (a black hole), adds latency, or refuses new connections.
+//! closing anything (a black hole), adds latency, refuses new connections,
+//! or does the last two at once (a partition).
 //!
 //! A stall stops reading from both sockets, so the kernel buffers fill and
 //! senders block, as behind a dead network path; on `resume` what was held
 //! flows again. A cut closes both sockets of every open connection; new
 //! connections are accepted as before.
+//!
+//! The one proxy of the tests (and of `examples/fallback.rs`, which
+//! includes this file).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,6 +77,14 @@ impl Proxy {
         format!("amqp://guest:guest@{}/%2f", self.addr)
     }
 
+    /// `url` pointed at the proxy: its user, password, vhost and query kept.
+    pub fn url_for(&self, url: &str) -> String {
+        let start = url.find("://").map_or(0, |i| i + 3);
+        let end = url[start..].find('/').map_or(url.len(), |i| start + i);
+        let host = url[start..end].rfind('@').map_or(start, |i| start + i + 1);
+        format!("{}{}{}", &url[..host], self.addr, &url[end..])
+    }
+
     /// Connections open through the proxy now.
     pub fn open_connections(&self) -> usize {
         self.open.load(Ordering::SeqCst)
@@ -108,6 +120,13 @@ impl Proxy {
     pub fn refuse(&self) {
         self.faults.send_modify(|f| f.refuse = true);
     }
+
+    /// Cuts every connection and refuses new ones until [`Proxy::resume`],
+    /// as a network partition between the client and the broker.
+    pub fn partition(&self) {
+        self.refuse();
+        self.cut();
+    }
 }
 
 impl Drop for Proxy {
@@ -117,17 +136,21 @@ impl Drop for Proxy {
     }
 }
 
-/// The `host:port` of an AMQP URL.
+/// The address of the broker of an AMQP URL (a host name is resolved,
+/// `localhost` to 127.0.0.1).
 pub fn broker_addr(url: &str) -> SocketAddr {
     let rest = url.split("://").nth(1).expect("scheme");
-    let host_port = rest.rsplit('@').next().unwrap().split('/').next().unwrap();
+    let host_port = rest.split('/').next().unwrap().rsplit('@').next().unwrap();
     let host_port = host_port.replace("localhost", "127.0.0.1");
     let with_port = if host_port.contains(':') {
         host_port
     } else {
         format!("{host_port}:5672")
     };
-    with_port.parse().expect("a numeric broker address")
+    std::net::ToSocketAddrs::to_socket_addrs(&with_port)
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .unwrap_or_else(|| panic!("cannot resolve the broker address `{with_port}`"))
 }
 
 async fn accept(
@@ -141,12 +164,14 @@ async fn accept(
         let Ok((client, _)) = listener.accept().await else {
             continue;
         };
+        // Watching for cuts before looking at `refuse`: a partition
+        // (refuse, then cut) that comes after the look still cuts this one.
+        let cuts = cuts.subscribe();
         if faults.borrow().refuse {
             drop(client);
             continue;
         }
         let faults = faults.subscribe();
-        let cuts = cuts.subscribe();
         let open = Open::new(open.clone());
         tokio::spawn(async move {
             connection(client, upstream, faults, cuts).await;
@@ -178,7 +203,6 @@ async fn connection(
     faults: watch::Receiver<Faults>,
     mut cuts: watch::Receiver<u64>,
 ) {
-    cuts.borrow_and_update();
     let Ok(server) = TcpStream::connect(upstream).await else {
         return;
     };
