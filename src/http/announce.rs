@@ -73,11 +73,15 @@ async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Announces `what` every `every` on each connection until `stop` turns true.
+/// Announces `what` every `every` on each connection until `stop` turns
+/// true, while the node consumes on that connection (`consuming` holds its
+/// generation): a caller that hears the announcement may send over the
+/// broker again, so it must not come before the node takes requests there.
 pub(crate) async fn announce(
     conn: Connection,
     what: Announcement,
     every: Duration,
+    mut consuming: watch::Receiver<Option<u64>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let body = match serde_json::to_vec(&what) {
@@ -118,6 +122,12 @@ pub(crate) async fn announce(
         };
         previous = Some(link.generation);
         loop {
+            let gen = Some(link.generation);
+            tokio::select! {
+                r = consuming.wait_for(|g| *g == gen) => if r.is_err() { return },
+                _ = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen) => break,
+                () = until_stopped(&mut stop) => return,
+            }
             let sent = channel
                 .basic_publish(
                     exchange_name.as_str().into(),
@@ -170,6 +180,10 @@ async fn learn(conn: Connection, peers: WeakPeers) {
         let alive = listen(consumer, &peers).await;
         if let Some(p) = peers.upgrade() {
             p.listening(false);
+            // Most likely the connection is gone, maybe with the broker:
+            // until a peer announces itself again, its node may not
+            // consume there.
+            p.connection_lost(conn.config().settle);
         }
         if !alive {
             return;

@@ -9,6 +9,7 @@
 //! is idempotent; otherwise the caller gets the `ConnectionLost`. Both
 //! attempts share one deadline: whatever AMQP used is gone for HTTP.
 
+use super::{HttpClient, Peers};
 use crate::amqp::{Connection, ConnectionState};
 use crate::context::Context;
 use crate::error::Error;
@@ -50,6 +51,9 @@ struct Policy {
     state: watch::Receiver<ConnectionState>,
     default_timeout: Duration,
     idempotent: Arc<BTreeSet<String>>,
+    /// The HTTP transport's peers, when it is an [`HttpClient`]: after a
+    /// reconnection, calls to peers not yet consuming again stay on HTTP.
+    peers: Option<Peers>,
 }
 
 impl<A, H> std::fmt::Debug for Fallback<A, H> {
@@ -77,19 +81,31 @@ impl<H> std::fmt::Debug for FallbackLayer<H> {
     }
 }
 
-impl<H> FallbackLayer<H> {
+impl<H: 'static> FallbackLayer<H> {
     /// Falls back to `http` while `conn` is not connected.
+    ///
+    /// When `http` is an [`HttpClient`], calls also stay on HTTP for a
+    /// while after the connection came back: to an address whose peers
+    /// have not announced themselves since (a node announces only while it
+    /// consumes), for up to [`Config::settle`](crate::Config::settle), so
+    /// that calls are not sent to queues nobody consumes yet.
     pub fn new(conn: &Connection, http: H) -> Self {
+        let peers = (&http as &dyn std::any::Any)
+            .downcast_ref::<HttpClient>()
+            .map(|h| h.peers().clone());
         Self {
             http,
             policy: Policy {
                 state: conn.state(),
                 default_timeout: conn.config().default_timeout,
                 idempotent: Arc::default(),
+                peers,
             },
         }
     }
+}
 
+impl<H> FallbackLayer<H> {
     /// Declares methods (`Service.method`) safe to run twice: a call to one
     /// of them that may have reached the broker is sent again over HTTP.
     /// A request can also say so itself ([`Request::idempotent`]).
@@ -153,7 +169,13 @@ impl Policy {
         FH: Future<Output = Result<T, Error>>,
     {
         let span = tracing::Span::current();
-        let connected = self.state.borrow().is_connected();
+        // Back from a loss, the broker may not deliver to the address yet
+        // (its nodes reconnect after us): HTTP still can.
+        let connected = self.state.borrow().is_connected()
+            && !self
+                .peers
+                .as_ref()
+                .is_some_and(|p| p.unsettled(&request.address));
         if connected {
             span.record("transport", "amqp");
             match amqp(request.clone()).await {

@@ -24,6 +24,11 @@ struct Entry {
     /// `None` for a configured peer, which never expires.
     learned: Option<Learned>,
     down_until: Option<Instant>,
+    /// Whether it consumes on the broker, as far as we know: cleared when
+    /// our connection is lost (the broker may have been restarted), set
+    /// again by its next announcement (a node announces only while it
+    /// consumes).
+    consuming: bool,
 }
 
 struct Learned {
@@ -37,9 +42,24 @@ struct State {
     entries: BTreeMap<ServiceId, Entry>,
     /// Since when announcements can reach us; `None` while disconnected.
     listening_since: Option<Instant>,
+    /// How long after our reconnection a peer not heard from is still
+    /// taken for one whose node is not consuming yet ([`Config::settle`]).
+    ///
+    /// [`Config::settle`]: crate::Config::settle
+    settle: Duration,
 }
 
 impl State {
+    /// Whether the broker may not deliver to `e` yet: our connection came
+    /// back (or is coming back) and `e` has not announced itself since,
+    /// within the settling time.
+    fn unsettled(&self, e: &Entry, now: Instant) -> bool {
+        !e.consuming
+            && self
+                .listening_since
+                .is_none_or(|since| now < since + self.settle)
+    }
+
     fn expired(&self, e: &Entry, now: Instant) -> bool {
         match (&e.learned, self.listening_since) {
             (Some(l), Some(since)) => now.saturating_duration_since(l.last_seen.max(since)) > l.ttl,
@@ -138,6 +158,7 @@ impl Peers {
                     url: peer.url,
                     learned: None,
                     down_until: None,
+                    consuming: true,
                 },
             );
         });
@@ -151,7 +172,10 @@ impl Peers {
                 ttl: every.saturating_mul(3),
             };
             match s.entries.get_mut(&id) {
-                Some(e) if e.learned.is_none() => e.down_until = None,
+                Some(e) if e.learned.is_none() => {
+                    e.down_until = None;
+                    e.consuming = true;
+                }
                 _ => {
                     s.entries.insert(
                         id,
@@ -160,6 +184,7 @@ impl Peers {
                             url,
                             learned: Some(seen),
                             down_until: None,
+                            consuming: true,
                         },
                     );
                 }
@@ -170,6 +195,46 @@ impl Peers {
     /// Tells whether announcements can reach us now.
     pub(crate) fn listening(&self, yes: bool) {
         self.write(|s| s.listening_since = yes.then(Instant::now));
+    }
+
+    /// Our broker connection was lost: after it comes back, a peer counts
+    /// as consuming again only once it announced itself (or `settle` after
+    /// we listen again).
+    pub(crate) fn connection_lost(&self, settle: Duration) {
+        self.write(|s| {
+            s.settle = settle;
+            for e in s.entries.values_mut() {
+                e.consuming = false;
+            }
+        });
+    }
+
+    /// Whether calls to `address` should stay on HTTP although our broker
+    /// connection is up: it came back after a loss, and the broker cannot
+    /// deliver to the peers there yet, as far as announcements tell
+    /// (`instance`: that peer; `any`: every peer of the type; `every`,
+    /// `all`: any peer there). An address with no known peer is not held.
+    pub(crate) fn unsettled(&self, address: &Address) -> bool {
+        let now = Instant::now();
+        let s = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        let mut there = s.entries.iter().filter(|(id, e)| {
+            !s.expired(e, now)
+                && match address {
+                    Address::Instance(want) => *id == want,
+                    Address::Any(t) | Address::Every(t) => &e.service == t,
+                    _ => true,
+                }
+        });
+        match address {
+            Address::Any(_) => {
+                let mut any = false;
+                there.all(|(_, e)| {
+                    any = true;
+                    s.unsettled(e, now)
+                }) && any
+            }
+            _ => there.any(|(_, e)| s.unsettled(e, now)),
+        }
     }
 
     /// Every peer known now.

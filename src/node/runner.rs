@@ -21,6 +21,8 @@ pub(super) struct Runner {
     pub(super) topology: Topology,
     pub(super) handler: Handler,
     pub(super) consumers: Arc<AtomicUsize>,
+    /// The generation of the connection the node consumes on now, if any.
+    pub(super) serving: watch::Sender<Option<u64>>,
     pub(super) identity: Peer,
     pub(super) permits: Arc<Semaphore>,
     pub(super) concurrency: usize,
@@ -44,6 +46,7 @@ impl Runner {
             };
             let consumed = self.consume(&link, &mut stopped, &ready).await;
             self.consumers.store(0, Ordering::Relaxed);
+            self.serving.send_replace(None);
             match consumed {
                 Ok(Finish::Stopped) => return,
                 Ok(Finish::Lost) => {}
@@ -133,6 +136,7 @@ impl Runner {
             consumers.push(consumer.map(move |d| (d, address.clone())));
         }
         self.consumers.store(tags.len(), Ordering::Relaxed);
+        self.serving.send_replace(Some(link.generation));
         info!(service = %self.topology.service, id = %self.topology.id, "node serving");
         ready.send_replace(Some(Ok(())));
         let sender = crate::amqp::wire::sender_app_id(&self.identity)
