@@ -12,7 +12,7 @@ use warren::{Address, Client, ConnectionState, ContentType, Error, Node, Request
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blocked_publishing_is_surfaced_and_released() {
-    let broker = PrivateBroker::new(20);
+    let broker = PrivateBroker::new();
     broker.start().await;
     let cfg = support::config().url(broker.url()).unwrap();
     let waiting = support::connect(cfg.clone()).await;

@@ -1,9 +1,11 @@
 //! A private RabbitMQ node that a test starts, kills and restarts itself,
 //! through the repository's `scripts/broker`.
 //!
-//! Its port is the shared test broker's port plus an offset, so parallel
-//! checkouts that use different shared ports never collide. Set
-//! `WARREN_BROKER_SCRIPT` to use a script elsewhere than `scripts/broker`.
+//! Its port is a free one, picked when the test starts (below 45000, with
+//! the Erlang distribution port, 20000 above it, free too), so tests and
+//! parallel checkouts never collide. Its data directory is removed when it
+//! is dropped. Set `WARREN_BROKER_SCRIPT` to use a script elsewhere than
+//! `scripts/broker`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -17,9 +19,8 @@ pub struct PrivateBroker {
 }
 
 impl PrivateBroker {
-    /// The node on the shared test broker's port plus `offset`.
-    pub fn new(offset: u16) -> Self {
-        let base = super::proxy::broker_addr(&super::url()).port();
+    /// A node on a free port (not started yet).
+    pub fn new() -> Self {
         let script = std::env::var_os("WARREN_BROKER_SCRIPT").map_or_else(
             || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/broker"),
             PathBuf::from,
@@ -30,9 +31,18 @@ impl PrivateBroker {
             script.display()
         );
         Self {
-            port: base + offset,
+            port: free_port(),
             script,
         }
+    }
+
+    /// Where the node keeps its state (`scripts/broker`'s layout).
+    fn dir(&self) -> PathBuf {
+        self.script
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("scripts/broker sits in <repo>/scripts")
+            .join(format!("target/broker/{}", self.port))
     }
 
     /// Its port.
@@ -85,12 +95,7 @@ impl PrivateBroker {
     /// Kills the node's Erlang VM with SIGKILL (no clean shutdown, no
     /// connection.close to anyone) and waits until its port is closed.
     pub async fn kill(&self) {
-        let state = self
-            .script
-            .parent()
-            .and_then(|p| p.parent())
-            .expect("scripts/broker sits in <repo>/scripts")
-            .join(format!("target/broker/{}/pid", self.port));
+        let state = self.dir().join("pid");
         let pid =
             std::fs::read_to_string(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
         let status = tokio::process::Command::new("kill")
@@ -138,8 +143,22 @@ fn command(script: &Path, port: u16, args: &[&str]) -> Command {
     cmd
 }
 
+/// A port free now below 45000 whose Erlang distribution port (20000
+/// above it) is free too.
+fn free_port() -> u16 {
+    for _ in 0..100 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().unwrap().port();
+        if port < 45_000 && std::net::TcpListener::bind(("127.0.0.1", port + 20_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below 45000 with its distribution port free");
+}
+
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.stop();
+        let _ = std::fs::remove_dir_all(self.dir());
     }
 }
