@@ -243,11 +243,13 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
             .count()
     };
     println!(
-        "broker killed; after it accepted connections again: callers back in {:?}, nodes in \
+        "broker killed, down for {:?}; after it accepted connections again: callers back in \
+         {:?}, nodes in \
          {:?}; the fallback back on AMQP {:?} after the nodes; plain callers {counts:?}; \
          fallback callers {fallen_counts:?} (after the kill: {} over HTTP, {} over AMQP), \
          first HTTP call completed {:?} after the kill; from then on, the longest time without \
          a completed call {gap:?} ({:?} after the kill)",
+        up - killed,
         back.saturating_duration_since(up),
         nodes_back.saturating_duration_since(up),
         amqp_again.saturating_duration_since(nodes_back),

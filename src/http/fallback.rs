@@ -9,7 +9,9 @@
 //! is idempotent; otherwise the caller gets the `ConnectionLost`. Both
 //! attempts share one deadline: whatever AMQP used is gone for HTTP.
 
+use super::peers::Route;
 use super::{HttpClient, Peers};
+use crate::address::Address;
 use crate::amqp::{Connection, ConnectionState};
 use crate::context::Context;
 use crate::error::Error;
@@ -85,10 +87,11 @@ impl<H: 'static> FallbackLayer<H> {
     /// Falls back to `http` while `conn` is not connected.
     ///
     /// When `http` is an [`HttpClient`], calls also stay on HTTP for a
-    /// while after the connection came back: to an address whose peers
-    /// have not announced themselves since (a node announces only while it
-    /// consumes), for up to [`Config::settle`](crate::Config::settle), so
-    /// that calls are not sent to queues nobody consumes yet.
+    /// while after the connection came back, so that they are not sent to
+    /// queues nobody consumes yet: to an address none of whose peers has
+    /// announced itself since (a node announces only while it consumes),
+    /// then, once one has, all but one call at a time until the broker
+    /// answered one; for up to [`Config::settle`](crate::Config::settle).
     pub fn new(conn: &Connection, http: H) -> Self {
         let peers = (&http as &dyn std::any::Any)
             .downcast_ref::<HttpClient>()
@@ -171,14 +174,30 @@ impl Policy {
         let span = tracing::Span::current();
         // Back from a loss, the broker may not deliver to the address yet
         // (its nodes reconnect after us): HTTP still can.
-        let connected = self.state.borrow().is_connected()
-            && !self
+        let route = if self.state.borrow().is_connected() {
+            self.peers
+                .as_ref()
+                .map_or(Route::Amqp, |p| p.route(&request.address))
+        } else {
+            Route::Http
+        };
+        if route != Route::Http {
+            span.record("transport", "amqp");
+            let mut probe = self
                 .peers
                 .as_ref()
-                .is_some_and(|p| p.unsettled(&request.address));
-        if connected {
-            span.record("transport", "amqp");
-            match amqp(request.clone()).await {
+                .filter(|_| route == Route::Probe)
+                .map(|peers| Probe {
+                    peers,
+                    address: &request.address,
+                    answered: false,
+                });
+            let result = amqp(request.clone()).await;
+            if let Some(probe) = &mut probe {
+                probe.answered = matches!(result, Ok(_) | Err(Error::Remote(_)));
+            }
+            drop(probe);
+            match result {
                 Err(e) if self.may_resend(&request, &e) => {
                     info!(error = %e, method = %request.method, "sending over HTTP instead");
                 }
@@ -197,6 +216,20 @@ impl Policy {
             },
             other => other,
         })
+    }
+}
+
+/// A [`Route::Probe`] call in flight; reports its outcome when dropped,
+/// however the call ends.
+struct Probe<'a> {
+    peers: &'a Peers,
+    address: &'a Address,
+    answered: bool,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.peers.probed(self.address, self.answered);
     }
 }
 
