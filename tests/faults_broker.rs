@@ -17,8 +17,13 @@ use warren::config::{Backoff, WhenDisconnected};
 use warren::http::{FallbackLayer, HttpClient, HttpConfig, Peers};
 use warren::{Address, Client, Connection, Error, Node};
 
+/// One test at a time: each boots a broker (seconds of CPU) and runs load,
+/// and the second one measures gaps of 200 ms.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_killed_and_restarted_under_load() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let broker = PrivateBroker::new();
     // A reconnect delay of at most 1 s: calls succeed again within 2 s of
     // the broker being back.
@@ -92,12 +97,7 @@ async fn broker_killed_and_restarted_under_load() {
     fails_fast().await;
 
     // It comes back: clients and node reconnect by themselves.
-    let port = broker.port();
-    let restart = tokio::spawn(async move {
-        broker.start().await;
-        broker
-    });
-    let up = support::broker::accepting(port).await;
+    let (up, restart) = broker.restart().await;
     let back = reconnected(&calling, at, Duration::from_secs(10)).await;
     let node_back = reconnected(&serving, at, Duration::from_secs(10)).await;
     let first_ok = load
@@ -143,6 +143,7 @@ async fn broker_killed_and_restarted_under_load() {
 /// back to AMQP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let broker = PrivateBroker::new();
     broker.start().await;
     let cfg = support::recovering_config(&broker.url()).heartbeat(Duration::from_secs(2));
@@ -194,12 +195,7 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
     let (killed, at) = (Instant::now(), SystemTime::now());
     broker.kill().await;
     lost(&serving, Duration::from_secs(2)).await;
-    let port = broker.port();
-    let restart = tokio::spawn(async move {
-        broker.start().await;
-        broker
-    });
-    let up = support::broker::accepting(port).await;
+    let (up, restart) = broker.restart().await;
     let back = reconnected(&calling, at, Duration::from_secs(10)).await;
     reconnected(&falling, at, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -207,16 +203,10 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
     let nodes_back = reconnected(&serving, at, Duration::from_secs(10)).await;
     let amqp_again = degraded
         .wait_for(Duration::from_secs(10), |all| {
-            all.iter()
-                .any(|o| o.started > nodes_back && o.transport == Some("amqp"))
+            first_over(all, nodes_back, "amqp").is_some()
         })
         .await;
-    let amqp_again = amqp_again
-        .iter()
-        .filter(|o| o.started > nodes_back && o.transport == Some("amqp"))
-        .map(|o| o.ended)
-        .min()
-        .unwrap();
+    let amqp_again = first_over(&amqp_again, nodes_back, "amqp").unwrap();
     plain
         .successes_after(nodes_back, 20, Duration::from_secs(10))
         .await;
@@ -229,12 +219,7 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
     let fallen_counts = check(&fallen);
     // From the first call completed over HTTP after the kill (how soon the
     // loss is noticed is measured elsewhere) to the end.
-    let switched = fallen
-        .iter()
-        .filter(|o| o.started > killed && o.transport == Some("http"))
-        .map(|o| o.ended)
-        .min()
-        .unwrap();
+    let switched = first_over(&fallen, killed, "http").unwrap();
     let (gap, gap_at) = longest_without_success(&fallen, switched);
     let over = |name| {
         fallen
@@ -263,15 +248,31 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
         "{:?}",
         switched - killed
     );
+    let around: Vec<_> = fallen
+        .iter()
+        .filter(|o| o.started < gap_at + gap && o.ended > gap_at)
+        .map(|o| (o.started - killed, o.took(), o.transport, &o.result))
+        .collect();
     assert!(
         gap < Duration::from_millis(200),
-        "no call completed for {gap:?} although HTTP peers were healthy"
+        "no call completed for {gap:?} although HTTP peers were healthy; calls then \
+         (started after the kill, took, over, result): {around:?}"
     );
     for node in nodes {
         handlers_settle(&node).await;
         node.shutdown().await;
     }
     drop(broker);
+}
+
+/// When the first call started after `after` and answered over `transport`
+/// ended, if one did.
+fn first_over(outcomes: &[Outcome], after: Instant, transport: &str) -> Option<Instant> {
+    outcomes
+        .iter()
+        .filter(|o| o.started > after && o.transport == Some(transport))
+        .map(|o| o.ended)
+        .min()
 }
 
 /// The longest time after `from` without a successful call ending, and

@@ -74,6 +74,18 @@ impl PrivateBroker {
         );
     }
 
+    /// Starts the node again (after [`PrivateBroker::kill`]) in the
+    /// background; returns when it accepts connections, with a handle that
+    /// gives the broker back once it has booted.
+    pub async fn restart(self) -> (Instant, tokio::task::JoinHandle<Self>) {
+        let port = self.port;
+        let booted = tokio::spawn(async move {
+            self.start().await;
+            self
+        });
+        (accepting(port).await, booted)
+    }
+
     /// Stops the node cleanly (a no-op if it is not running).
     pub fn stop(&self) {
         let _ = self.command(&["stop"]).output();
