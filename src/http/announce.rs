@@ -11,7 +11,7 @@ use super::peers::{Peers, WeakPeers};
 use crate::address::{ServiceId, ServiceType};
 use crate::amqp::connection::{until_closed, Link};
 use crate::amqp::Connection;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
@@ -143,6 +143,9 @@ pub(crate) async fn announce(
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
+                // A new connection: announce there as soon as the node
+                // consumes, not a period later.
+                () = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen).map(drop) => break,
                 () = until_stopped(&mut stop) => {
                     let _ = channel.close(200, "node stopped".into()).await;
                     return;
