@@ -217,12 +217,14 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
     // No call failed with NoRoute (`check` allows none), over either.
     let counts = check(&outcomes);
     let fallen_counts = check(&fallen);
-    // While the fallback bridges the restart: from the first call completed
-    // over HTTP after the kill (how soon a loss is noticed is measured
-    // elsewhere) to the first one answered over AMQP after the nodes were
-    // back (from then on, calls wait on the broker as they always do).
+    // While the fallback bridges the window this is about: from the broker
+    // accepting connections again to the first call answered over AMQP
+    // after the nodes were back. Before (the broker down and booting), calls
+    // go over HTTP as they always did; after, they wait on the broker as
+    // they always do. Both are printed.
     let switched = first_over(&fallen, killed, "http").unwrap();
-    let (gap, gap_at) = longest_without_success(&fallen, switched, amqp_again);
+    let (gap, gap_at) = longest_without_success(&fallen, up, amqp_again);
+    let (down, _) = longest_without_success(&fallen, switched, up);
     let last = fallen.iter().map(|o| o.ended).max().unwrap();
     let (after, _) = longest_without_success(&fallen, amqp_again, last);
     let over = |name| {
@@ -236,9 +238,9 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
          {:?}, nodes in \
          {:?}; the fallback back on AMQP {:?} after the nodes; plain callers {counts:?}; \
          fallback callers {fallen_counts:?} (after the kill: {} over HTTP, {} over AMQP), \
-         first HTTP call completed {:?} after the kill; from then until back on AMQP, the \
-         longest time without a completed call {gap:?} ({:?} after the kill); after that \
-         {after:?}",
+         first HTTP call completed {:?} after the kill; the longest time without a \
+         completed call: while the broker was down {down:?}, from its return until back on \
+         AMQP {gap:?} ({:?} after the kill), after that {after:?}",
         up - killed,
         back.saturating_duration_since(up),
         nodes_back.saturating_duration_since(up),
