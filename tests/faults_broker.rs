@@ -250,11 +250,6 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
         switched - killed,
         gap_at - killed,
     );
-    assert!(
-        switched - killed < Duration::from_secs(1),
-        "{:?}",
-        switched - killed
-    );
     let around: Vec<_> = fallen
         .iter()
         .filter(|o| o.started < gap_at + gap && o.ended > gap_at)
