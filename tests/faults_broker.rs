@@ -197,7 +197,7 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
     lost(&serving, Duration::from_secs(2)).await;
     let (up, restart) = broker.restart().await;
     let back = reconnected(&calling, at, Duration::from_secs(10)).await;
-    reconnected(&falling, at, Duration::from_secs(10)).await;
+    let falling_back = reconnected(&falling, at, Duration::from_secs(10)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     proxy.resume();
     let nodes_back = reconnected(&serving, at, Duration::from_secs(10)).await;
@@ -217,14 +217,14 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
     // No call failed with NoRoute (`check` allows none), over either.
     let counts = check(&outcomes);
     let fallen_counts = check(&fallen);
-    // While the fallback bridges the window this is about: from the broker
-    // accepting connections again to the first call answered over AMQP
-    // after the nodes were back. Before (the broker down and booting), calls
-    // go over HTTP as they always did; after, they wait on the broker as
-    // they always do. Both are printed.
+    // The window this is about: from the fallback callers' reconnection
+    // (where they used to go back to AMQP and wait) to their first call
+    // answered over AMQP after the nodes were back. Before it (the broker
+    // down and booting), calls go over HTTP as they always did; after it,
+    // they wait on the broker as they always do. Both are printed.
     let switched = first_over(&fallen, killed, "http").unwrap();
-    let (gap, gap_at) = longest_without_success(&fallen, up, amqp_again);
-    let (down, _) = longest_without_success(&fallen, switched, up);
+    let (gap, gap_at) = longest_without_success(&fallen, falling_back, amqp_again);
+    let (down, _) = longest_without_success(&fallen, switched, falling_back);
     let last = fallen.iter().map(|o| o.ended).max().unwrap();
     let (after, _) = longest_without_success(&fallen, amqp_again, last);
     let over = |name| {
@@ -239,8 +239,8 @@ async fn broker_restarted_while_the_nodes_reconnect_after_the_callers() {
          {:?}; the fallback back on AMQP {:?} after the nodes; plain callers {counts:?}; \
          fallback callers {fallen_counts:?} (after the kill: {} over HTTP, {} over AMQP), \
          first HTTP call completed {:?} after the kill; the longest time without a \
-         completed call: while the broker was down {down:?}, from its return until back on \
-         AMQP {gap:?} ({:?} after the kill), after that {after:?}",
+         completed call: until the fallback callers reconnected {down:?}, from then until \
+         back on AMQP {gap:?} ({:?} after the kill), after that {after:?}",
         up - killed,
         back.saturating_duration_since(up),
         nodes_back.saturating_duration_since(up),
