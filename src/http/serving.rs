@@ -24,6 +24,9 @@ pub(crate) struct NodeParts {
     pub(crate) permits: Arc<Semaphore>,
     pub(crate) concurrency: usize,
     pub(crate) consumers: Arc<AtomicUsize>,
+    /// The generation of the connection the node's consumers run on, if
+    /// any: the announcements wait for it.
+    pub(crate) consuming: watch::Receiver<Option<u64>>,
 }
 
 /// The running HTTP side of a node; stopped when dropped.
@@ -88,7 +91,13 @@ impl Serving {
             http_url: url.clone(),
             interval_ms: config.announce_every.as_millis() as u64,
         };
-        tokio::spawn(announce(conn.clone(), what, config.announce_every, stopped));
+        tokio::spawn(announce(
+            conn.clone(),
+            what,
+            config.announce_every,
+            node.consuming,
+            stopped,
+        ));
         info!(%addr, %url, "node serving HTTP");
         Ok(Self {
             addr,

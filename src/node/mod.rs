@@ -286,11 +286,13 @@ impl NodeBuilder {
         let (ready_tx, ready) = oneshot::channel();
         let handler = Handler::new(handler);
         let consumers = Arc::new(AtomicUsize::new(0));
+        let (serving, consuming) = watch::channel(None);
         let runner = Runner {
             conn: conn.clone(),
             topology,
             handler: handler.clone(),
             consumers: consumers.clone(),
+            serving,
             identity: identity.clone(),
             permits: permits.clone(),
             concurrency,
@@ -311,6 +313,7 @@ impl NodeBuilder {
                     permits: permits.clone(),
                     concurrency,
                     consumers,
+                    consuming,
                 };
                 match crate::http::serving::Serving::start(config, conn, parts).await {
                     Ok(serving) => Some(serving),
