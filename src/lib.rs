@@ -4,6 +4,20 @@
 //! correlation id and its reply comes back over direct reply-to, within a
 //! deadline. Every transport is a [`tower::Service`] of [`Request`] to
 //! [`Response`], so timeouts, retries and concurrency limits are tower layers.
+//!
+//! # Features
+//! The core (AMQP calls and nodes, `#[warren::service]`, the in-process
+//! [`local::Local`] transport) needs no feature. The rest is opt-in, so a
+//! build compiles only what it uses:
+//!
+//! | feature | what it gives | default |
+//! | --- | --- | --- |
+//! | `http` | the `http` module: a node's HTTP endpoint, `HttpClient`, the fallback to HTTP while the broker is down, and the announcements peers are learned from | yes |
+//! | `tls` | `amqps://` broker URLs, and `https://` peers with `http` (rustls) | yes |
+//! | `full` | all of the above | no |
+//!
+//! `default-features = false` leaves the core alone; the docs on docs.rs
+//! name the feature each gated item needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
@@ -15,6 +29,8 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod headers;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod local;
 pub mod message;

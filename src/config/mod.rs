@@ -35,13 +35,21 @@ impl BrokerUrl {
     /// Wraps a URL (`amqp://` or `amqps://`).
     ///
     /// # Errors
-    /// [`Error::Config`] if it does not start with `amqp://` or `amqps://`.
+    /// [`Error::Config`] if it does not start with `amqp://` or `amqps://`,
+    /// or if it is `amqps://` and warren was built without its `tls`
+    /// feature.
     pub fn new(url: impl Into<String>) -> Result<Self, Error> {
         let url = url.into();
         let url = url.trim().to_owned();
         if !(url.starts_with("amqp://") || url.starts_with("amqps://")) {
             return Err(Error::Config(format!(
                 "broker URL `{}` must start with amqp:// or amqps://",
+                redact(&url)
+            )));
+        }
+        if url.starts_with("amqps://") && !cfg!(feature = "tls") {
+            return Err(Error::Config(format!(
+                "broker URL `{}` is amqps://, which needs warren's `tls` feature",
                 redact(&url)
             )));
         }
@@ -308,6 +316,19 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("s3cret"));
         let err = BrokerUrl::new("http://u:s3cret@h").unwrap_err();
         assert!(!err.to_string().contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn amqps_needs_the_tls_feature() {
+        let url = BrokerUrl::new("amqps://user:s3cret@host/%2f");
+        assert_eq!(url.is_ok(), cfg!(feature = "tls"));
+        if let Err(err) = url {
+            let err = err.to_string();
+            assert!(
+                err.contains("`tls` feature") && !err.contains("s3cret"),
+                "{err}"
+            );
+        }
     }
 
     #[test]

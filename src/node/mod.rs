@@ -2,6 +2,7 @@
 
 pub(crate) mod dispatch;
 mod runner;
+pub(crate) mod sides;
 mod topology;
 
 use crate::address::{Peer, ServiceId, ServiceType};
@@ -10,6 +11,7 @@ use crate::error::Error;
 use crate::message::{Request, Response};
 use dispatch::Handler;
 use runner::Runner;
+use sides::{NodeParts, Sides, SidesConfig};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,7 +37,7 @@ pub struct NodeBuilder {
     queue_expires: Duration,
     dead_letter_exchange: Option<String>,
     shutdown_grace: Duration,
-    http: Option<crate::http::HttpConfig>,
+    pub(crate) sides: SidesConfig,
 }
 
 /// A running service instance. [`Node::shutdown`] stops it gracefully;
@@ -49,7 +51,7 @@ pub struct Node {
     done: Option<tokio::task::JoinHandle<()>>,
     permits: Arc<Semaphore>,
     concurrency: usize,
-    http: Option<crate::http::serving::Serving>,
+    pub(crate) sides: Sides,
     grace: Duration,
 }
 
@@ -63,7 +65,7 @@ impl Node {
             queue_expires: Duration::from_secs(300),
             dead_letter_exchange: None,
             shutdown_grace: Duration::from_secs(10),
-            http: None,
+            sides: SidesConfig::default(),
         }
     }
 
@@ -107,18 +109,6 @@ impl Node {
         &self.client
     }
 
-    /// The address the node's HTTP server is bound to, if it serves HTTP.
-    #[must_use]
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        self.http.as_ref().map(|h| h.addr)
-    }
-
-    /// The URL the node announces for its HTTP server, if it serves HTTP.
-    #[must_use]
-    pub fn http_url(&self) -> Option<&str> {
-        self.http.as_ref().map(|h| h.url.as_str())
-    }
-
     /// Handlers running right now (over either transport).
     #[must_use]
     pub fn in_flight(&self) -> usize {
@@ -132,13 +122,11 @@ impl Node {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let http = self.http.take().map(|h| h.shutdown(self.grace));
+        let sides = std::mem::take(&mut self.sides);
         if let Some(done) = self.done.take() {
             let _ = done.await;
         }
-        if let Some(http) = http {
-            http.await;
-        }
+        sides.shutdown(self.grace).await;
     }
 }
 
@@ -171,14 +159,6 @@ impl NodeBuilder {
     /// How long [`Node::shutdown`] waits for running handlers (default 10 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
-        self
-    }
-
-    /// Also serves HTTP (`POST /rpc/<method>`, `GET /health`) with the same
-    /// handler, if `config.listen` is set, and announces the node's URL on
-    /// the broker. See `docs/FALLBACK.md`.
-    pub fn http(mut self, config: crate::http::HttpConfig) -> Self {
-        self.http = config.listen.is_some().then_some(config);
         self
     }
 
@@ -235,9 +215,9 @@ impl NodeBuilder {
             .map(|r| r.clone())
             .ok()
             .flatten();
-        let http = match (&first, self.http) {
-            (Some(Ok(())), Some(config)) => {
-                let parts = crate::http::serving::NodeParts {
+        let sides = match &first {
+            Some(Ok(())) => {
+                let parts = NodeParts {
                     service: self.service.clone(),
                     id: self.id.clone(),
                     handler,
@@ -245,8 +225,8 @@ impl NodeBuilder {
                     concurrency,
                     consumers,
                 };
-                match crate::http::serving::Serving::start(config, conn, parts).await {
-                    Ok(serving) => Some(serving),
+                match Sides::start(self.sides, conn, parts).await {
+                    Ok(sides) => sides,
                     Err(e) => {
                         let _ = stop.send(());
                         let _ = done.await;
@@ -254,7 +234,7 @@ impl NodeBuilder {
                     }
                 }
             }
-            _ => None,
+            _ => Sides::default(),
         };
         match first {
             Some(Ok(())) => Ok(Node {
@@ -265,7 +245,7 @@ impl NodeBuilder {
                 done: Some(done),
                 permits,
                 concurrency,
-                http,
+                sides,
                 grace: self.shutdown_grace,
             }),
             Some(Err(e)) => {
