@@ -49,8 +49,9 @@ impl BrokerUrl {
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] if it does not start with `amqp://` or
-    /// `amqps://`, does not parse (a bad port, an unknown query), or ends
-    /// in `/` (see [`Error::InvalidUrl`]).
+    /// `amqps://`, does not parse (a bad port, an unknown query), ends in
+    /// `/` (see [`Error::InvalidUrl`]), or is `amqps://` in a build without
+    /// warren's `tls` feature.
     pub fn new(url: impl Into<String>) -> Result<Self, Error> {
         Self::from_setting(url, "Config::urls")
     }
@@ -74,6 +75,11 @@ impl BrokerUrl {
                 "it ends in `/`, which names the empty vhost, not the default one; \
                  end it in `/%2f`, or leave the path out"
                     .into(),
+            ));
+        }
+        if url.starts_with("amqps://") && !cfg!(feature = "tls") {
+            return Err(invalid(
+                "it is amqps://, which needs warren's `tls` feature".into(),
             ));
         }
         Ok(Self { url, setting })
@@ -440,6 +446,19 @@ mod tests {
         // No path, or %2f: the default vhost.
         for url in ["amqp://h:5672", "amqp://h:5672/%2f"] {
             assert_eq!(Config::default().url(url).unwrap().urls[0].expose(), url);
+        }
+    }
+
+    #[test]
+    fn amqps_needs_the_tls_feature() {
+        let url = BrokerUrl::new("amqps://user:s3cret@host/%2f");
+        assert_eq!(url.is_ok(), cfg!(feature = "tls"));
+        if let Err(err) = url {
+            let err = err.to_string();
+            assert!(
+                err.contains("`tls` feature") && !err.contains("s3cret"),
+                "{err}"
+            );
         }
     }
 
