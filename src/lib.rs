@@ -34,12 +34,26 @@
 //! | call a service | the generated `…Client` over a [`Client`], or [`Client`] itself with [`Request`]s |
 //! | say where a call goes | [`Address`]: one instance, any instance of a type, every instance, all |
 //! | test without a broker | [`local::Local`], the in-process transport |
-//! | keep calling while the broker is down | [`http`]: the HTTP endpoint, client and fallback |
+//! | keep calling while the broker is down | the `http` module (feature `http`): the HTTP endpoint, client and fallback |
 //!
 //! The broker URL is `amqp://user:password@host:port/vhost` (or `amqps://`
 //! for TLS); the default vhost `/` is written `%2f`, so the local default
 //! is `amqp://guest:guest@127.0.0.1:5672/%2f`. [`config`] lists every
 //! environment variable [`Config::from_env`] reads.
+//!
+//! # Features
+//! The core (AMQP calls and nodes, `#[warren::service]`, the in-process
+//! [`local::Local`] transport) needs no feature. The rest is opt-in, so a
+//! build compiles only what it uses:
+//!
+//! | feature | what it gives | default |
+//! | --- | --- | --- |
+//! | `http` | the `http` module: a node's HTTP endpoint, `HttpClient`, the fallback to HTTP while the broker is down, and the announcements peers are learned from | yes |
+//! | `tls` | `amqps://` broker URLs, and `https://` peers with `http` (rustls) | yes |
+//! | `full` | all of the above | no |
+//!
+//! `default-features = false` leaves the core alone; the docs on docs.rs
+//! name the feature each gated item needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod address;
@@ -51,6 +65,8 @@ pub mod config;
 pub mod context;
 pub mod error;
 pub mod headers;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod layer;
 pub mod local;

@@ -150,6 +150,8 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
     caller
         .until_amqp(|| json(&Address::Any(t.clone()), "Echo.say", &"back"))
         .await;
+    // Each address comes back once its node announced itself again.
+    caller.until_amqp(|| json(&a, "Echo.say", &"back")).await;
     for _ in 0..5 {
         let resp = caller.call(json(&a, "Echo.say", &"again")).await.unwrap();
         assert_eq!(resp.transport, Transport::Amqp);

@@ -16,6 +16,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
+/// The first pause before a request returned while the connection
+/// settles is published again; it doubles up to 8 times this.
+const UNROUTABLE_PAUSE: Duration = Duration::from_millis(20);
+
 struct Inner {
     conn: Connection,
     identity: Peer,
@@ -180,6 +184,24 @@ impl Client {
             )));
         }
         let timeout = deadline.saturating_duration_since(Instant::now());
+        let mut returned = 0;
+        loop {
+            let result = self.call_once(&request, deadline, timeout).await;
+            if !(matches!(result, Err(Error::NoRoute { .. }))
+                && Box::pin(self.unroutable_pause(&mut returned, deadline)).await)
+            {
+                return result;
+            }
+        }
+    }
+
+    /// One attempt of a call: publish, then wait for the reply.
+    async fn call_once(
+        &self,
+        request: &Request,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Response, Error> {
         // Waiting for a session is the rare path: boxed, its state does not
         // weigh on every pending call's future.
         let session = match self.live_session() {
@@ -202,7 +224,7 @@ impl Client {
             // Boxed: lapin's publish future is large, and a pending call
             // should not carry its space for as long as it waits.
             let confirm =
-                Box::pin(self.publish(&session, &request, id, None, deadline, false)).await?;
+                Box::pin(self.publish(&session, request, id, None, deadline, false)).await?;
             tokio::pin!(rx);
             // A persistent call is owed the broker's confirm as well; for a
             // transient one, NoRoute comes from the session's sweeper.
@@ -249,6 +271,25 @@ impl Client {
         deadline: Instant,
     ) -> Result<Vec<Response>, Error> {
         let timeout = deadline.saturating_duration_since(Instant::now());
+        let mut returned = 0;
+        loop {
+            let result = self.gather_once(&request, expect, deadline, timeout).await;
+            if !(matches!(result, Err(Error::NoRoute { .. }))
+                && self.unroutable_pause(&mut returned, deadline).await)
+            {
+                return result;
+            }
+        }
+    }
+
+    /// One attempt of a gather: publish, then collect the replies.
+    async fn gather_once(
+        &self,
+        request: &Request,
+        expect: Option<usize>,
+        deadline: Instant,
+        timeout: Duration,
+    ) -> Result<Vec<Response>, Error> {
         let session = self
             .session(
                 deadline,
@@ -265,7 +306,7 @@ impl Client {
         tracing::Span::current().record("correlation_id", id);
         self.bounded(deadline, timeout, async {
             match self
-                .publish(&session, &request, id, None, deadline, false)
+                .publish(&session, request, id, None, deadline, false)
                 .await?
             {
                 Some(mut confirm) => confirm.outcome(&request.address).await,
@@ -315,6 +356,7 @@ impl Client {
         let result = async {
             let mut policy = self.inner.conn.config().when_disconnected;
             let mut retry = false;
+            let mut returned = 0;
             loop {
                 let session = match self.session(deadline, timeout, policy).await {
                     // An earlier attempt may have arrived: not "not sent".
@@ -334,6 +376,11 @@ impl Client {
                         }
                     })
                     .await;
+                if matches!(attempt, Err(Error::NoRoute { .. }))
+                    && self.unroutable_pause(&mut returned, deadline).await
+                {
+                    continue;
+                }
                 match attempt {
                     Err(Error::ConnectionLost | Error::Unavailable { .. }) => {
                         tracing::debug!("send interrupted by a connection loss; sending again");
@@ -357,6 +404,35 @@ impl Client {
         .await;
         record(&span, start, &result);
         result
+    }
+
+    /// Whether to publish again a request the broker returned as
+    /// unroutable, after a pause (which this waits). Only while the
+    /// connection settles after a reconnection ([`Config::settle`]: the
+    /// address's nodes may not have declared their queues again yet), and
+    /// only if the pause ends before the deadline. A returned request
+    /// reached no queue, so publishing it again cannot run it twice.
+    ///
+    /// [`Config::settle`]: crate::Config::settle
+    async fn unroutable_pause(&self, returned: &mut u32, deadline: Instant) -> bool {
+        let settling = self
+            .inner
+            .session
+            .borrow()
+            .as_ref()
+            .is_some_and(|s| s.settling());
+        let pause = UNROUTABLE_PAUSE * 2u32.pow((*returned).min(3));
+        if !settling || Instant::now() + pause >= deadline {
+            return false;
+        }
+        *returned += 1;
+        tracing::debug!(
+            returned = *returned,
+            ?pause,
+            "returned while the connection settles; sending again"
+        );
+        tokio::time::sleep(pause).await;
+        true
     }
 
     /// Applies the handler context and the default deadline.

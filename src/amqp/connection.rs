@@ -89,6 +89,16 @@ impl ConnectionState {
 pub(crate) struct Link {
     pub(crate) conn: Arc<lapin::Connection>,
     pub(crate) generation: u64,
+    /// When this connection came up.
+    pub(crate) connected_at: std::time::Instant,
+}
+
+impl Link {
+    /// Until when this connection is settling ([`Config::settle`]): set
+    /// only on a reconnection, while the nodes may still be coming back.
+    pub(crate) fn settling_until(&self, settle: std::time::Duration) -> Option<std::time::Instant> {
+        (self.generation > 1 && !settle.is_zero()).then(|| self.connected_at + settle)
+    }
 }
 
 /// What a connection's handles and its supervisor share.

@@ -29,7 +29,7 @@ use lapin::types::FieldTable;
 use lapin::ExchangeKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, warn};
 
@@ -62,6 +62,9 @@ pub(crate) struct Session {
     waiters: Mutex<Option<HashMap<u64, Waiter>>>,
     /// Wakes the sweeper when the first call starts waiting.
     waiting: Notify,
+    /// Until when the connection is settling after a reconnection: a
+    /// returned request may only mean that its node is not back yet.
+    settling_until: Option<Instant>,
 }
 
 impl Session {
@@ -84,6 +87,12 @@ impl Session {
         if let Some(map) = &mut *self.lock() {
             map.remove(&id);
         }
+    }
+
+    /// Whether the connection is still settling after a reconnection
+    /// ([`Config::settle`](crate::Config::settle)).
+    pub(crate) fn settling(&self) -> bool {
+        self.settling_until.is_some_and(|t| Instant::now() < t)
     }
 
     /// How many calls are waiting.
@@ -189,7 +198,8 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
             Err(_) => return,
         };
         let Some(s) = slot.upgrade() else { return };
-        let opened = open(&link, &conn.config().exchange).await;
+        let settling_until = link.settling_until(conn.config().settle);
+        let opened = open(&link, &conn.config().exchange, settling_until).await;
         let (session, replies) = match opened {
             Ok(x) => x,
             Err(e) => {
@@ -262,6 +272,7 @@ async fn next_link(links: &mut watch::Receiver<Option<Link>>, link: &Link) {
 async fn open(
     link: &Link,
     exchange: &str,
+    settling_until: Option<Instant>,
 ) -> Result<(Arc<Session>, [lapin::Consumer; 2]), lapin::Error> {
     let mut channel = link.conn.create_channel().await?;
     // A request to an exchange that does not exist (no node ever declared
@@ -297,6 +308,7 @@ async fn open(
         confirmed,
         waiters: Mutex::new(Some(HashMap::new())),
         waiting: Notify::new(),
+        settling_until,
     });
     Ok((session, consumers))
 }

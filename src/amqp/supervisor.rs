@@ -151,6 +151,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
         shared.link.send_replace(Some(Link {
             conn: conn.clone(),
             generation,
+            connected_at: std::time::Instant::now(),
         }));
 
         // Watch the connection: lapin reports most losses as events; the

@@ -14,6 +14,7 @@
 //! | `RABBITMQ_RETRY_DELAY` | first retry delay: milliseconds, or with a unit (`500ms`, `2s`) | `100` |
 //! | `WARREN_RETRY_MAX_DELAY` | longest retry delay, same syntax | `2s` |
 //! | `WARREN_RETRY_FACTOR` | growth of the delay per failed attempt | `2` |
+//! | `WARREN_SETTLE_MS` | the settling time after a reconnection: see [`Config::settle`] | `5000` |
 //!
 //! A broker URL is checked when it is set: one that cannot work (see
 //! [`BrokerUrl::new`]) is an [`Error::InvalidUrl`] naming the variable.
@@ -48,8 +49,9 @@ impl BrokerUrl {
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] if it does not start with `amqp://` or
-    /// `amqps://`, does not parse (a bad port, an unknown query), or ends
-    /// in `/` (see [`Error::InvalidUrl`]).
+    /// `amqps://`, does not parse (a bad port, an unknown query), ends in
+    /// `/` (see [`Error::InvalidUrl`]), or is `amqps://` in a build without
+    /// warren's `tls` feature.
     pub fn new(url: impl Into<String>) -> Result<Self, Error> {
         Self::from_setting(url, "Config::urls")
     }
@@ -73,6 +75,11 @@ impl BrokerUrl {
                 "it ends in `/`, which names the empty vhost, not the default one; \
                  end it in `/%2f`, or leave the path out"
                     .into(),
+            ));
+        }
+        if url.starts_with("amqps://") && !cfg!(feature = "tls") {
+            return Err(invalid(
+                "it is amqps://, which needs warren's `tls` feature".into(),
             ));
         }
         Ok(Self { url, setting })
@@ -180,6 +187,13 @@ pub struct Config {
     pub max_body: usize,
     /// A name shown for the connection in the broker's management UI.
     pub connection_name: Option<String>,
+    /// The settling time after a reconnection, while the service nodes
+    /// come back too. Within it, a request the broker returns as
+    /// unroutable is published again after a short pause (within its
+    /// deadline) instead of failing with `NoRoute` at once, and the HTTP
+    /// fallback keeps sending over HTTP to peers not yet seen consuming
+    /// again. Zero turns both off.
+    pub settle: Duration,
 }
 
 impl Default for Config {
@@ -199,6 +213,7 @@ impl Default for Config {
             when_disconnected: WhenDisconnected::default(),
             max_body: 16 * 1024 * 1024,
             connection_name: None,
+            settle: Duration::from_secs(5),
         }
     }
 }
@@ -258,6 +273,9 @@ impl Config {
         }
         if let Some(v) = lookup("WARREN_CONNECT_TIMEOUT_MS") {
             self.connect_timeout = Duration::from_millis(num("WARREN_CONNECT_TIMEOUT_MS", &v)?);
+        }
+        if let Some(v) = lookup("WARREN_SETTLE_MS") {
+            self.settle = Duration::from_millis(num("WARREN_SETTLE_MS", &v)?);
         }
         if let Some(v) = lookup("WARREN_WHEN_DISCONNECTED") {
             self.when_disconnected = v.parse()?;
@@ -349,6 +367,12 @@ impl Config {
         self
     }
 
+    /// Sets the settling time after a reconnection ([`Config::settle`]).
+    pub fn settle(mut self, settle: Duration) -> Self {
+        self.settle = settle;
+        self
+    }
+
     /// Checks settings that cannot work.
     ///
     /// # Errors
@@ -426,12 +450,26 @@ mod tests {
     }
 
     #[test]
+    fn amqps_needs_the_tls_feature() {
+        let url = BrokerUrl::new("amqps://user:s3cret@host/%2f");
+        assert_eq!(url.is_ok(), cfg!(feature = "tls"));
+        if let Err(err) = url {
+            let err = err.to_string();
+            assert!(
+                err.contains("`tls` feature") && !err.contains("s3cret"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
     fn reads_the_environment() {
         let env: HashMap<&str, &str> = [
             ("RABBITMQ_URL", "amqp://a:1@h1/%2f, amqp://a:1@h2/%2f"),
             ("WARREN_PREFETCH", "7"),
             ("WARREN_DEADLINE_MS", "1500"),
             ("RABBITMQ_RETRY_ATTEMPTS", "3"),
+            ("WARREN_SETTLE_MS", "2500"),
         ]
         .into_iter()
         .collect();
@@ -442,6 +480,7 @@ mod tests {
         assert_eq!(cfg.prefetch, 7);
         assert_eq!(cfg.default_timeout, Duration::from_millis(1500));
         assert_eq!(cfg.backoff.max_attempts, Some(3));
+        assert_eq!(cfg.settle, Duration::from_millis(2500));
     }
 
     #[test]

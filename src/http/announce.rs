@@ -11,7 +11,7 @@ use super::peers::{Peers, WeakPeers};
 use crate::address::{ServiceId, ServiceType};
 use crate::amqp::connection::{until_closed, Link};
 use crate::amqp::Connection;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lapin::options::{
     BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
@@ -73,11 +73,15 @@ async fn until_stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Announces `what` every `every` on each connection until `stop` turns true.
+/// Announces `what` every `every` on each connection until `stop` turns
+/// true, while the node consumes on that connection (`consuming` holds its
+/// generation): a caller that hears the announcement may send over the
+/// broker again, so it must not come before the node takes requests there.
 pub(crate) async fn announce(
     conn: Connection,
     what: Announcement,
     every: Duration,
+    mut consuming: watch::Receiver<Option<u64>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let body = match serde_json::to_vec(&what) {
@@ -118,6 +122,12 @@ pub(crate) async fn announce(
         };
         previous = Some(link.generation);
         loop {
+            let gen = Some(link.generation);
+            tokio::select! {
+                r = consuming.wait_for(|g| *g == gen) => if r.is_err() { return },
+                _ = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen) => break,
+                () = until_stopped(&mut stop) => return,
+            }
             let sent = channel
                 .basic_publish(
                     exchange_name.as_str().into(),
@@ -133,6 +143,9 @@ pub(crate) async fn announce(
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
+                // A new connection: announce there as soon as the node
+                // consumes, not a period later.
+                () = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen).map(drop) => break,
                 () = until_stopped(&mut stop) => {
                     let _ = channel.close(200, "node stopped".into()).await;
                     return;
@@ -170,6 +183,10 @@ async fn learn(conn: Connection, peers: WeakPeers) {
         let alive = listen(consumer, &peers).await;
         if let Some(p) = peers.upgrade() {
             p.listening(false);
+            // Most likely the connection is gone, maybe with the broker:
+            // until a peer announces itself again, its node may not
+            // consume there.
+            p.connection_lost(conn.config().settle);
         }
         if !alive {
             return;

@@ -71,7 +71,8 @@ impl PeerUrl {
     /// Parses `type/id=url`.
     ///
     /// # Errors
-    /// [`Error::Config`] naming what is wrong with the entry.
+    /// [`Error::Config`] naming what is wrong with the entry (an `https://`
+    /// URL needs the `tls` feature).
     pub fn parse(entry: &str) -> Result<Self, Error> {
         let bad = |why: &str| {
             Error::Config(format!(
@@ -86,6 +87,9 @@ impl PeerUrl {
         let url = url.trim().trim_end_matches('/');
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             return Err(bad("has a URL that is not http:// or https://"));
+        }
+        if url.starts_with("https://") && !cfg!(feature = "tls") {
+            return Err(bad("is https://, which needs warren's `tls` feature"));
         }
         Ok(Self {
             service: ServiceType::new(service.trim())?,
@@ -218,7 +222,7 @@ mod tests {
             ("WARREN_HTTP_TOKEN", "s3cret"),
             (
                 "WARREN_HTTP_PEERS",
-                "calc/calc-1=http://10.0.0.5:8080/, calc/calc-2=https://h:1",
+                "calc/calc-1=http://10.0.0.5:8080/, calc/calc-2=http://h:1",
             ),
             ("WARREN_HTTP_ANNOUNCE_S", "3"),
         ]
@@ -247,6 +251,15 @@ mod tests {
         }
         let err = PeerUrl::parse("calc/1").unwrap_err().to_string();
         assert!(err.contains("type/id=http://host:port"), "{err}");
+    }
+
+    #[test]
+    fn https_needs_the_tls_feature() {
+        let peer = PeerUrl::parse("calc/1=https://h:1");
+        assert_eq!(peer.is_ok(), cfg!(feature = "tls"));
+        if let Err(err) = peer {
+            assert!(err.to_string().contains("`tls` feature"), "{err}");
+        }
     }
 
     #[test]

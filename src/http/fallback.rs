@@ -9,6 +9,9 @@
 //! is idempotent; otherwise the caller gets the `ConnectionLost`. Both
 //! attempts share one deadline: whatever AMQP used is gone for HTTP.
 
+use super::peers::Route;
+use super::{HttpClient, Peers};
+use crate::address::Address;
 use crate::amqp::{Connection, ConnectionState};
 use crate::context::Context;
 use crate::error::Error;
@@ -50,6 +53,9 @@ struct Policy {
     state: watch::Receiver<ConnectionState>,
     default_timeout: Duration,
     idempotent: Arc<BTreeSet<String>>,
+    /// The HTTP transport's peers, when it is an [`HttpClient`]: after a
+    /// reconnection, calls to peers not yet consuming again stay on HTTP.
+    peers: Option<Peers>,
 }
 
 impl<A, H> std::fmt::Debug for Fallback<A, H> {
@@ -77,19 +83,32 @@ impl<H> std::fmt::Debug for FallbackLayer<H> {
     }
 }
 
-impl<H> FallbackLayer<H> {
+impl<H: 'static> FallbackLayer<H> {
     /// Falls back to `http` while `conn` is not connected.
+    ///
+    /// When `http` is an [`HttpClient`], calls also stay on HTTP for a
+    /// while after the connection came back, so that they are not sent to
+    /// queues nobody consumes yet: to an address none of whose peers has
+    /// announced itself since (a node announces only while it consumes),
+    /// then, once one has, all but one call at a time until the broker
+    /// answered one; for up to [`Config::settle`](crate::Config::settle).
     pub fn new(conn: &Connection, http: H) -> Self {
+        let peers = (&http as &dyn std::any::Any)
+            .downcast_ref::<HttpClient>()
+            .map(|h| h.peers().clone());
         Self {
             http,
             policy: Policy {
                 state: conn.state(),
                 default_timeout: conn.config().default_timeout,
                 idempotent: Arc::default(),
+                peers,
             },
         }
     }
+}
 
+impl<H> FallbackLayer<H> {
     /// Declares methods (`Service.method`) safe to run twice: a call to one
     /// of them that may have reached the broker is sent again over HTTP.
     /// A request can also say so itself ([`Request::idempotent`]).
@@ -153,10 +172,32 @@ impl Policy {
         FH: Future<Output = Result<T, Error>>,
     {
         let span = tracing::Span::current();
-        let connected = self.state.borrow().is_connected();
-        if connected {
+        // Back from a loss, the broker may not deliver to the address yet
+        // (its nodes reconnect after us): HTTP still can.
+        let route = if self.state.borrow().is_connected() {
+            self.peers
+                .as_ref()
+                .map_or(Route::Amqp, |p| p.route(&request.address))
+        } else {
+            Route::Http
+        };
+        if route != Route::Http {
             span.record("transport", "amqp");
-            match amqp(request.clone()).await {
+            let mut probe = self
+                .peers
+                .as_ref()
+                .filter(|_| route == Route::Probe)
+                .map(|peers| Probe {
+                    peers,
+                    address: &request.address,
+                    answered: false,
+                });
+            let result = amqp(request.clone()).await;
+            if let Some(probe) = &mut probe {
+                probe.answered = matches!(result, Ok(_) | Err(Error::Remote(_)));
+            }
+            drop(probe);
+            match result {
                 Err(e) if self.may_resend(&request, &e) => {
                     info!(error = %e, method = %request.method, "sending over HTTP instead");
                 }
@@ -175,6 +216,20 @@ impl Policy {
             },
             other => other,
         })
+    }
+}
+
+/// A [`Route::Probe`] call in flight; reports its outcome when dropped,
+/// however the call ends.
+struct Probe<'a> {
+    peers: &'a Peers,
+    address: &'a Address,
+    answered: bool,
+}
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.peers.probed(self.address, self.answered);
     }
 }
 

@@ -9,7 +9,7 @@
 
 use super::config::{HttpConfig, PeerUrl};
 use crate::address::{Address, ServiceId, ServiceType};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -24,6 +24,11 @@ struct Entry {
     /// `None` for a configured peer, which never expires.
     learned: Option<Learned>,
     down_until: Option<Instant>,
+    /// Whether it consumes on the broker, as far as we know: cleared when
+    /// our connection is lost (the broker may have been restarted), set
+    /// again by its next announcement (a node announces only while it
+    /// consumes).
+    consuming: bool,
 }
 
 struct Learned {
@@ -37,9 +42,42 @@ struct State {
     entries: BTreeMap<ServiceId, Entry>,
     /// Since when announcements can reach us; `None` while disconnected.
     listening_since: Option<Instant>,
+    /// How long after our reconnection calls are held back from the broker
+    /// for peers not heard from again ([`Config::settle`]).
+    ///
+    /// [`Config::settle`]: crate::Config::settle
+    settle: Duration,
+    /// Whether our connection was lost since the registry was made.
+    after_loss: bool,
+    /// Addresses the broker answered for since our last loss.
+    answered: BTreeSet<String>,
+    /// Addresses with a call in flight over the broker to find that out.
+    probing: BTreeSet<String>,
+}
+
+/// How a call to an address goes while our broker connection is up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Over the broker.
+    Amqp,
+    /// Over HTTP: the broker may not deliver there yet.
+    Http,
+    /// Over the broker, as the one call that finds out whether it delivers
+    /// there again; the others go over HTTP meanwhile. Report the outcome
+    /// with [`Peers::probed`].
+    Probe,
 }
 
 impl State {
+    /// Whether our connection is settling: from a loss until `settle` after
+    /// announcements reach us again.
+    fn settling(&self, now: Instant) -> bool {
+        self.after_loss
+            && self
+                .listening_since
+                .is_none_or(|since| now < since + self.settle)
+    }
+
     fn expired(&self, e: &Entry, now: Instant) -> bool {
         match (&e.learned, self.listening_since) {
             (Some(l), Some(since)) => now.saturating_duration_since(l.last_seen.max(since)) > l.ttl,
@@ -138,6 +176,7 @@ impl Peers {
                     url: peer.url,
                     learned: None,
                     down_until: None,
+                    consuming: true,
                 },
             );
         });
@@ -151,7 +190,10 @@ impl Peers {
                 ttl: every.saturating_mul(3),
             };
             match s.entries.get_mut(&id) {
-                Some(e) if e.learned.is_none() => e.down_until = None,
+                Some(e) if e.learned.is_none() => {
+                    e.down_until = None;
+                    e.consuming = true;
+                }
                 _ => {
                     s.entries.insert(
                         id,
@@ -160,6 +202,7 @@ impl Peers {
                             url,
                             learned: Some(seen),
                             down_until: None,
+                            consuming: true,
                         },
                     );
                 }
@@ -170,6 +213,76 @@ impl Peers {
     /// Tells whether announcements can reach us now.
     pub(crate) fn listening(&self, yes: bool) {
         self.write(|s| s.listening_since = yes.then(Instant::now));
+    }
+
+    /// Our broker connection was lost: after it comes back, the broker is
+    /// taken to deliver to a peer only once the peer announced itself again
+    /// (a node announces only while it consumes) and a call over the broker
+    /// was answered, or once the settling time passed.
+    pub(crate) fn connection_lost(&self, settle: Duration) {
+        self.write(|s| {
+            s.settle = settle;
+            s.after_loss = true;
+            s.answered.clear();
+            s.probing.clear();
+            for e in s.entries.values_mut() {
+                e.consuming = false;
+            }
+        });
+    }
+
+    /// How a call to `address` goes while our broker connection is up.
+    /// Settled (or no peer known there): over the broker. Settling after a
+    /// loss: over HTTP while no peer there announced itself again; then
+    /// one call at a time over the broker ([`Route::Probe`]) and the others
+    /// over HTTP, until one is answered. A gather (`every`, `all`) goes over
+    /// the broker once every peer there announced itself again.
+    pub(crate) fn route(&self, address: &Address) -> Route {
+        let now = Instant::now();
+        if !self.read().settling(now) {
+            return Route::Amqp;
+        }
+        let key = address.to_string();
+        let mut s = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
+        if s.answered.contains(&key) {
+            return Route::Amqp;
+        }
+        let consuming: Vec<bool> = s
+            .entries
+            .iter()
+            .filter(|(id, e)| {
+                !s.expired(e, now)
+                    && match address {
+                        Address::Instance(want) => *id == want,
+                        Address::Any(t) | Address::Every(t) => &e.service == t,
+                        _ => true,
+                    }
+            })
+            .map(|(_, e)| e.consuming)
+            .collect();
+        let some = consuming.iter().any(|c| *c);
+        match address {
+            _ if consuming.is_empty() => Route::Amqp,
+            Address::Every(_) | Address::All if consuming.iter().all(|c| *c) => Route::Amqp,
+            Address::Every(_) | Address::All => Route::Http,
+            _ if some && s.probing.insert(key) => Route::Probe,
+            _ => Route::Http,
+        }
+    }
+
+    /// The outcome of a [`Route::Probe`] call: `answered` if the broker
+    /// delivered it (a reply came, an error reply included).
+    pub(crate) fn probed(&self, address: &Address, answered: bool) {
+        let key = address.to_string();
+        let mut s = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
+        s.probing.remove(&key);
+        if answered && s.after_loss {
+            s.answered.insert(key);
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Every peer known now.
@@ -313,6 +426,50 @@ mod tests {
         peers.listening(true);
         std::thread::sleep(Duration::from_millis(5));
         assert!(peers.list().is_empty());
+    }
+
+    #[test]
+    fn after_a_loss_calls_wait_for_announcements_and_one_answer() {
+        let peers = Peers::new();
+        let t: ServiceType = "calc".parse().unwrap();
+        let hear = |id: &str| {
+            peers.learn(
+                t.clone(),
+                id.parse().unwrap(),
+                format!("http://{id}:1"),
+                Duration::from_secs(10),
+            );
+        };
+        hear("a");
+        hear("b");
+        let (any, every) = (Address::Any(t.clone()), Address::Every(t.clone()));
+        let a = Address::instance("a").unwrap();
+        assert_eq!(peers.route(&any), Route::Amqp, "no loss yet");
+        peers.listening(false);
+        peers.connection_lost(Duration::from_secs(60));
+        peers.listening(true);
+        assert_eq!(peers.route(&any), Route::Http);
+        assert_eq!(peers.route(&a), Route::Http);
+        assert_eq!(
+            peers.route(&Address::any("other").unwrap()),
+            Route::Amqp,
+            "no peer there"
+        );
+        hear("a");
+        assert_eq!(peers.route(&any), Route::Probe);
+        assert_eq!(peers.route(&any), Route::Http, "one probe at a time");
+        assert_eq!(peers.route(&every), Route::Http, "b is not back");
+        peers.probed(&any, false);
+        assert_eq!(peers.route(&any), Route::Probe);
+        peers.probed(&any, true);
+        assert_eq!(peers.route(&any), Route::Amqp);
+        assert_eq!(peers.route(&a), Route::Probe, "each address finds out");
+        hear("b");
+        assert_eq!(peers.route(&every), Route::Amqp);
+        // The settling time bounds it all.
+        peers.connection_lost(Duration::ZERO);
+        peers.listening(true);
+        assert_eq!(peers.route(&any), Route::Amqp);
     }
 
     #[test]

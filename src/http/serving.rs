@@ -1,29 +1,45 @@
 //! A node's HTTP side: its server and its announcements, started and
-//! stopped with the node.
+//! stopped with the node, and the node's methods that set and read it.
 
 use super::announce::{announce, Announcement};
 use super::health::{state_name, Health, Probe};
 use super::{HttpConfig, HttpServer};
-use crate::address::{ServiceId, ServiceType};
 use crate::amqp::Connection;
 use crate::error::Error;
-use crate::node::dispatch::Handler;
+use crate::node::sides::NodeParts;
+use crate::node::{Node, NodeBuilder};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-/// What the HTTP side reads from the node.
-pub(crate) struct NodeParts {
-    pub(crate) service: ServiceType,
-    pub(crate) id: ServiceId,
-    pub(crate) handler: Handler,
-    pub(crate) permits: Arc<Semaphore>,
-    pub(crate) concurrency: usize,
-    pub(crate) consumers: Arc<AtomicUsize>,
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl NodeBuilder {
+    /// Also serves HTTP (`POST /rpc/<method>`, `GET /health`) with the same
+    /// handler, if `config.listen` is set, and announces the node's URL on
+    /// the broker. See `docs/FALLBACK.md`.
+    pub fn http(mut self, config: HttpConfig) -> Self {
+        self.sides.http = config.listen.is_some().then_some(config);
+        self
+    }
+}
+
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+impl Node {
+    /// The address the node's HTTP server is bound to, if it serves HTTP.
+    #[must_use]
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.sides.http.as_ref().map(|h| h.addr)
+    }
+
+    /// The URL the node announces for its HTTP server, if it serves HTTP.
+    #[must_use]
+    pub fn http_url(&self) -> Option<&str> {
+        self.sides.http.as_ref().map(|h| h.url.as_str())
+    }
 }
 
 /// The running HTTP side of a node; stopped when dropped.
@@ -88,7 +104,13 @@ impl Serving {
             http_url: url.clone(),
             interval_ms: config.announce_every.as_millis() as u64,
         };
-        tokio::spawn(announce(conn.clone(), what, config.announce_every, stopped));
+        tokio::spawn(announce(
+            conn.clone(),
+            what,
+            config.announce_every,
+            node.consuming,
+            stopped,
+        ));
         info!(%addr, %url, "node serving HTTP");
         Ok(Self {
             addr,

@@ -2,6 +2,7 @@
 
 pub(crate) mod dispatch;
 mod runner;
+pub(crate) mod sides;
 mod topology;
 
 use crate::address::{Peer, ServiceId, ServiceType};
@@ -10,6 +11,7 @@ use crate::error::Error;
 use crate::message::{Request, Response};
 use dispatch::Handler;
 use runner::Runner;
+use sides::{NodeParts, Sides, SidesConfig};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,7 +70,7 @@ pub struct NodeBuilder {
     queue_expires: Duration,
     dead_letter_exchange: Option<String>,
     shutdown_grace: Duration,
-    http: Option<crate::http::HttpConfig>,
+    pub(crate) sides: SidesConfig,
 }
 
 /// A running service instance. [`Node::shutdown`] stops it gracefully;
@@ -114,7 +116,7 @@ pub struct Node {
     done: Option<tokio::task::JoinHandle<()>>,
     permits: Arc<Semaphore>,
     concurrency: usize,
-    http: Option<crate::http::serving::Serving>,
+    pub(crate) sides: Sides,
     grace: Duration,
 }
 
@@ -128,7 +130,7 @@ impl Node {
             queue_expires: Duration::from_secs(300),
             dead_letter_exchange: None,
             shutdown_grace: Duration::from_secs(10),
-            http: None,
+            sides: SidesConfig::default(),
         }
     }
 
@@ -172,18 +174,6 @@ impl Node {
         &self.client
     }
 
-    /// The address the node's HTTP server is bound to, if it serves HTTP.
-    #[must_use]
-    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
-        self.http.as_ref().map(|h| h.addr)
-    }
-
-    /// The URL the node announces for its HTTP server, if it serves HTTP.
-    #[must_use]
-    pub fn http_url(&self) -> Option<&str> {
-        self.http.as_ref().map(|h| h.url.as_str())
-    }
-
     /// Handlers running right now (over either transport).
     #[must_use]
     pub fn in_flight(&self) -> usize {
@@ -197,13 +187,11 @@ impl Node {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        let http = self.http.take().map(|h| h.shutdown(self.grace));
+        let sides = std::mem::take(&mut self.sides);
         if let Some(done) = self.done.take() {
             let _ = done.await;
         }
-        if let Some(http) = http {
-            http.await;
-        }
+        sides.shutdown(self.grace).await;
     }
 }
 
@@ -236,14 +224,6 @@ impl NodeBuilder {
     /// How long [`Node::shutdown`] waits for running handlers (default 10 s).
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
-        self
-    }
-
-    /// Also serves HTTP (`POST /rpc/<method>`, `GET /health`) with the same
-    /// handler, if `config.listen` is set, and announces the node's URL on
-    /// the broker. See `docs/FALLBACK.md`.
-    pub fn http(mut self, config: crate::http::HttpConfig) -> Self {
-        self.http = config.listen.is_some().then_some(config);
         self
     }
 
@@ -286,11 +266,13 @@ impl NodeBuilder {
         let (ready_tx, ready) = oneshot::channel();
         let handler = Handler::new(handler);
         let consumers = Arc::new(AtomicUsize::new(0));
+        let (serving, consuming) = watch::channel(None);
         let runner = Runner {
             conn: conn.clone(),
             topology,
             handler: handler.clone(),
             consumers: consumers.clone(),
+            serving,
             identity: identity.clone(),
             permits: permits.clone(),
             concurrency,
@@ -302,26 +284,22 @@ impl NodeBuilder {
             let _ = stop.send(());
             return Err(e);
         }
-        let http = match self.http {
-            Some(config) => {
-                let parts = crate::http::serving::NodeParts {
-                    service: self.service.clone(),
-                    id: self.id.clone(),
-                    handler,
-                    permits: permits.clone(),
-                    concurrency,
-                    consumers,
-                };
-                match crate::http::serving::Serving::start(config, conn, parts).await {
-                    Ok(serving) => Some(serving),
-                    Err(e) => {
-                        let _ = stop.send(());
-                        let _ = done.await;
-                        return Err(e);
-                    }
-                }
+        let parts = NodeParts {
+            service: self.service.clone(),
+            id: self.id.clone(),
+            handler,
+            permits: permits.clone(),
+            concurrency,
+            consumers,
+            consuming,
+        };
+        let sides = match Sides::start(self.sides, conn, parts).await {
+            Ok(sides) => sides,
+            Err(e) => {
+                let _ = stop.send(());
+                let _ = done.await;
+                return Err(e);
             }
-            None => None,
         };
         Ok(Node {
             service: self.service,
@@ -331,7 +309,7 @@ impl NodeBuilder {
             done: Some(done),
             permits,
             concurrency,
-            http,
+            sides,
             grace: self.shutdown_grace,
         })
     }

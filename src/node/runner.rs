@@ -23,6 +23,8 @@ pub(super) struct Runner {
     pub(super) topology: Topology,
     pub(super) handler: Handler,
     pub(super) consumers: Arc<AtomicUsize>,
+    /// The generation of the connection the node consumes on now, if any.
+    pub(super) serving: watch::Sender<Option<u64>>,
     pub(super) identity: Peer,
     pub(super) permits: Arc<Semaphore>,
     pub(super) concurrency: usize,
@@ -47,6 +49,7 @@ impl Runner {
             };
             let consumed = self.consume(&link, &mut stopped, &mut ready).await;
             self.consumers.store(0, Ordering::Relaxed);
+            self.serving.send_replace(None);
             match consumed {
                 Ok(Finish::Stopped) => return,
                 Ok(Finish::Lost) => {}
@@ -131,6 +134,7 @@ impl Runner {
             consumers.push(consumer.map(move |d| (d, address.clone())));
         }
         self.consumers.store(tags.len(), Ordering::Relaxed);
+        self.serving.send_replace(Some(link.generation));
         info!(service = %self.topology.service, id = %self.topology.id, "node serving");
         if let Some(ready) = ready.take() {
             let _ = ready.send(Ok(()));

@@ -1,10 +1,11 @@
 //! A private RabbitMQ node that a test starts, kills and restarts itself,
 //! through the repository's `scripts/broker`.
 //!
-//! Its port is a free one, picked when the node is made, whose Erlang
-//! distribution port (the AMQP port + 20000, as `scripts/broker` sets it)
-//! is free too: tests and checkouts running side by side never collide.
-//! Set `WARREN_BROKER_SCRIPT` to use a script elsewhere than `scripts/broker`.
+//! Its port is a free one, picked when the test starts (below 45000, with
+//! the Erlang distribution port, 20000 above it, free too), so tests and
+//! parallel checkouts never collide. Its data directory is removed when it
+//! is dropped. Set `WARREN_BROKER_SCRIPT` to use a script elsewhere than
+//! `scripts/broker`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,6 +36,15 @@ impl PrivateBroker {
         }
     }
 
+    /// Where the node keeps its state (`scripts/broker`'s layout).
+    fn dir(&self) -> PathBuf {
+        self.script
+            .parent()
+            .and_then(|p| p.parent())
+            .expect("scripts/broker sits in <repo>/scripts")
+            .join(format!("target/broker/{}", self.port))
+    }
+
     /// Its port.
     pub fn port(&self) -> u16 {
         self.port
@@ -43,15 +53,6 @@ impl PrivateBroker {
     /// Its AMQP URL.
     pub fn url(&self) -> String {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
-    }
-
-    /// Where `scripts/broker` keeps the node's data, logs and pid.
-    fn state_dir(&self) -> PathBuf {
-        self.script
-            .parent()
-            .and_then(Path::parent)
-            .expect("scripts/broker sits in <repo>/scripts")
-            .join(format!("target/broker/{}", self.port))
     }
 
     fn command(&self, args: &[&str]) -> Command {
@@ -71,6 +72,18 @@ impl PrivateBroker {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    /// Starts the node again (after [`PrivateBroker::kill`]) in the
+    /// background; returns when it accepts connections, with a handle that
+    /// gives the broker back once it has booted.
+    pub async fn restart(self) -> (Instant, tokio::task::JoinHandle<Self>) {
+        let port = self.port;
+        let booted = tokio::spawn(async move {
+            self.start().await;
+            self
+        });
+        (accepting(port).await, booted)
     }
 
     /// Stops the node cleanly (a no-op if it is not running).
@@ -94,7 +107,7 @@ impl PrivateBroker {
     /// Kills the node's Erlang VM with SIGKILL (no clean shutdown, no
     /// connection.close to anyone) and waits until its port is closed.
     pub async fn kill(&self) {
-        let state = self.state_dir().join("pid");
+        let state = self.dir().join("pid");
         let pid =
             std::fs::read_to_string(&state).unwrap_or_else(|e| panic!("{}: {e}", state.display()));
         let status = tokio::process::Command::new("kill")
@@ -113,21 +126,6 @@ impl PrivateBroker {
                 "the node would not die"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// A loopback port that is free now, as is the port 20000 above it (the
-/// node's Erlang distribution port).
-fn free_port() -> u16 {
-    loop {
-        let amqp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-        let port = amqp.local_addr().expect("a bound address").port();
-        let Some(dist) = port.checked_add(20_000) else {
-            continue;
-        };
-        if std::net::TcpListener::bind(("127.0.0.1", dist)).is_ok() {
-            return port;
         }
     }
 }
@@ -157,11 +155,22 @@ fn command(script: &Path, port: u16, args: &[&str]) -> Command {
     cmd
 }
 
+/// A port free now below 45000 whose Erlang distribution port (20000
+/// above it) is free too.
+fn free_port() -> u16 {
+    for _ in 0..100 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().unwrap().port();
+        if port < 45_000 && std::net::TcpListener::bind(("127.0.0.1", port + 20_000)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below 45000 with its distribution port free");
+}
+
 impl Drop for PrivateBroker {
-    /// Stops the node and removes its state (`target/broker/<port>`): the
-    /// next node gets another port, so nothing would reuse it.
     fn drop(&mut self) {
         self.stop();
-        let _ = std::fs::remove_dir_all(self.state_dir());
+        let _ = std::fs::remove_dir_all(self.dir());
     }
 }

@@ -5,7 +5,8 @@ use super::service::echo;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use warren::{Address, Client, Code, Error};
+use tower::ServiceExt;
+use warren::{Address, Code, Error, Request, Response};
 
 /// A call of a [`Load`]: (caller, call number of that caller).
 pub type CallId = (usize, u64);
@@ -19,6 +20,8 @@ pub struct Outcome {
     pub timeout: Duration,
     /// `Ok`, or the error's kind and message.
     pub result: Result<(), String>,
+    /// The transport that answered (`amqp`, `http`), if one did.
+    pub transport: Option<&'static str>,
 }
 
 impl Outcome {
@@ -39,8 +42,13 @@ pub struct Load {
 }
 
 impl Load {
-    /// `callers` tasks calling `address` through `client`, each call with `timeout`.
-    pub fn start(client: &Client, address: &Address, callers: usize, timeout: Duration) -> Self {
+    /// `callers` tasks calling `address` through `client` (a `warren::Client`,
+    /// or any transport such as the HTTP fallback), each call with `timeout`.
+    pub fn start<S>(client: &S, address: &Address, callers: usize, timeout: Duration) -> Self
+    where
+        S: tower::Service<Request, Response = Response, Error = Error> + Clone + Send + 'static,
+        S::Future: Send,
+    {
         let (stop, _) = watch::channel(false);
         let outcomes = Arc::new(Mutex::new(Vec::new()));
         let running = Arc::new(Mutex::new(vec![None; callers]));
@@ -57,9 +65,10 @@ impl Load {
                         let id = (caller, n);
                         running.lock().unwrap()[caller] = Some(id);
                         let started = Instant::now();
-                        let result = client.call(echo(&address, timeout)).await;
+                        let result = client.clone().oneshot(echo(&address, timeout)).await;
                         let ended = Instant::now();
                         running.lock().unwrap()[caller] = None;
+                        let transport = result.as_ref().ok().map(|r| r.transport);
                         let result = result.map(drop).map_err(|e| kind(&e));
                         if result.is_err() {
                             // A failed call may fail at once (fail-fast, no route):
@@ -72,6 +81,7 @@ impl Load {
                             ended,
                             timeout,
                             result,
+                            transport,
                         });
                     }
                 })
