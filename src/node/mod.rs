@@ -15,7 +15,7 @@ use sides::{NodeParts, Sides, SidesConfig};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use topology::Topology;
 
 /// A handler that knows the service type it serves: the servers generated

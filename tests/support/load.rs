@@ -68,7 +68,7 @@ impl Load {
                         let result = client.clone().oneshot(echo(&address, timeout)).await;
                         let ended = Instant::now();
                         running.lock().unwrap()[caller] = None;
-                        let transport = result.as_ref().ok().map(|r| r.transport);
+                        let transport = result.as_ref().ok().map(|r| r.transport.as_str());
                         let result = result.map(drop).map_err(|e| kind(&e));
                         if result.is_err() {
                             // A failed call may fail at once (fail-fast, no route):
