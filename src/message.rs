@@ -175,7 +175,7 @@ pub struct Response {
 pub enum Transport {
     /// Over RabbitMQ ([`Client`](crate::Client)).
     Amqp,
-    /// Over HTTP ([`HttpClient`](crate::http::HttpClient)).
+    /// Over HTTP (`http::HttpClient`, feature `http`).
     Http,
     /// In process ([`Local`](crate::local::Local)).
     Local,
