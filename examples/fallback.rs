@@ -15,7 +15,8 @@ use proxy::Proxy;
 use std::time::Duration;
 use tower::{service_fn, Layer, ServiceExt};
 use warren::config::{Backoff, WhenDisconnected};
-use warren::http::{FallbackLayer, HttpClient, HttpConfig, Peers};
+use warren::discovery::Peers;
+use warren::http::{FallbackLayer, HttpClient, HttpConfig};
 use warren::{Address, Client, Config, Connection, ContentType, Node, Request, Response};
 
 #[tokio::main]

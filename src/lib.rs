@@ -63,6 +63,10 @@ pub mod codec;
 pub mod codegen;
 pub mod config;
 pub mod context;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod discovery;
+mod envelope;
 pub mod error;
 pub mod headers;
 #[cfg(feature = "http")]

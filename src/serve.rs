@@ -28,6 +28,10 @@ use std::panic::AssertUnwindSafe;
 use std::task::{Context as TaskContext, Poll};
 use tower::{Layer, Service, ServiceExt};
 
+/// A node's handler, whichever transport feeds it: every request goes
+/// through it.
+pub(crate) type Handler = tower::util::BoxCloneSyncService<Request, Response, Error>;
+
 /// The message of the `internal` status a panicking handler is answered with.
 pub const PANIC_MESSAGE: &str = "the handler panicked";
 

@@ -14,7 +14,8 @@ use support::service::{echo, Service};
 use support::state::{handlers_settle, lost, reconnected};
 use tower::Layer;
 use warren::config::{Backoff, WhenDisconnected};
-use warren::http::{FallbackLayer, HttpClient, HttpConfig, Peers};
+use warren::discovery::Peers;
+use warren::http::{FallbackLayer, HttpClient, HttpConfig};
 use warren::{Address, Client, Connection, Error, Node};
 
 /// One test at a time: each boots a broker (seconds of CPU) and runs load,

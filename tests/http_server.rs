@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
-use warren::http::{Health, HttpClient, HttpConfig, PeerUrl, Peers, Token};
+use warren::discovery::Peers;
+use warren::http::{Health, HttpClient, HttpConfig, PeerUrl, Token};
 use warren::{Address, Code, ContentType, Error, Node, Request, Response, Status, Transport};
 
 /// Echoes, fails with an application error, or does not know the method;

@@ -286,7 +286,74 @@ fn blocked(state: &ConnectionState) -> Option<String> {
     }
 }
 
-/// Resolves once `closed` turns true (or its sender is gone).
+/// Resolves once `closed` turns true (or its sender is gone); also any
+/// other stop flag.
 pub(crate) async fn until_closed(closed: &mut watch::Receiver<bool>) {
     let _ = closed.wait_for(|c| *c).await;
+}
+
+/// How long to wait before building again on a connection that is still
+/// up, so that a refusal repeated by the broker does not spin.
+const REBUILD_PAUSE: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The one reconnection loop of everything that lives on a connection (a
+/// client's session, a node's consumers, announcements and their
+/// listener):
+///
+/// ```ignore
+/// let mut links = Links::new(&conn);
+/// while let Some(link) = links.next(stop).await {
+///     // build channels on `link`, work until they are lost; `continue`
+///     // builds again, `break` stops for good
+/// }
+/// ```
+///
+/// [`Links::next`] waits for a live connection: the same one again, after
+/// a pause, when it is still up (only the channels died, or building
+/// failed), else the next one.
+pub(crate) struct Links {
+    links: watch::Receiver<Option<Link>>,
+    closed: watch::Receiver<bool>,
+    /// The connection built on last.
+    last: Option<Link>,
+}
+
+impl Links {
+    pub(crate) fn new(conn: &Connection) -> Self {
+        Self {
+            links: conn.link(),
+            closed: conn.closed(),
+            last: None,
+        }
+    }
+
+    /// The connection to build on next; `None` once the connection is
+    /// closed or `stop` resolves first.
+    pub(crate) async fn next(
+        &mut self,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> Option<Link> {
+        tokio::pin!(stop);
+        let mut lost = None;
+        if let Some(last) = self.last.take() {
+            if last.conn.status().connected() {
+                tokio::select! {
+                    () = tokio::time::sleep(REBUILD_PAUSE) => {}
+                    () = until_closed(&mut self.closed) => return None,
+                    () = &mut stop => return None,
+                }
+            } else {
+                lost = Some(last.generation);
+            }
+        }
+        let link = tokio::select! {
+            l = self.links.wait_for(|l| l.as_ref().is_some_and(|l| Some(l.generation) != lost)) => {
+                l.ok().and_then(|l| l.clone())?
+            }
+            () = until_closed(&mut self.closed) => return None,
+            () = &mut stop => return None,
+        };
+        self.last = Some(link.clone());
+        Some(link)
+    }
 }

@@ -18,7 +18,7 @@
 //! gone with the channel), and a new session is opened on the next
 //! connection.
 
-use super::connection::{until_closed, Connection, Link};
+use super::connection::{until_closed, Connection, Link, Links};
 use super::wire::{self, REPLY_TO};
 use crate::codec::ContentType;
 use crate::message::Response;
@@ -190,26 +190,21 @@ fn response(delivery: lapin::message::Delivery) -> Response {
 
 /// Keeps a session open on every connection until the client is dropped.
 pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Session>>>>) {
-    let mut links = conn.link();
+    let settle = conn.config().settle;
+    let exchange = conn.config().exchange.as_str();
     let mut closed = conn.closed();
-    loop {
-        let link = match links.wait_for(Option::is_some).await {
-            Ok(l) => l.clone().unwrap_or_else(|| unreachable!()),
-            Err(_) => return,
+    let mut links = Links::new(&conn);
+    while let Some(link) = links.next(std::future::pending()).await {
+        let Some(s) = slot.upgrade() else {
+            return;
         };
-        let Some(s) = slot.upgrade() else { return };
-        let settling_until = link.settling_until(conn.config().settle);
-        let opened = open(&link, &conn.config().exchange, settling_until).await;
-        let (session, replies) = match opened {
+        let (session, replies) = match open(&link, exchange, link.settling_until(settle)).await {
             Ok(x) => x,
             Err(e) => {
-                drop(s);
                 if link.conn.status().connected() {
                     warn!(error = %e, "cannot open the reply channel; retrying");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
                 } else {
                     debug!(error = %e, "the connection died before the reply channel opened");
-                    next_link(&mut links, &link).await;
                 }
                 continue;
             }
@@ -227,7 +222,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                 .map(Some)
                 .chain(futures::stream::once(futures::future::ready(None))),
         );
-        loop {
+        let lost = loop {
             tokio::select! {
                 d = replies.next() => match d.flatten() {
                     Some(Ok(d)) => {
@@ -238,35 +233,19 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                             None => debug!("reply without a usable correlation id dropped"),
                         }
                     }
-                    Some(Err(e)) => { debug!(error = %e, "reply consumer error"); break; }
-                    None => break,
+                    Some(Err(e)) => { debug!(error = %e, "reply consumer error"); break true; }
+                    None => break true,
                 },
-                () = until_closed(&mut closed) => {
-                    session.kill();
-                    if let Some(s) = slot.upgrade() { s.send_replace(None); }
-                    return;
-                }
+                () = until_closed(&mut closed) => break false,
             }
-        }
+        };
         session.kill();
         let Some(s) = slot.upgrade() else { return };
         s.send_replace(None);
-        drop(s);
-        // Wait for the connection to change, unless only the channel died.
-        if link.conn.status().connected() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        } else {
-            next_link(&mut links, &link).await;
+        if !lost {
+            return;
         }
     }
-}
-
-/// Waits until `link` is no longer the live connection.
-async fn next_link(links: &mut watch::Receiver<Option<Link>>, link: &Link) {
-    let gen = link.generation;
-    let _ = links
-        .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
-        .await;
 }
 
 async fn open(

@@ -1,10 +1,12 @@
 //! How requests and replies map onto AMQP properties and headers.
 //!
 //! This file is the wire protocol; `docs/PROTOCOL.md` describes the same
-//! thing for peers in other languages. Keep the two in step.
+//! thing for peers in other languages. Keep the two in step. The header
+//! names are the envelope's (`envelope.rs`), shared with HTTP.
 
 use crate::address::Peer;
 use crate::codec::ContentType;
+use crate::envelope::{SENDER_ID, SENDER_TYPE, STATUS, TIMEOUT_MS};
 use crate::error::Error;
 use crate::headers::Headers;
 use crate::status::Code;
@@ -14,18 +16,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The direct reply-to pseudo queue.
 pub(crate) const REPLY_TO: &str = "amq.rabbitmq.reply-to";
-/// Header: the caller's remaining deadline when it sent the request, in ms.
-/// Read, no longer sent: `expiration` carries the same number (see
-/// `docs/DECISIONS.md`, "A lean envelope").
-pub(crate) const TIMEOUT_MS: &str = "x-timeout-ms";
-/// Header: the sender's instance id. Read, no longer sent (`app_id` is).
-pub(crate) const SENDER_ID: &str = "x-sender-id";
-/// Header: the sender's service type. Read, no longer sent (`app_id` is).
-pub(crate) const SENDER_TYPE: &str = "x-sender-type";
-/// Header: a reply's status code, sent only when it is not `ok` (absent
-/// means `ok`).
-pub(crate) const STATUS: &str = "x-status";
-
 /// AMQP `delivery_mode` for messages that survive a broker restart.
 pub(crate) const PERSISTENT: u8 = 2;
 

@@ -5,11 +5,11 @@
 //! connection; `every`/`all` ([`Gather`]) to each known one.
 
 use super::outgoing;
-use super::peers::{Peers, Target};
 use super::wire::{self};
 use super::Token;
 use crate::address::{Peer, ServiceId};
 use crate::context::Context;
+use crate::discovery::{Peers, Target};
 use crate::error::Error;
 use crate::message::{Gather, Request, Response};
 use axum::http::StatusCode;

@@ -9,11 +9,11 @@
 //! is idempotent; otherwise the caller gets the `ConnectionLost`. Both
 //! attempts share one deadline: whatever AMQP used is gone for HTTP.
 
-use super::peers::Route;
-use super::{HttpClient, Peers};
+use super::HttpClient;
 use crate::address::Address;
 use crate::amqp::{Connection, ConnectionState};
 use crate::context::Context;
+use crate::discovery::{Peers, Route};
 use crate::error::Error;
 use crate::message::{Gather, Request, Response};
 use futures::future::BoxFuture;

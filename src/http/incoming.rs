@@ -8,6 +8,7 @@ use super::server::Shared;
 use super::wire;
 use crate::address::Address;
 use crate::codec::ContentType;
+use crate::envelope;
 use crate::message::{Request, Response};
 use crate::status::{Code, Status};
 use axum::body::Body;
@@ -55,12 +56,12 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
         })?;
     let address = address(s, h).map_err(|m| Refusal(refuse(ct, Code::Unavailable, m).0, true))?;
     let deadline = match h
-        .get(wire::TIMEOUT_MS)
+        .get(envelope::TIMEOUT_MS)
         .map(|v| v.to_str().ok()?.trim().parse().ok())
     {
         None => None,
         Some(None) => {
-            let msg = format!("{} must be a number of milliseconds", wire::TIMEOUT_MS);
+            let msg = format!("{} must be a number of milliseconds", envelope::TIMEOUT_MS);
             return Err(refuse(ct, Code::BadRequest, msg));
         }
         Some(Some(0)) => {
@@ -74,7 +75,7 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
         .await
         .map_err(|(code, msg)| refuse(ct, code, msg))?;
     let from = wire::peer_of(h);
-    let message_id = h.get(wire::MESSAGE_ID).and_then(|v| v.to_str().ok());
+    let message_id = h.get(envelope::MESSAGE_ID).and_then(|v| v.to_str().ok());
     Ok(Request {
         address,
         method,
@@ -95,16 +96,16 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
 /// The address the caller meant, if it is this instance; a caller that
 /// reached us through a stale URL meant to reach someone else.
 fn address(s: &Shared, h: &HeaderMap) -> Result<Address, String> {
-    let Some(v) = h.get(wire::ADDRESS).and_then(|v| v.to_str().ok()) else {
+    let Some(v) = h.get(envelope::ADDRESS).and_then(|v| v.to_str().ok()) else {
         return Ok(Address::Instance(s.id.clone()));
     };
-    let ours = match wire::parse_address(v) {
+    let ours = match envelope::parse_address(v) {
         Some(Address::Instance(id)) => id == s.id,
         Some(Address::Any(t) | Address::Every(t)) => t == s.service,
         Some(_) => true,
         None => false,
     };
-    match wire::parse_address(v) {
+    match envelope::parse_address(v) {
         Some(a) if ours => Ok(a),
         _ => Err(format!(
             "this is instance `{}` of `{}`, not {v}; the peer list is stale",

@@ -5,32 +5,28 @@
 //!   [`NodeBuilder::http`](crate::NodeBuilder::http) serves `POST
 //!   /rpc/<method>` and `GET /health` with the same handler as its queues,
 //!   and announces its URL on the broker. [`HttpServer`] runs one alone.
-//! - Client: [`HttpClient`] sends to the peers in a [`Peers`] registry
-//!   (configured, and learned from announcements with
-//!   [`Peers::learn_from`]).
+//! - Client: [`HttpClient`] sends to the peers in a
+//!   [`Peers`](crate::discovery::Peers) registry (configured, and learned
+//!   from announcements with
+//!   [`Peers::learn_from`](crate::discovery::Peers::learn_from)).
 //! - [`FallbackLayer`] wraps the AMQP [`Client`](crate::Client) in a
 //!   [`Fallback`] that picks the transport for each call.
 //!
 //! `docs/FALLBACK.md` describes the whole of degraded mode.
 
-mod announce;
 mod auth;
 mod client;
 mod config;
 mod fallback;
-mod health;
+pub(crate) mod health;
 mod incoming;
 mod outgoing;
-mod peers;
 mod server;
-pub(crate) mod serving;
 mod wire;
 
-pub use announce::{Announcement, ANNOUNCE_KEY};
+pub use crate::envelope::{code_of, http_status};
 pub use client::HttpClient;
 pub use config::{HttpConfig, PeerUrl, Token};
 pub use fallback::{Fallback, FallbackLayer};
 pub use health::{state_name, Health};
-pub use peers::{KnownPeer, Peers};
 pub use server::HttpServer;
-pub use wire::{code_of, http_status};

@@ -1,10 +1,11 @@
 //! One call as HTTP: a [`Request`] as request headers, and an HTTP reply
 //! read back into a [`Response`] (bounded by the body limit).
 
-use super::wire::{self, code_of};
+use super::wire;
 use super::Token;
 use crate::address::Peer;
 use crate::codec::ContentType;
+use crate::envelope;
 use crate::error::Error;
 use crate::message::{Request, Response};
 use crate::status::{Code, Status};
@@ -33,14 +34,19 @@ pub(super) fn headers(
         HeaderValue::from_static(request.content_type.as_str()),
     );
     let ms = remaining.as_millis().max(1).to_string();
-    wire::put(&mut h, wire::TIMEOUT_MS, &ms).map_err(invalid)?;
+    wire::put(&mut h, envelope::TIMEOUT_MS, &ms).map_err(invalid)?;
     wire::put(
         &mut h,
-        wire::ADDRESS,
-        &wire::address_value(&request.address),
+        envelope::ADDRESS,
+        &envelope::address_value(&request.address),
     )
     .map_err(invalid)?;
-    wire::put(&mut h, wire::MESSAGE_ID, &uuid::Uuid::new_v4().to_string()).map_err(invalid)?;
+    wire::put(
+        &mut h,
+        envelope::MESSAGE_ID,
+        &uuid::Uuid::new_v4().to_string(),
+    )
+    .map_err(invalid)?;
     wire::put_peer(&mut h, identity).map_err(invalid)?;
     if let Some(t) = token {
         wire::put(
@@ -61,9 +67,9 @@ pub(super) async fn read(
 ) -> Result<Response, Error> {
     let h = resp.headers().clone();
     let status = h
-        .get(wire::STATUS)
+        .get(envelope::STATUS)
         .and_then(|v| v.to_str().ok())
-        .map_or_else(|| code_of(resp.status()), Code::from_wire);
+        .map_or_else(|| envelope::code_of(resp.status()), Code::from_wire);
     let mut body = bytes::BytesMut::new();
     loop {
         match resp.chunk().await {

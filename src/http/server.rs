@@ -7,13 +7,13 @@
 
 use super::health::{Health, Probe};
 use super::incoming::{self, Refusal};
-use super::wire::{self, http_status};
+use super::wire;
 use super::Token;
 use crate::address::{Peer, ServiceId, ServiceType};
+use crate::envelope::{self, http_status};
 use crate::error::Error;
 use crate::message::{Request, Response};
-use crate::node::dispatch::Handler;
-use crate::serve::answer;
+use crate::serve::{answer, Handler};
 use crate::status::{Code, Status};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
@@ -215,7 +215,7 @@ fn reply(s: &Shared, resp: Response, misdirected: bool) -> axum::response::Respo
         id: Some(s.id.to_string()),
         service: Some(s.service.to_string()),
     };
-    let _ = wire::put(&mut headers, wire::STATUS, resp.status.as_str());
+    let _ = wire::put(&mut headers, envelope::STATUS, resp.status.as_str());
     let _ = wire::put_peer(&mut headers, &identity);
     for (k, v) in resp.headers.iter().filter(|(k, _)| wire::is_application(k)) {
         if let Err(e) = wire::put(&mut headers, k, v) {

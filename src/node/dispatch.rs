@@ -7,19 +7,15 @@
 use crate::address::Address;
 use crate::amqp::wire;
 use crate::codec::ContentType;
-use crate::error::Error;
 use crate::message::{Request, Response};
+use crate::serve::Handler;
 use crate::status::{Code, Status};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicRejectOptions};
 use lapin::types::ShortString;
 use lapin::Channel;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tower::util::BoxCloneSyncService;
 use tracing::{debug, warn, Instrument};
-
-/// A node's handler: every request goes through it.
-pub(crate) type Handler = BoxCloneSyncService<Request, Response, Error>;
 
 /// What the dispatcher needs besides the delivery.
 pub(crate) struct Dispatch {

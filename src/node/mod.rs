@@ -1,6 +1,8 @@
 //! A service instance: its queues, its consumers, and the handler they feed.
 
 pub(crate) mod dispatch;
+#[cfg(feature = "http")]
+mod http;
 mod runner;
 pub(crate) mod sides;
 mod topology;
@@ -9,7 +11,7 @@ use crate::address::{Peer, ServiceId, ServiceType};
 use crate::amqp::{Client, Connection};
 use crate::error::Error;
 use crate::message::{Request, Response};
-use dispatch::Handler;
+use crate::serve::Handler;
 use runner::Runner;
 use sides::{NodeParts, Sides, SidesConfig};
 use std::sync::atomic::AtomicUsize;
@@ -112,7 +114,7 @@ pub struct Node {
     service: ServiceType,
     id: ServiceId,
     client: Client,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Sender<bool>>,
     done: Option<tokio::task::JoinHandle<()>>,
     permits: Arc<Semaphore>,
     concurrency: usize,
@@ -185,7 +187,7 @@ impl Node {
     /// not yet started go back to their queue for another instance.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.send_replace(true);
         }
         let sides = std::mem::take(&mut self.sides);
         if let Some(done) = self.done.take() {
@@ -262,7 +264,7 @@ impl NodeBuilder {
             dead_letter_exchange: self.dead_letter_exchange.clone(),
         };
         let permits = Arc::new(Semaphore::new(concurrency));
-        let (stop, stopped) = oneshot::channel();
+        let (stop, stopped) = watch::channel(false);
         let (ready_tx, ready) = oneshot::channel();
         let handler = Handler::new(handler);
         let consumers = Arc::new(AtomicUsize::new(0));
@@ -281,7 +283,7 @@ impl NodeBuilder {
         let done = tokio::spawn(runner.run(stopped, Some(ready_tx)));
         // No word at all: the connection closed (or was refused) first.
         if let Err(e) = ready.await.unwrap_or_else(|_| Err(conn.unavailable())) {
-            let _ = stop.send(());
+            stop.send_replace(true);
             return Err(e);
         }
         let parts = NodeParts {
@@ -296,7 +298,7 @@ impl NodeBuilder {
         let sides = match Sides::start(self.sides, conn, parts).await {
             Ok(sides) => sides,
             Err(e) => {
-                let _ = stop.send(());
+                stop.send_replace(true);
                 let _ = done.await;
                 return Err(e);
             }

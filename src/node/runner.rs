@@ -1,13 +1,14 @@
 //! The node's life on each connection: declare, consume, dispatch, and
 //! start over after a loss, until the node is stopped.
 
-use super::dispatch::{Dispatch, Handler};
+use super::dispatch::Dispatch;
 use super::topology::Topology;
 use crate::address::{Address, Peer};
-use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::connection::{until_closed, Link, Links};
 use crate::amqp::refusal::{broker, in_exclusive_use};
 use crate::amqp::Connection;
 use crate::error::Error;
+use crate::serve::Handler;
 use futures::stream::{SelectAll, StreamExt};
 use futures::FutureExt;
 use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
@@ -35,18 +36,9 @@ pub(super) struct Runner {
 pub(super) type Ready = Option<oneshot::Sender<Result<(), Error>>>;
 
 impl Runner {
-    pub(super) async fn run(self, mut stopped: oneshot::Receiver<()>, mut ready: Ready) {
-        let mut links = self.conn.link();
-        let mut closed = self.conn.closed();
-        loop {
-            let link = tokio::select! {
-                l = links.wait_for(Option::is_some) => match l {
-                    Ok(l) => l.clone().unwrap_or_else(|| unreachable!()),
-                    Err(_) => return,
-                },
-                _ = &mut stopped => return,
-                () = until_closed(&mut closed) => return,
-            };
+    pub(super) async fn run(self, mut stopped: watch::Receiver<bool>, mut ready: Ready) {
+        let mut links = Links::new(&self.conn);
+        while let Some(link) = links.next(until_closed(&mut stopped)).await {
             let consumed = self.consume(&link, &mut stopped, &mut ready).await;
             self.consumers.store(0, Ordering::Relaxed);
             self.serving.send_replace(None);
@@ -62,16 +54,7 @@ impl Runner {
                         error = &e as &dyn std::error::Error,
                         "cannot set up the node; retrying"
                     );
-                    tokio::time::sleep(Duration::from_millis(500)).await;
                 }
-            }
-            if link.conn.status().connected() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            } else {
-                let gen = link.generation;
-                let _ = links
-                    .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
-                    .await;
             }
         }
     }
@@ -80,7 +63,7 @@ impl Runner {
     async fn consume(
         &self,
         link: &Link,
-        stopped: &mut oneshot::Receiver<()>,
+        stopped: &mut watch::Receiver<bool>,
         ready: &mut Ready,
     ) -> Result<Finish, Error> {
         let channel = link
@@ -153,7 +136,7 @@ impl Runner {
         loop {
             tokio::select! {
                 biased;
-                _ = &mut *stopped => return Ok(self.stop(&channel, &tags).await),
+                () = until_closed(stopped) => return Ok(self.stop(&channel, &tags).await),
                 _ = links.wait_for(replaced).map(|r| r.is_ok()) => return Ok(Finish::Lost),
                 next = consumers.next() => match next {
                     Some((Ok(delivery), address)) => {
@@ -163,7 +146,7 @@ impl Runner {
                         // queue (unacked, on close) for another instance.
                         let permit = tokio::select! {
                             biased;
-                            _ = &mut *stopped => return Ok(self.stop(&channel, &tags).await),
+                            () = until_closed(stopped) => return Ok(self.stop(&channel, &tags).await),
                             permit = self.permits.clone().acquire_owned() => permit,
                         };
                         let Ok(permit) = permit else {

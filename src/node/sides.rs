@@ -1,13 +1,14 @@
 //! What a node runs beside its queues. Each part comes with its cargo
 //! feature, and this file is the one place where the node meets them: a
 //! new part adds a field to [`SidesConfig`] and [`Sides`], and its builder
-//! method lives in the part's own module (`NodeBuilder::http` is in
-//! `http/serving.rs`).
+//! method lives beside it (`NodeBuilder::http` is in `node/http.rs`). The
+//! parts know nothing of the node: `http` and `discovery` import nothing
+//! from it.
 
-use super::dispatch::Handler;
 use crate::address::{ServiceId, ServiceType};
 use crate::amqp::Connection;
 use crate::error::Error;
+use crate::serve::Handler;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +40,7 @@ pub(crate) struct SidesConfig {
 #[derive(Debug, Default)]
 pub(crate) struct Sides {
     #[cfg(feature = "http")]
-    pub(crate) http: Option<crate::http::serving::Serving>,
+    pub(crate) http: Option<super::http::Serving>,
 }
 
 // Without any part, the two methods below have nothing to await.
@@ -56,7 +57,7 @@ impl Sides {
         Ok(Self {
             #[cfg(feature = "http")]
             http: match config.http {
-                Some(http) => Some(crate::http::serving::Serving::start(http, conn, node).await?),
+                Some(http) => Some(super::http::Serving::start(http, conn, node).await?),
                 None => None,
             },
         })

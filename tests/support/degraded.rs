@@ -6,7 +6,8 @@ use crate::support::proxy::Proxy;
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
 use warren::config::{Backoff, WhenDisconnected};
-use warren::http::{Fallback, FallbackLayer, HttpClient, HttpConfig, Peers};
+use warren::discovery::Peers;
+use warren::http::{Fallback, FallbackLayer, HttpClient, HttpConfig};
 use warren::{
     Address, Client, Config, Connection, ContentType, Error, Request, Response, Transport,
 };

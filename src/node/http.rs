@@ -1,13 +1,13 @@
 //! A node's HTTP side: its server and its announcements, started and
 //! stopped with the node, and the node's methods that set and read it.
 
-use super::announce::{announce, Announcement};
-use super::health::{state_name, Health, Probe};
-use super::{HttpConfig, HttpServer};
+use super::sides::NodeParts;
+use super::{Node, NodeBuilder};
 use crate::amqp::Connection;
+use crate::discovery::{announce, Announcement};
 use crate::error::Error;
-use crate::node::sides::NodeParts;
-use crate::node::{Node, NodeBuilder};
+use crate::http::health::{state_name, Health, Probe};
+use crate::http::{HttpConfig, HttpServer};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

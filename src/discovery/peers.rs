@@ -7,8 +7,8 @@
 //! fallback with nowhere to go exactly when it is needed. A peer that
 //! refuses connections is marked down for a while and tried last.
 
-use super::config::{HttpConfig, PeerUrl};
 use crate::address::{Address, ServiceId, ServiceType};
+use crate::http::{HttpConfig, PeerUrl};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};

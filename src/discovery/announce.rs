@@ -9,7 +9,7 @@
 
 use super::peers::{Peers, WeakPeers};
 use crate::address::{ServiceId, ServiceType};
-use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::connection::{until_closed, Link, Links};
 use crate::amqp::Connection;
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
@@ -54,25 +54,6 @@ async fn exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
         .await
 }
 
-/// The next live connection, or `None` once closed or stopped.
-async fn next_link(
-    links: &mut watch::Receiver<Option<Link>>,
-    closed: &mut watch::Receiver<bool>,
-    previous: Option<u64>,
-) -> Option<Link> {
-    tokio::select! {
-        l = links.wait_for(|l| l.as_ref().is_some_and(|l| Some(l.generation) != previous)) => {
-            l.ok().and_then(|l| l.clone())
-        }
-        () = until_closed(closed) => None,
-    }
-}
-
-/// Resolves once `stop` turns true.
-async fn until_stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|s| *s).await;
-}
-
 /// Announces `what` every `every` on each connection until `stop` turns
 /// true, while the node consumes on that connection (`consuming` holds its
 /// generation): a caller that hears the announcement may send over the
@@ -99,38 +80,32 @@ pub(crate) async fn announce(
                 .to_string()
                 .into(),
         );
-    let exchange_name = conn.config().exchange.clone();
-    let (mut links, mut closed) = (conn.link(), conn.closed());
-    let mut previous = None;
-    loop {
-        let link = tokio::select! {
-            l = next_link(&mut links, &mut closed, previous) => match l { Some(l) => l, None => return },
-            () = until_stopped(&mut stop) => return,
-        };
+    let exchange_name = conn.config().exchange.as_str();
+    let mut links = conn.link();
+    let mut relink = Links::new(&conn);
+    'links: while let Some(link) = relink.next(until_closed(&mut stop)).await {
         let opened = async {
             let channel = link.conn.create_channel().await?;
-            exchange(&channel, &exchange_name).await?;
+            exchange(&channel, exchange_name).await?;
             Ok::<_, lapin::Error>(channel)
         };
         let channel = match opened.await {
             Ok(c) => c,
             Err(e) => {
                 debug!(error = %e, "cannot open the announcement channel; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
-        previous = Some(link.generation);
+        let gen = Some(link.generation);
         loop {
-            let gen = Some(link.generation);
             tokio::select! {
                 r = consuming.wait_for(|g| *g == gen) => if r.is_err() { return },
-                _ = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen) => break,
-                () = until_stopped(&mut stop) => return,
+                _ = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen) => continue 'links,
+                () = until_closed(&mut stop) => return,
             }
             let sent = channel
                 .basic_publish(
-                    exchange_name.as_str().into(),
+                    exchange_name.into(),
                     ANNOUNCE_KEY.into(),
                     BasicPublishOptions::default(),
                     &body,
@@ -138,15 +113,17 @@ pub(crate) async fn announce(
                 )
                 .await;
             if let Err(e) = sent {
-                debug!(error = %e, "announcement not sent; waiting for the next connection");
-                break;
+                debug!(error = %e, "announcement not sent; opening another channel");
+                continue 'links;
             }
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
                 // A new connection: announce there as soon as the node
                 // consumes, not a period later.
-                () = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen).map(drop) => break,
-                () = until_stopped(&mut stop) => {
+                () = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen).map(drop) => {
+                    continue 'links;
+                }
+                () = until_closed(&mut stop) => {
                     let _ = channel.close(200, "node stopped".into()).await;
                     return;
                 }
@@ -165,19 +142,18 @@ impl Peers {
 }
 
 async fn learn(conn: Connection, peers: WeakPeers) {
-    let (mut links, mut closed) = (conn.link(), conn.closed());
-    let mut previous = None;
-    while let Some(link) = next_link(&mut links, &mut closed, previous).await {
+    let mut links = Links::new(&conn);
+    while let Some(link) = links.next(std::future::pending()).await {
         let consumer = match subscribe(&link, &conn.config().exchange).await {
             Ok(c) => c,
             Err(e) => {
                 debug!(error = %e, "cannot listen to announcements; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
         };
-        previous = Some(link.generation);
-        let Some(p) = peers.upgrade() else { return };
+        let Some(p) = peers.upgrade() else {
+            return;
+        };
         p.listening(true);
         drop(p);
         let alive = listen(consumer, &peers).await;
@@ -190,11 +166,6 @@ async fn learn(conn: Connection, peers: WeakPeers) {
         }
         if !alive {
             return;
-        }
-        if link.conn.status().connected() {
-            // Only the channel died: listen again on the same connection.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            previous = None;
         }
     }
 }
