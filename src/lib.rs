@@ -86,7 +86,7 @@ pub use config::Config;
 pub use context::Context;
 pub use error::Error;
 pub use headers::Headers;
-pub use message::{Gather, Request, Response, Transport};
+pub use message::{Delivery, Gather, Request, Response, Transport};
 pub use node::{NamedService, Node, NodeBuilder};
 pub use status::{Code, Status};
 

@@ -12,7 +12,7 @@
 use crate::address::{Address, Peer, ServiceId, ServiceType};
 use crate::context::Context;
 use crate::error::Error;
-use crate::message::{Gather, Request, Response};
+use crate::message::{Delivery, Gather, Request, Response};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -177,7 +177,7 @@ impl Service<Request> for Local {
                     address: req.address,
                 });
             };
-            if req.oneway {
+            if req.delivery == Delivery::OneWay {
                 let content_type = req.content_type;
                 tokio::spawn(invoke(handler, peer, req));
                 return Ok(Response::ok(content_type, bytes::Bytes::new()));

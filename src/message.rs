@@ -13,6 +13,37 @@ use bytes::Bytes;
 use serde::Serialize;
 use std::time::{Duration, Instant};
 
+/// How a [`Request`] is delivered. Every transport takes all three
+/// through the same `call`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Delivery {
+    /// A call: one reply is awaited, until the deadline. Over AMQP the
+    /// request is transient and not confirmed (the cheapest).
+    #[default]
+    Call,
+    /// A call published persistent (AMQP delivery mode 2) and confirmed by
+    /// the broker: queued on disk when its queue is durable, so a broker
+    /// restart does not lose it before a server takes it. Slower.
+    PersistentCall,
+    /// No reply is wanted: the transport returns an empty ok [`Response`]
+    /// once the request is delivered. Over AMQP it is published persistent
+    /// with no `reply_to`, and `Ok` comes once the broker confirmed it; a
+    /// send interrupted by a lost connection is published again, with the
+    /// same `message_id`, as soon as the connection is back, until the
+    /// deadline: it may arrive twice, and after `Ok` it is never lost. In
+    /// process, the handler is started and not awaited.
+    OneWay,
+}
+
+impl Delivery {
+    /// Whether the request is published persistent and confirmed.
+    #[must_use]
+    pub const fn is_persistent(self) -> bool {
+        matches!(self, Self::PersistentCall | Self::OneWay)
+    }
+}
+
 /// A request: an encoded body for a method at an address.
 #[derive(Clone, Debug)]
 pub struct Request {
@@ -28,18 +59,13 @@ pub struct Request {
     pub headers: Headers,
     /// When the caller stops waiting. `None` takes the client's default.
     pub deadline: Option<Instant>,
+    /// How it is delivered: a call, a persistent call, or one-way.
+    pub delivery: Delivery,
     /// Whether running the method twice is harmless; lets a call that may
-    /// have reached the broker be retried over another transport.
+    /// have reached the broker be retried, or sent again over another
+    /// transport. Separate from [`Delivery`]: it says what the method
+    /// does, not how the request travels, and holds for every delivery.
     pub idempotent: bool,
-    /// No reply is wanted: the transport returns once the request is
-    /// delivered, with an empty ok [`Response`]. Over AMQP it is published
-    /// persistent and confirmed, like [`Client::send`](crate::Client::send);
-    /// in process, the handler is started and not awaited.
-    pub oneway: bool,
-    /// Whether the request is published persistent (AMQP delivery mode 2):
-    /// queued on disk when its queue is durable, so a broker restart does
-    /// not lose it before a server takes it. Slower; off by default.
-    pub persistent: bool,
     /// Who sent it (filled in on the receiving side).
     pub from: Peer,
     /// The unique id of this message (filled in on the receiving side).
@@ -67,9 +93,8 @@ impl Request {
             content_type,
             headers: Headers::new(),
             deadline: None,
+            delivery: Delivery::Call,
             idempotent: false,
-            oneway: false,
-            persistent: false,
             from: Peer::default(),
             message_id: None,
         })
@@ -111,10 +136,10 @@ impl Request {
         self
     }
 
-    /// Asks for no reply (see [`Request::oneway`]).
+    /// Sets how the request is delivered (see [`Delivery`]).
     #[must_use]
-    pub fn oneway(mut self, yes: bool) -> Self {
-        self.oneway = yes;
+    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
+        self.delivery = delivery;
         self
     }
 
@@ -122,13 +147,6 @@ impl Request {
     #[must_use]
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = yes;
-        self
-    }
-
-    /// Publishes the request persistent (see [`Request::persistent`](Self#structfield.persistent)).
-    #[must_use]
-    pub fn persistent(mut self, yes: bool) -> Self {
-        self.persistent = yes;
         self
     }
 

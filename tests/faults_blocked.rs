@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use support::broker::PrivateBroker;
 use support::service::{echo, Service};
 use warren::config::WhenDisconnected;
-use warren::{Address, Client, ConnectionState, ContentType, Error, Node, Request};
+use warren::{Address, Client, ConnectionState, ContentType, Delivery, Error, Node, Request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn blocked_publishing_is_surfaced_and_released() {
@@ -82,7 +82,10 @@ async fn blocked_publishing_is_surfaced_and_released() {
     let send = Request::encode(address.clone(), "Sink.put", ContentType::MsgPack, &1u64)
         .unwrap()
         .with_timeout(Duration::from_millis(500));
-    let err = client.send(send).await.unwrap_err();
+    let err = client
+        .call(send.with_delivery(Delivery::OneWay))
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, Error::Unavailable { reason } if reason.contains("blocked")),
         "{err}"

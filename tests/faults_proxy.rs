@@ -9,7 +9,7 @@ use support::proxy::Proxy;
 use support::sends::{all_received, Sends};
 use support::service::Service;
 use support::state::{handlers_settle, lost, reconnected};
-use warren::{Address, Client, ConnectionState, Node};
+use warren::{Address, Client, ConnectionState, Delivery, Node};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn cut_under_load_then_calls_succeed_again() {
@@ -124,7 +124,13 @@ async fn stall_is_caught_by_heartbeats() {
                 warren::Request::encode(address, "Sink.put", warren::ContentType::MsgPack, &1u64)
                     .unwrap()
                     .with_timeout(Duration::from_secs(2));
-            (client.send(req).await, started.elapsed())
+            (
+                client
+                    .call(req.with_delivery(Delivery::OneWay))
+                    .await
+                    .map(drop),
+                started.elapsed(),
+            )
         }
     });
     // Let a reconnection attempt run into its connect timeout first.

@@ -14,7 +14,8 @@ use serde_json::{json, Value};
 use tokio::process::Command;
 use tower::service_fn;
 use warren::{
-    Address, Client, Code, ContentType, Context, Error, Gather, Node, Request, Response, Status,
+    Address, Client, Code, ContentType, Context, Delivery, Error, Gather, Node, Request, Response,
+    Status,
 };
 
 #[derive(Deserialize)]
@@ -146,7 +147,10 @@ async fn a_warren_client_calls_a_plain_pika_server() {
 
     // A one-way send: persistent, no reply_to, correlation id or expiry.
     let req = Request::encode(to, "Calc.log", ContentType::Json, &json!({"n": 1})).unwrap();
-    client.send(req).await.unwrap();
+    client
+        .call(req.with_delivery(Delivery::OneWay))
+        .await
+        .unwrap();
     let seen: Value = serde_json::from_str(&server.line().await).unwrap();
     assert_eq!(
         seen,
@@ -232,7 +236,10 @@ async fn warren_callers_reach_a_python_service_at_every_address() {
     let err = client.call(req).await.unwrap_err();
     assert_eq!(err.status().unwrap().code(), &Code::UnsupportedContentType);
 
-    client.send(add(Address::Any(t))).await.unwrap();
+    client
+        .call(add(Address::Any(t)).with_delivery(Delivery::OneWay))
+        .await
+        .unwrap();
     let seen: Value = serde_json::from_str(&server.line().await).unwrap();
     assert_eq!(seen, json!({"send": "Calc.add", "status": "ok"}));
 }

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
-use warren::{local::Local, Address, Code, ContentType, Context, Error, Request, Response, Status};
+use warren::{
+    local::Local, Address, Code, ContentType, Context, Delivery, Error, Request, Response, Status,
+};
 
 /// The application error of `divide`.
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
@@ -204,9 +206,11 @@ async fn method_options_reach_the_request() -> Result<(), Error> {
     let seen = Arc::clone(&spy);
     let transport = ServiceBuilder::new()
         .map_request(move |req: Request| {
-            seen.lock()
-                .unwrap()
-                .push((req.method.clone(), req.idempotent, req.oneway));
+            seen.lock().unwrap().push((
+                req.method.clone(),
+                req.idempotent,
+                req.delivery == Delivery::OneWay,
+            ));
             req
         })
         .service(one_instance());

@@ -10,7 +10,7 @@ use std::time::Duration;
 use support::handler::{echo, Hits};
 use support::raw::Raw;
 use support::request;
-use warren::{Address, Client, ContentType, Error, Node, ServiceId};
+use warren::{Address, Client, ContentType, Delivery, Error, Node, ServiceId};
 
 /// Waits until `queue` has exactly `n` consumers; fails the test after 10 s.
 async fn consumers(raw: &Raw, queue: &str, n: u32) {
@@ -100,12 +100,15 @@ async fn a_restarted_instance_gets_what_was_sent_to_it_while_it_was_down() {
     let client = Client::new(&conn);
     let to = Address::Instance(id.clone());
     client
-        .send(request(
-            to.clone(),
-            "Echo.say",
-            ContentType::MsgPack,
-            &"while you were out",
-        ))
+        .call(
+            request(
+                to.clone(),
+                "Echo.say",
+                ContentType::MsgPack,
+                &"while you were out",
+            )
+            .with_delivery(Delivery::OneWay),
+        )
         .await
         .expect("the instance queue outlives the instance");
     // It waits in the instance's queue, persistent.

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 use support::handler::Hits;
 use support::{echo_node, request};
-use warren::{Address, Client, ContentType, Error, Gather, Node, Response, Transport};
+use warren::{Address, Client, ContentType, Delivery, Error, Gather, Node, Response, Transport};
 
 /// The ids of the nodes that sent `replies`, each once.
 fn senders(replies: &[Response]) -> BTreeSet<String> {
@@ -200,7 +200,11 @@ async fn no_route_is_reported_at_once() {
         for (to, persistent) in addresses.iter().flat_map(|a| [(a, false), (a, true)]) {
             let req = request(to.clone(), "Echo.say", ContentType::Json, &1)
                 .with_timeout(Duration::from_secs(10))
-                .persistent(persistent);
+                .with_delivery(if persistent {
+                    Delivery::PersistentCall
+                } else {
+                    Delivery::Call
+                });
             let start = Instant::now();
             let err = if to.is_multicast() {
                 client.gather(Gather::new(req)).await.unwrap_err()
@@ -268,24 +272,30 @@ async fn send_reaches_the_handler_without_a_reply() {
     let client = Client::new(&conn);
     for i in 0..3 {
         client
-            .send(request(
-                Address::Any(t.clone()),
-                "Echo.say",
-                ContentType::MsgPack,
-                &i,
-            ))
+            .call(
+                request(
+                    Address::Any(t.clone()),
+                    "Echo.say",
+                    ContentType::MsgPack,
+                    &i,
+                )
+                .with_delivery(Delivery::OneWay),
+            )
             .await
             .unwrap();
     }
     hits.wait_for(3).await;
     assert_eq!(client.in_flight(), 0);
     let err = client
-        .send(request(
-            Address::instance(support::unique("ghost")).unwrap(),
-            "Echo.say",
-            ContentType::MsgPack,
-            &0,
-        ))
+        .call(
+            request(
+                Address::instance(support::unique("ghost")).unwrap(),
+                "Echo.say",
+                ContentType::MsgPack,
+                &0,
+            )
+            .with_delivery(Delivery::OneWay),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NoRoute { .. }), "{err}");
@@ -309,7 +319,11 @@ async fn persistent_and_transient_calls_each_get_their_own_reply() {
             ContentType::MsgPack,
             &i,
         )
-        .persistent(i % 2 == 0);
+        .with_delivery(if i % 2 == 0 {
+            Delivery::PersistentCall
+        } else {
+            Delivery::Call
+        });
         async move { (i, client.call(req).await) }
     });
     for (i, reply) in futures::future::join_all(calls).await {

@@ -84,7 +84,7 @@ pub(crate) struct Client {
 }
 
 fn persistent(request: Request) -> Request {
-    request.persistent(true)
+    request.with_delivery(warren::Delivery::PersistentCall)
 }
 
 fn plain(request: Request) -> Request {

@@ -8,7 +8,7 @@ use crate::address::{Address, Peer};
 use crate::config::WhenDisconnected;
 use crate::context::Context;
 use crate::error::Error;
-use crate::message::{Gather, Request, Response};
+use crate::message::{Delivery, Gather, Request, Response};
 use lapin::options::BasicPublishOptions;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -152,7 +152,7 @@ impl Client {
     /// reply, [`Error::ConnectionLost`] if the connection died meanwhile,
     /// [`Error::Unavailable`] if it could not be sent.
     pub async fn call(&self, request: Request) -> Result<Response, Error> {
-        if request.oneway {
+        if request.delivery == Delivery::OneWay {
             let content_type = request.content_type;
             // Boxed: a send is a rare way to make a call, and its state would
             // otherwise weigh on every pending call.
@@ -344,7 +344,7 @@ impl Client {
     /// [`Error::NoRoute`] if no queue takes it; [`Error::Timeout`] if it
     /// could not be confirmed before the deadline; [`Error::Unavailable`]
     /// (not sent) or [`Error::Blocked`] as [`WhenDisconnected`] describes.
-    pub async fn send(&self, request: Request) -> Result<(), Error> {
+    async fn send(&self, request: Request) -> Result<(), Error> {
         let mut request = request;
         let deadline = self.deadline(&mut request);
         let timeout = deadline.saturating_duration_since(Instant::now());
@@ -563,10 +563,10 @@ impl Client {
             reply_to: (!send).then_some(REPLY_TO),
             // Sends are not calls: nobody waits, so they do not expire.
             timeout: (!send).then_some(timeout),
-            persistent: send || request.persistent,
+            persistent: request.delivery.is_persistent(),
             app_id: self.inner.app_id.as_ref(),
         })?;
-        let confirmed = send || request.persistent;
+        let confirmed = request.delivery.is_persistent();
         let exchange = &self.inner.conn.config().exchange;
         let (exchange, key) = route(exchange, &request.address);
         let channel = if confirmed {

@@ -6,7 +6,7 @@ use crate::codec::{CodecError, ContentType};
 use crate::context::Context;
 use crate::error::Error;
 use crate::headers::Headers;
-use crate::message::{Gather, Request, Response};
+use crate::message::{Delivery, Gather, Request, Response};
 use crate::status::Code;
 use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
@@ -99,7 +99,9 @@ impl CallOptions {
         args: &A,
     ) -> Result<Request, Error> {
         let mut request = self.build(method, idempotent, self.content_type.encode(args))?;
-        request.oneway = oneway;
+        if oneway {
+            request.delivery = Delivery::OneWay;
+        }
         Ok(request)
     }
 

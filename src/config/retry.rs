@@ -99,7 +99,7 @@ fn jitter() -> f64 {
 /// tells a connection it is blocked only when it publishes, so the first call
 /// after an alarm starts is the one that finds out.
 ///
-/// A [`Client::send`](crate::Client::send) interrupted by a lost connection
+/// A one-way request ([`Delivery::OneWay`](crate::Delivery::OneWay)) interrupted by a lost connection
 /// is sent again on the next one whatever the policy, until its deadline.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]

@@ -9,7 +9,7 @@ use super::wire;
 use crate::address::Address;
 use crate::codec::ContentType;
 use crate::envelope;
-use crate::message::{Request, Response};
+use crate::message::{Delivery, Request, Response};
 use crate::status::{Code, Status};
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
@@ -83,9 +83,8 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
         content_type: ct,
         headers: wire::application_headers(h),
         deadline,
+        delivery: Delivery::Call,
         idempotent: false,
-        oneway: false,
-        persistent: false,
         from,
         message_id: Some(
             message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),

@@ -7,7 +7,7 @@
 use crate::address::Address;
 use crate::amqp::wire;
 use crate::codec::ContentType;
-use crate::message::{Request, Response};
+use crate::message::{self, Request, Response};
 use crate::serve::Handler;
 use crate::status::{Code, Status};
 use lapin::message::Delivery;
@@ -113,9 +113,12 @@ fn read(
         content_type,
         headers: inc.headers,
         deadline,
+        delivery: match (can_reply, *props.delivery_mode() == Some(wire::PERSISTENT)) {
+            (false, _) => message::Delivery::OneWay,
+            (true, true) => message::Delivery::PersistentCall,
+            (true, false) => message::Delivery::Call,
+        },
         idempotent: false,
-        oneway: !can_reply,
-        persistent: *props.delivery_mode() == Some(wire::PERSISTENT),
         from: inc.sender,
         message_id: props.message_id().as_ref().map(|m| m.as_str().to_owned()),
     };

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use warren::{Address, Client, ContentType, Request};
+use warren::{Address, Client, ContentType, Delivery, Request};
 
 /// One send: its number, how it ended, how long it took.
 #[derive(Debug, Clone)]
@@ -42,7 +42,11 @@ impl Sends {
                                 .unwrap()
                                 .with_timeout(timeout);
                         let start = Instant::now();
-                        let result = client.send(req).await.map_err(|e| kind(&e));
+                        let result = client
+                            .call(req.with_delivery(Delivery::OneWay))
+                            .await
+                            .map(drop)
+                            .map_err(|e| kind(&e));
                         sent.push(Sent {
                             n,
                             result,
