@@ -14,22 +14,22 @@ mod proxy;
 use proxy::Proxy;
 use std::time::Duration;
 use tower::{service_fn, Layer, ServiceExt};
-use warren::config::{Backoff, WhenDisconnected};
 use warren::discovery::Peers;
 use warren::http::{FallbackLayer, HttpClient, HttpConfig};
 use warren::{Address, Client, Config, Connection, ContentType, Node, Request, Response};
+use warren::{Backoff, WhenDisconnected};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env()?
         // Fail at once while disconnected, so the fallback switches at once.
         .when_disconnected(WhenDisconnected::FailFast)
-        .backoff(Backoff {
-            initial: Duration::from_millis(100),
-            max: Duration::from_millis(500),
-            max_attempts: None,
-            ..Backoff::default()
-        });
+        .backoff(
+            Backoff::default()
+                .initial(Duration::from_millis(100))
+                .max(Duration::from_millis(500))
+                .max_attempts(None),
+        );
     let http = HttpConfig::from_env()?;
 
     // Two instances of one service, each with an HTTP endpoint on a free port.

@@ -131,6 +131,14 @@ macro_rules! name_type {
             }
         }
 
+        /// Reads as the name, so `peer.id.as_deref() == Some("calc-1")`.
+        impl std::ops::Deref for $name {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0
@@ -246,12 +254,24 @@ impl fmt::Display for Address {
 }
 
 /// Who sent a message or answered it, as far as its headers say.
+///
+/// A name a peer sent that is not a valid [`ServiceId`] or [`ServiceType`]
+/// (a foreign client's application name with a dot, say) reads as `None`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Peer {
     /// The sender's instance id, if it gave one.
-    pub id: Option<String>,
+    pub id: Option<ServiceId>,
     /// The sender's service type, if it gave one.
-    pub service: Option<String>,
+    pub service: Option<ServiceType>,
+}
+
+impl Peer {
+    /// A peer of type `service` (if known), instance `id` (if known).
+    #[must_use]
+    pub fn new(service: Option<ServiceType>, id: Option<ServiceId>) -> Self {
+        Self { id, service }
+    }
 }
 
 /// A method name as sent on the wire, such as `Calculator.add`.

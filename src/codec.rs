@@ -9,9 +9,9 @@ use serde::{de::DeserializeOwned, Serialize};
 use std::fmt;
 
 /// The MIME type of MessagePack bodies.
-pub const MSGPACK: &str = "application/msgpack";
+pub(crate) const MSGPACK: &str = "application/msgpack";
 /// The MIME type of JSON bodies.
-pub const JSON: &str = "application/json";
+pub(crate) const JSON: &str = "application/json";
 
 /// How a body is encoded; carried in the AMQP `content_type` property and
 /// the HTTP `Content-Type` header.

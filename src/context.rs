@@ -17,6 +17,7 @@ tokio::task_local! {
 
 /// What a handler knows about the call it is serving.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct Context {
     /// When the caller stops waiting, if it said.
     pub deadline: Option<Instant>,

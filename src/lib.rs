@@ -25,6 +25,11 @@
 #![doc = include_str!("../examples/quickstart.rs")]
 //! ```
 //!
+//! Everything is at the root (`warren::Client`, `warren::Config`, …) but
+//! for the modules of one concern: [`layer`] (tower layers for callers),
+//! and with the `http` feature `http` (the HTTP transport and the
+//! fallback) and `discovery` (the peers it sends to).
+//!
 //! # Where to start
 //!
 //! | you want to | use |
@@ -33,17 +38,17 @@
 //! | serve a trait | [`macro@service`] on the trait, then [`Node::serve`] or [`Node::builder`] |
 //! | call a service | the generated `…Client` over a [`Client`], or [`Client`] itself with [`Request`]s |
 //! | say where a call goes | [`Address`]: one instance, any instance of a type, every instance, all |
-//! | test without a broker | [`local::Local`], the in-process transport |
+//! | test without a broker | [`Local`], the in-process transport |
 //! | keep calling while the broker is down | the `http` module (feature `http`): the HTTP endpoint, client and fallback |
 //!
 //! The broker URL is `amqp://user:password@host:port/vhost` (or `amqps://`
 //! for TLS); the default vhost `/` is written `%2f`, so the local default
-//! is `amqp://guest:guest@127.0.0.1:5672/%2f`. [`config`] lists every
-//! environment variable [`Config::from_env`] reads.
+//! is `amqp://guest:guest@127.0.0.1:5672/%2f`. [`Config::from_env`] lists
+//! every environment variable it reads.
 //!
 //! # Features
 //! The core (AMQP calls and nodes, `#[warren::service]`, the in-process
-//! [`local::Local`] transport) needs no feature. The rest is opt-in, so a
+//! [`Local`] transport) needs no feature. The rest is opt-in, so a
 //! build compiles only what it uses:
 //!
 //! | feature | what it gives | default |
@@ -56,38 +61,40 @@
 //! name the feature each gated item needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-pub mod address;
-pub mod amqp;
-pub mod codec;
+mod address;
+mod amqp;
+mod codec;
 #[doc(hidden)]
 pub mod codegen;
-pub mod config;
-pub mod context;
+mod config;
+mod context;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod discovery;
 mod envelope;
-pub mod error;
-pub mod headers;
+mod error;
+mod headers;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod layer;
-pub mod local;
-pub mod message;
-pub mod node;
-pub mod serve;
-pub mod status;
+mod local;
+mod message;
+mod node;
+mod serve;
+mod status;
 
-pub use address::{Address, Peer, ServiceId, ServiceType};
+pub use address::{check_method, Address, NameError, Peer, ServiceId, ServiceType, MAX_NAME_LEN};
 pub use amqp::{Client, Connection, ConnectionState};
-pub use codec::ContentType;
-pub use config::Config;
+pub use codec::{CodecError, ContentType};
+pub use config::{Backoff, BrokerUrl, Config, WhenDisconnected, DEFAULT_URL};
 pub use context::Context;
-pub use error::Error;
+pub use error::{Cause, Error};
 pub use headers::Headers;
+pub use local::Local;
 pub use message::{Delivery, Gather, Request, Response, Transport};
 pub use node::{NamedService, Node, NodeBuilder};
+pub use serve::{Serve, ServeLayer, PANIC_MESSAGE};
 pub use status::{Code, Status};
 
 #[doc = include_str!("../docs/MACRO.md")]

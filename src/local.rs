@@ -40,7 +40,7 @@ struct Registry {
 ///
 /// ```
 /// # tokio_test_block_on(async {
-/// use warren::{local::Local, Address, ContentType, Request, Response};
+/// use warren::{Address, ContentType, Local, Request, Response};
 /// use tower::{service_fn, Service, ServiceExt};
 ///
 /// let mut local = Local::new();
@@ -109,8 +109,8 @@ impl Local {
     fn route(&self, address: &Address) -> Vec<(Peer, Handler)> {
         let reg = self.registry.read().unwrap_or_else(|e| e.into_inner());
         let peer = |i: &Instance| Peer {
-            id: Some(i.id.to_string()),
-            service: Some(i.service.to_string()),
+            id: Some(i.id.clone()),
+            service: Some(i.service.clone()),
         };
         let matching: Vec<_> = reg
             .instances

@@ -46,6 +46,7 @@ impl Delivery {
 
 /// A request: an encoded body for a method at an address.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Request {
     /// Who the request is for.
     pub address: Address,
@@ -168,6 +169,7 @@ impl Request {
 
 /// A reply: a status and, when the status is [`Code::Ok`], the encoded result.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Response {
     /// The outcome. A caller's transport turns any non-ok status into
     /// [`Error::Remote`], so an `Ok(Response)` a caller sees is always ok.
@@ -195,7 +197,7 @@ pub enum Transport {
     Amqp,
     /// Over HTTP (`http::HttpClient`, feature `http`).
     Http,
-    /// In process ([`Local`](crate::local::Local)).
+    /// In process ([`Local`](crate::Local)).
     Local,
 }
 

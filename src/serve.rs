@@ -16,7 +16,7 @@
 //! Generated servers only decode the arguments, dispatch on the method and
 //! encode the result; the policy above lives here alone.
 //!
-//! [`Local`]: crate::local::Local
+//! [`Local`]: crate::Local
 
 use crate::context::Context;
 use crate::error::Error;

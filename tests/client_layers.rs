@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::retry::RetryLayer;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
-use warren::config::Backoff;
 use warren::layer::{RetryPolicy, TimeoutLayer};
+use warren::Backoff;
 use warren::{Address, Client, ContentType, Context, Error, Node, Request, Response};
 
 /// Answers with the time its context says is left (ms); `Slow.finish`
@@ -81,12 +81,11 @@ async fn the_retry_policy_waits_for_a_service_that_is_starting() {
     let address = Address::Any(t.clone());
     let policy = RetryPolicy::new(
         20,
-        Backoff {
-            initial: Duration::from_millis(50),
-            factor: 1.5,
-            max: Duration::from_millis(200),
-            max_attempts: None,
-        },
+        Backoff::default()
+            .initial(Duration::from_millis(50))
+            .factor(1.5)
+            .max(Duration::from_millis(200))
+            .max_attempts(None),
     );
     let retrying = ServiceBuilder::new()
         .layer(TimeoutLayer::new(Duration::from_secs(10)))

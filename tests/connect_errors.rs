@@ -8,7 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::broker::PrivateBroker;
 use support::service::{echo, Service};
-use warren::config::Backoff;
+use warren::Backoff;
 use warren::{Address, Client, Config, Connection, ConnectionState, Error, Node};
 
 /// Permanent errors must come well before the default retries (about
@@ -162,11 +162,11 @@ async fn a_password_changed_after_connecting_is_retried_until_fixed() {
         .ctl(&["set_permissions", "-p", "/", &user, ".*", ".*", ".*"])
         .await;
     let url = format!("amqp://{user}:first@127.0.0.1:{}/%2f", broker.port());
-    let cfg = support::config().url(url).unwrap().backoff(Backoff {
-        initial: Duration::from_millis(50),
-        max: Duration::from_millis(300),
-        ..Backoff::default()
-    });
+    let cfg = support::config().url(url).unwrap().backoff(
+        Backoff::default()
+            .initial(Duration::from_millis(50))
+            .max(Duration::from_millis(300)),
+    );
     let conn = support::connect(cfg).await;
     let t = support::service_type("rotated");
     let node = Node::builder(t.clone())

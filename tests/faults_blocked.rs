@@ -7,7 +7,7 @@ mod support;
 use std::time::{Duration, Instant};
 use support::broker::PrivateBroker;
 use support::service::{echo, Service};
-use warren::config::WhenDisconnected;
+use warren::WhenDisconnected;
 use warren::{Address, Client, ConnectionState, ContentType, Delivery, Error, Node, Request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,10 +13,10 @@ use support::sends::{all_received, Sends};
 use support::service::{echo, Service};
 use support::state::{handlers_settle, lost, reconnected};
 use tower::Layer;
-use warren::config::{Backoff, WhenDisconnected};
 use warren::discovery::Peers;
 use warren::http::{FallbackLayer, HttpClient, HttpConfig};
 use warren::{Address, Client, Connection, Error, Node};
+use warren::{Backoff, WhenDisconnected};
 
 /// One test at a time: each boots a broker (seconds of CPU) and runs load,
 /// and the second one measures gaps of 200 ms.
@@ -32,11 +32,11 @@ async fn broker_killed_and_restarted_under_load() {
         .url(broker.url())
         .unwrap()
         .heartbeat(Duration::from_secs(2))
-        .backoff(Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_secs(1),
-            ..Backoff::default()
-        });
+        .backoff(
+            Backoff::default()
+                .initial(Duration::from_millis(50))
+                .max(Duration::from_secs(1)),
+        );
 
     // Everything starts while the broker is not there.
     let serving = Connection::start(cfg.clone()).unwrap();

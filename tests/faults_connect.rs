@@ -7,8 +7,8 @@ use support::load::{check, Load};
 use support::proxy::Proxy;
 use support::service::{echo, Service};
 use support::state::reconnected;
-use warren::config::{Backoff, WhenDisconnected};
 use warren::{Address, Client, Connection, ConnectionState, Error, Node};
+use warren::{Backoff, WhenDisconnected};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_not_there_at_start_up() {
@@ -17,12 +17,12 @@ async fn broker_not_there_at_start_up() {
     let cfg = support::recovering_config(&proxy.url());
 
     // `connect` gives up after the configured attempts, with the reason.
-    let gives_up = cfg.clone().backoff(Backoff {
-        initial: Duration::from_millis(10),
-        max: Duration::from_millis(20),
-        max_attempts: Some(3),
-        ..Backoff::default()
-    });
+    let gives_up = cfg.clone().backoff(
+        Backoff::default()
+            .initial(Duration::from_millis(10))
+            .max(Duration::from_millis(20))
+            .max_attempts(Some(3)),
+    );
     let err = Connection::connect(gives_up).await.unwrap_err();
     assert!(matches!(err, Error::Unavailable { .. }), "{err}");
 

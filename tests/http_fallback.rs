@@ -142,7 +142,7 @@ async fn calls_go_over_http_while_cut_and_back_over_amqp_after() {
         .collect();
     let want: BTreeSet<_> = nodes
         .iter()
-        .map(|n| (Transport::Http, n.id().to_string()))
+        .map(|n| (Transport::Http, n.id().clone()))
         .collect();
     assert_eq!(from, want, "every(type) reaches each instance over HTTP");
 
@@ -180,7 +180,7 @@ async fn any_skips_an_instance_that_refuses_connections() {
         assert_eq!(resp.transport, Transport::Http);
         answered.insert(resp.from.id.unwrap());
     }
-    let live: BTreeSet<_> = nodes.iter().map(|n| n.id().to_string()).collect();
+    let live: BTreeSet<_> = nodes.iter().map(|n| n.id().clone()).collect();
     assert_eq!(answered, live);
     let known = caller.peers.list();
     assert!(

@@ -38,8 +38,8 @@ async fn calc(req: Request) -> Result<Response, Error> {
                 "tenant": ctx.headers.get("tenant"),
                 "n": ctx.headers.get("n"),
                 "traceparent": ctx.headers.get("traceparent"),
-                "caller_id": ctx.caller.id,
-                "caller_type": ctx.caller.service,
+                "caller_id": ctx.caller.id.as_deref(),
+                "caller_type": ctx.caller.service.as_deref(),
                 "deadline_ms": ctx.remaining().map(|d| d.as_millis() as u64),
                 "message_id": ctx.message_id,
             });

@@ -131,7 +131,7 @@ async fn gather_over_rabbitmq_returns_each_instance() -> Result<(), Error> {
         .await?;
     let mut from: Vec<_> = replies.iter().map(|(p, _)| p.id.clone().unwrap()).collect();
     from.sort();
-    let mut ids: Vec<_> = nodes.iter().map(|n| n.id().to_string()).collect();
+    let mut ids: Vec<_> = nodes.iter().map(|n| n.id().clone()).collect();
     ids.sort();
     assert_eq!(from, ids);
     assert!(replies.iter().all(|(_, r)| matches!(r, Ok(3))));

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tower::{BoxError, ServiceBuilder, ServiceExt};
 use warren::{
-    local::Local, Address, Code, ContentType, Context, Delivery, Error, Request, Response, Status,
+    Address, Code, ContentType, Context, Delivery, Error, Local, Request, Response, Status,
 };
 
 /// The application error of `divide`.
@@ -256,7 +256,7 @@ async fn gather_returns_one_typed_result_per_instance() -> Result<(), Error> {
         .whoami()
         .await?
         .into_iter()
-        .map(|(peer, id)| (peer.id.unwrap(), id.unwrap()))
+        .map(|(peer, id)| (peer.id.unwrap().to_string(), id.unwrap()))
         .collect();
     ids.sort();
     assert_eq!(
@@ -279,7 +279,7 @@ async fn gather_returns_one_typed_result_per_instance() -> Result<(), Error> {
         .with_timeout(Duration::from_millis(300))
         .remaining_ms()
         .await?;
-    let mut from: Vec<_> = all.iter().map(|(p, _)| p.id.clone().unwrap()).collect();
+    let mut from: Vec<_> = all.iter().map(|(p, _)| p.id.as_deref().unwrap()).collect();
     from.sort();
     assert_eq!(from, ["calc-1", "calc-2"]);
     for (_, remaining) in all {
@@ -392,7 +392,7 @@ async fn a_panicking_handler_does_not_stop_the_server() -> Result<(), Error> {
     let err = client.boom().await.unwrap_err();
     let status = err.status().expect("a remote error");
     assert_eq!(status.code(), &Code::Internal);
-    assert_eq!(status.message(), warren::serve::PANIC_MESSAGE);
+    assert_eq!(status.message(), warren::PANIC_MESSAGE);
     assert_eq!(client.add(2, 2).await?, 4);
     Ok(())
 }

@@ -77,7 +77,7 @@ async fn a_panicking_handler_answers_internal_and_the_node_keeps_serving() {
         let status = err.status().expect("a remote error");
         assert_eq!(status.code(), &Code::Internal);
         // The panic's text is logged, not sent to the caller.
-        assert_eq!(status.message(), warren::serve::PANIC_MESSAGE);
+        assert_eq!(status.message(), warren::PANIC_MESSAGE);
         assert!(!status.message().contains("asked to panic"), "{status}");
         let reply = client
             .call(request(

@@ -7,7 +7,7 @@ use lapin::BasicProperties;
 use std::collections::BTreeSet;
 use support::handler::{echo, Hits};
 use support::raw::{self, Raw};
-use warren::{Address, Client, Code, Config, ContentType, Error, Node, Request, ServiceType};
+use warren::{Address, Client, Code, ContentType, Error, Node, Request, ServiceType};
 
 const MAX_BODY: usize = 1024;
 const JSON: &str = "application/json";
@@ -17,10 +17,7 @@ const MSGPACK: &str = "application/msgpack";
 /// one request at a time (so replies come in the order of the requests) and
 /// dead-letters to `dlx`.
 async fn node(dlx: Option<&str>, hits: &Hits) -> (warren::Connection, ServiceType, Node) {
-    let cfg = Config {
-        max_body: MAX_BODY,
-        ..support::config()
-    };
+    let cfg = support::config().max_body(MAX_BODY);
     let conn = support::connect(cfg).await;
     let t = support::service_type("malformed");
     let mut builder = Node::builder(t.clone()).concurrency(1);

@@ -10,7 +10,10 @@ use warren::{Address, Client, ContentType, Delivery, Error, Gather, Node, Respon
 
 /// The ids of the nodes that sent `replies`, each once.
 fn senders(replies: &[Response]) -> BTreeSet<String> {
-    replies.iter().map(|r| r.from.id.clone().unwrap()).collect()
+    replies
+        .iter()
+        .map(|r| r.from.id.as_deref().unwrap().to_owned())
+        .collect()
 }
 
 fn ids<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> BTreeSet<String> {

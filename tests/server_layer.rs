@@ -7,9 +7,9 @@ mod support;
 
 use std::time::Duration;
 use tower::{service_fn, Service, ServiceExt};
-use warren::local::Local;
-use warren::status::{Code, Status};
+use warren::Local;
 use warren::{Address, Client, ContentType, Context, Error, Node, Request, Response, ServiceId};
+use warren::{Code, Status};
 
 /// A hand-written handler: what it does depends on the method.
 async fn handle(req: Request) -> Result<Response, Error> {
@@ -81,7 +81,7 @@ async fn local_and_rabbitmq_answer_alike() {
         "ok Probe.context acme true".to_owned(),
         "bad_request invalid request: no such account".to_owned(),
         "application over the limit".to_owned(),
-        format!("internal {}", warren::serve::PANIC_MESSAGE),
+        format!("internal {}", warren::PANIC_MESSAGE),
         "timeout".to_owned(),
         "unknown_method no such method".to_owned(),
     ];

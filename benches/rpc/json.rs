@@ -23,7 +23,7 @@ pub(crate) fn write(
     skips: &[Skip],
 ) -> std::io::Result<PathBuf> {
     let rows = summarize(runs, &settings.modes, impls);
-    let url = warren::config::BrokerUrl::new(settings.url.clone());
+    let url = warren::BrokerUrl::new(settings.url.clone());
     let json = json!({
         "bench": "rpc",
         "settings": {

@@ -92,7 +92,7 @@ fn driver_main(settings: &Settings) -> ExitCode {
     }
     println!(
         "rpc bench: broker {}, {} round(s), warm-up {:?}, measured {:?} per run, implementations: {}",
-        warren::config::BrokerUrl::new(settings.url.clone()).map_or_else(|e| e.to_string(), |u| u.to_string()),
+        warren::BrokerUrl::new(settings.url.clone()).map_or_else(|e| e.to_string(), |u| u.to_string()),
         settings.rounds,
         settings.warmup(),
         settings.measure(),

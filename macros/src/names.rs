@@ -1,7 +1,7 @@
 //! Names on the wire: the service type and method names, checked at
 //! compile time with the rules `warren` applies at run time.
 
-/// The longest service type, as `warren::address::MAX_NAME_LEN`.
+/// The longest service type, as `warren::MAX_NAME_LEN`.
 const MAX_TYPE_LEN: usize = 120;
 /// The longest method name: an AMQP short string.
 const MAX_METHOD_LEN: usize = 255;
@@ -49,7 +49,7 @@ pub(crate) fn service_type_problem(name: &str) -> Option<String> {
 }
 
 /// Why `name` is not a valid method name, if it is not one. Mirrors
-/// `warren::address::check_method`: printable ASCII without spaces, 1 to
+/// `warren::check_method`: printable ASCII without spaces, 1 to
 /// 255 bytes.
 pub(crate) fn method_problem(name: &str) -> Option<String> {
     if name.is_empty() {

@@ -101,7 +101,7 @@ impl Client {
         Self::with_identity(
             conn,
             Peer {
-                id: Some(crate::address::ServiceId::random().to_string()),
+                id: Some(crate::address::ServiceId::random()),
                 service: None,
             },
         )

@@ -4,7 +4,7 @@
 //! thing for peers in other languages. Keep the two in step. The header
 //! names are the envelope's (`envelope.rs`), shared with HTTP.
 
-use crate::address::Peer;
+use crate::address::{Peer, ServiceId, ServiceType};
 use crate::codec::ContentType;
 use crate::envelope::{SENDER_ID, SENDER_TYPE, STATUS, TIMEOUT_MS};
 use crate::error::Error;
@@ -52,7 +52,8 @@ fn put_str(table: &mut FieldTable, key: &str, value: &str) -> Result<(), Error> 
 /// The sender as an `app_id`: `<type>/<id>`, either side empty when
 /// unknown; `None` when both are.
 fn app_id(peer: &Peer) -> Result<Option<ShortString>, Error> {
-    let (t, id) = (peer.service.as_deref(), peer.id.as_deref());
+    let t = peer.service.as_ref().map(ServiceType::as_str);
+    let id = peer.id.as_ref().map(ServiceId::as_str);
     if t.is_none() && id.is_none() {
         return Ok(None);
     }
@@ -67,16 +68,10 @@ fn app_id(peer: &Peer) -> Result<Option<ShortString>, Error> {
 /// foreign peer's `app_id` without a `/` names its application, taken as
 /// the service type.
 fn peer_of_app_id(app_id: &str) -> Peer {
-    let some = |s: &str| (!s.is_empty()).then(|| s.to_owned());
-    match app_id.split_once('/') {
-        Some((t, id)) => Peer {
-            id: some(id),
-            service: some(t),
-        },
-        None => Peer {
-            id: None,
-            service: some(app_id),
-        },
+    let (t, id) = app_id.split_once('/').unwrap_or((app_id, ""));
+    Peer {
+        id: ServiceId::new(id).ok(),
+        service: ServiceType::new(t).ok(),
     }
 }
 
@@ -230,8 +225,10 @@ pub(crate) fn incoming(props: &BasicProperties) -> Incoming {
                         .and_then(|n| u64::try_from(n).ok())
                         .map(Duration::from_millis);
                 }
-                SENDER_ID => inc.sender.id = value_str(v),
-                SENDER_TYPE => inc.sender.service = value_str(v),
+                SENDER_ID => inc.sender.id = value_str(v).and_then(|s| ServiceId::new(s).ok()),
+                SENDER_TYPE => {
+                    inc.sender.service = value_str(v).and_then(|s| ServiceType::new(s).ok());
+                }
                 STATUS => inc.status = value_str(v).map(|s| Code::from_wire(&s)),
                 name => {
                     if let Some(s) = value_str(v) {
@@ -269,10 +266,7 @@ mod tests {
     #[test]
     fn request_round_trip() {
         let headers: Headers = [("traceparent", "00-1-2-01")].into_iter().collect();
-        let sender = Peer {
-            id: Some("c1".into()),
-            service: Some("caller".into()),
-        };
+        let sender = Peer::new(ServiceType::new("caller").ok(), ServiceId::new("c1").ok());
         let props = request_properties(&Outgoing {
             method: "Calc.add",
             content_type: ContentType::Json,
@@ -297,10 +291,7 @@ mod tests {
 
     #[test]
     fn a_plain_call_and_an_ok_reply_carry_no_header_table() {
-        let sender = Peer {
-            id: Some("c1".into()),
-            service: None,
-        };
+        let sender = Peer::new(None, ServiceId::new("c1").ok());
         let props = request_properties(&Outgoing {
             method: "Calc.add",
             content_type: ContentType::MsgPack,
@@ -317,10 +308,10 @@ mod tests {
         assert_eq!(props.app_id().as_ref().unwrap().as_str(), "/c1");
         assert_eq!(incoming(&props).sender, sender);
 
-        let me = sender_app_id(&Peer {
-            id: Some("n1".into()),
-            service: Some("calc".into()),
-        })
+        let me = sender_app_id(&Peer::new(
+            ServiceType::new("calc").ok(),
+            ServiceId::new("n1").ok(),
+        ))
         .unwrap();
         let none = Headers::default();
         let ok = reply_properties(None, ContentType::Json, &Code::Ok, &none, me.as_ref()).unwrap();
@@ -328,8 +319,8 @@ mod tests {
         assert_eq!(ok.app_id().as_ref().unwrap().as_str(), "calc/n1");
         let inc = incoming(&ok);
         assert_eq!(inc.status, None);
-        assert_eq!(inc.sender.service.as_deref(), Some("calc"));
-        assert_eq!(inc.sender.id.as_deref(), Some("n1"));
+        assert_eq!(inc.sender.service.unwrap().as_str(), "calc");
+        assert_eq!(inc.sender.id.unwrap().as_str(), "n1");
 
         let err = reply_properties(None, ContentType::Json, &Code::Internal, &none, None).unwrap();
         assert_eq!(incoming(&err).status, Some(Code::Internal));
@@ -339,9 +330,11 @@ mod tests {
     fn senders_are_read_from_app_id_or_older_headers() {
         let of =
             |app_id: &str| incoming(&BasicProperties::default().with_app_id(app_id.into())).sender;
-        let peer = |service: Option<&str>, id: Option<&str>| Peer {
-            id: id.map(Into::into),
-            service: service.map(Into::into),
+        let peer = |service: Option<&str>, id: Option<&str>| {
+            Peer::new(
+                service.map(|s| ServiceType::new(s).unwrap()),
+                id.map(|s| ServiceId::new(s).unwrap()),
+            )
         };
         assert_eq!(of("calc/n1"), peer(Some("calc"), Some("n1")));
         assert_eq!(of("calc/"), peer(Some("calc"), None));

@@ -181,8 +181,8 @@ fn other_service(service: &ServiceType, reply: &Response) -> bool {
         && reply
             .from
             .service
-            .as_deref()
-            .is_some_and(|s| s != service.as_str())
+            .as_ref()
+            .is_some_and(|s| s.as_str() != service.as_str())
 }
 
 /// Decodes the reply of a method that returns a plain value.

@@ -1,26 +1,5 @@
-//! Configuration, from code or from the environment.
-//!
-//! | variable | meaning | default |
-//! | --- | --- | --- |
-//! | `RABBITMQ_URL` | broker URL; several, comma-separated, for a cluster | `amqp://guest:guest@127.0.0.1:5672/%2f` |
-//! | `WARREN_AMQP_URL` | same, takes precedence (used by the test scripts) | |
-//! | `WARREN_EXCHANGE` | the topic exchange | `stage7` |
-//! | `WARREN_PREFETCH` | unacknowledged deliveries per consumer | `64` |
-//! | `WARREN_DEADLINE_MS` | default call deadline | `30000` |
-//! | `WARREN_HEARTBEAT_S` | AMQP heartbeat, seconds | `10` |
-//! | `WARREN_CONNECT_TIMEOUT_MS` | how long one connection attempt may take | `5000` |
-//! | `WARREN_WHEN_DISCONNECTED` | `wait` or `fail-fast`: see [`WhenDisconnected`] | `wait` |
-//! | `RABBITMQ_RETRY_ATTEMPTS` | connection attempts before [`Connection::connect`](crate::Connection::connect) gives up (`0`: never) | `10` (about 10 s) |
-//! | `RABBITMQ_RETRY_DELAY` | first retry delay: milliseconds, or with a unit (`500ms`, `2s`) | `100` |
-//! | `WARREN_RETRY_MAX_DELAY` | longest retry delay, same syntax | `2s` |
-//! | `WARREN_RETRY_FACTOR` | growth of the delay per failed attempt | `2` |
-//! | `WARREN_SETTLE_MS` | the settling time after a reconnection: see [`Config::settle`] | `5000` |
-//!
-//! A broker URL is checked when it is set: one that cannot work (see
-//! [`BrokerUrl::new`]) is an [`Error::InvalidUrl`] naming the variable.
-//! The default vhost `/` is written `%2f` (`amqp://host:5672/%2f`), or the
-//! path left out; a URL ending in `/` names the empty vhost, which RabbitMQ
-//! does not have, and is refused.
+//! Configuration, from code or from the environment (the variables are
+//! listed on [`Config::from_env`]).
 
 mod retry;
 
@@ -141,12 +120,12 @@ impl fmt::Debug for BrokerUrl {
 
 /// How to reach the broker and how calls behave.
 ///
-/// From the environment (the table in [the module docs](self) lists every
+/// From the environment ([`Config::from_env`] lists every
 /// variable), or from code:
 ///
 /// ```
 /// use std::time::Duration;
-/// use warren::config::{BrokerUrl, Config};
+/// use warren::{BrokerUrl, Config};
 ///
 /// # fn main() -> Result<(), warren::Error> {
 /// let mut config = Config::default();
@@ -164,6 +143,7 @@ impl fmt::Debug for BrokerUrl {
 /// ```
 #[derive(Clone, Debug)]
 #[must_use]
+#[non_exhaustive]
 pub struct Config {
     /// Broker URLs, tried in turn.
     pub urls: Vec<BrokerUrl>,
@@ -220,6 +200,28 @@ impl Default for Config {
 
 impl Config {
     /// The defaults, overridden by whatever the environment sets.
+    ///
+    /// | variable | meaning | default |
+    /// | --- | --- | --- |
+    /// | `RABBITMQ_URL` | broker URL; several, comma-separated, for a cluster | `amqp://guest:guest@127.0.0.1:5672/%2f` |
+    /// | `WARREN_AMQP_URL` | same, takes precedence (used by the test scripts) | |
+    /// | `WARREN_EXCHANGE` | the topic exchange | `stage7` |
+    /// | `WARREN_PREFETCH` | unacknowledged deliveries per consumer | `64` |
+    /// | `WARREN_DEADLINE_MS` | default call deadline | `30000` |
+    /// | `WARREN_HEARTBEAT_S` | AMQP heartbeat, seconds | `10` |
+    /// | `WARREN_CONNECT_TIMEOUT_MS` | how long one connection attempt may take | `5000` |
+    /// | `WARREN_WHEN_DISCONNECTED` | `wait` or `fail-fast`: see [`WhenDisconnected`] | `wait` |
+    /// | `RABBITMQ_RETRY_ATTEMPTS` | connection attempts before [`Connection::connect`](crate::Connection::connect) gives up (`0`: never) | `10` (about 10 s) |
+    /// | `RABBITMQ_RETRY_DELAY` | first retry delay: milliseconds, or with a unit (`500ms`, `2s`) | `100` |
+    /// | `WARREN_RETRY_MAX_DELAY` | longest retry delay, same syntax | `2s` |
+    /// | `WARREN_RETRY_FACTOR` | growth of the delay per failed attempt | `2` |
+    /// | `WARREN_SETTLE_MS` | the settling time after a reconnection: see [`Config::settle`] | `5000` |
+    ///
+    /// A broker URL is checked when it is set: one that cannot work (see
+    /// [`BrokerUrl::new`]) is an [`Error::InvalidUrl`] naming the variable.
+    /// The default vhost `/` is written `%2f` (`amqp://host:5672/%2f`), or the
+    /// path left out; a URL ending in `/` names the empty vhost, which RabbitMQ
+    /// does not have, and is refused.
     ///
     /// # Errors
     /// [`Error::Config`] naming the variable whose value cannot be used;
@@ -352,6 +354,18 @@ impl Config {
     /// Sets how long one connection attempt may take.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
+        self
+    }
+
+    /// Sets the largest request or reply body, in bytes.
+    pub fn max_body(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// Sets the connection name the broker shows.
+    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
+        self.connection_name = Some(name.into());
         self
     }
 

@@ -11,6 +11,7 @@ use std::time::Duration;
 /// `max`. The cap also bounds how long a connection stays down after the
 /// broker is back: at most `max` plus one handshake.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub struct Backoff {
     /// The first delay.
     pub initial: Duration,
@@ -39,6 +40,35 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// Sets the first delay.
+    #[must_use]
+    pub fn initial(mut self, delay: Duration) -> Self {
+        self.initial = delay;
+        self
+    }
+
+    /// Sets the factor each delay grows by (at least 1).
+    #[must_use]
+    pub fn factor(mut self, factor: f64) -> Self {
+        self.factor = factor;
+        self
+    }
+
+    /// Sets the longest delay.
+    #[must_use]
+    pub fn max(mut self, delay: Duration) -> Self {
+        self.max = delay;
+        self
+    }
+
+    /// Sets how many failed rounds make the connection `Down` (`None`:
+    /// never).
+    #[must_use]
+    pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
     /// The delay after failed round number `attempt` (0-based): a random
     /// point in `[d/2, d]` where `d = initial * factor^attempt`, capped at `max`.
     #[must_use]

@@ -57,7 +57,7 @@ impl HttpClient {
             peers,
             token: None,
             identity: Peer {
-                id: Some(ServiceId::random().to_string()),
+                id: Some(ServiceId::random()),
                 service: None,
             },
             default_timeout: defaults.default_timeout,

@@ -102,6 +102,7 @@ impl PeerUrl {
 /// How a node serves HTTP, and what a caller knows about HTTP peers.
 #[derive(Clone, Debug)]
 #[must_use]
+#[non_exhaustive]
 pub struct HttpConfig {
     /// The address a node's HTTP server binds; `None` (the default) serves
     /// no HTTP. Only this address is bound.

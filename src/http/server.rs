@@ -212,8 +212,8 @@ fn reply(s: &Shared, resp: Response, misdirected: bool) -> axum::response::Respo
         HeaderValue::from_static(resp.content_type.as_str()),
     );
     let identity = Peer {
-        id: Some(s.id.to_string()),
-        service: Some(s.service.to_string()),
+        id: Some(s.id.clone()),
+        service: Some(s.service.clone()),
     };
     let _ = wire::put(&mut headers, envelope::STATUS, resp.status.as_str());
     let _ = wire::put_peer(&mut headers, &identity);

@@ -2,7 +2,7 @@
 //! envelope itself (header names, the status mapping) is defined once for
 //! both transports in `envelope.rs`.
 
-use crate::address::Peer;
+use crate::address::{Peer, ServiceId, ServiceType};
 use crate::envelope::{self, SENDER_ID, SENDER_TYPE};
 use crate::headers::Headers;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -54,20 +54,20 @@ pub(crate) fn put(map: &mut HeaderMap, name: &str, value: &str) -> Result<(), St
 /// Adds the sender headers for `peer`.
 pub(crate) fn put_peer(map: &mut HeaderMap, peer: &Peer) -> Result<(), String> {
     if let Some(id) = &peer.id {
-        put(map, SENDER_ID, id)?;
+        put(map, SENDER_ID, id.as_str())?;
     }
     if let Some(t) = &peer.service {
-        put(map, SENDER_TYPE, t)?;
+        put(map, SENDER_TYPE, t.as_str())?;
     }
     Ok(())
 }
 
 /// Reads the sender headers.
 pub(crate) fn peer_of(map: &HeaderMap) -> Peer {
-    let get = |n: &str| map.get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let get = |n: &str| map.get(n).and_then(|v| v.to_str().ok());
     Peer {
-        id: get(SENDER_ID),
-        service: get(SENDER_TYPE),
+        id: get(SENDER_ID).and_then(|s| ServiceId::new(s).ok()),
+        service: get(SENDER_TYPE).and_then(|s| ServiceType::new(s).ok()),
     }
 }
 

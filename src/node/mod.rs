@@ -250,8 +250,8 @@ impl NodeBuilder {
         S::Future: Send + 'static,
     {
         let identity = Peer {
-            id: Some(self.id.to_string()),
-            service: Some(self.service.to_string()),
+            id: Some(self.id.clone()),
+            service: Some(self.service.clone()),
         };
         let concurrency = self
             .concurrency

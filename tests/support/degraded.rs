@@ -5,12 +5,12 @@
 use crate::support::proxy::Proxy;
 use std::time::Duration;
 use tower::{Layer, ServiceExt};
-use warren::config::{Backoff, WhenDisconnected};
 use warren::discovery::Peers;
 use warren::http::{Fallback, FallbackLayer, HttpClient, HttpConfig};
 use warren::{
     Address, Client, Config, Connection, ContentType, Error, Request, Response, Transport,
 };
+use warren::{Backoff, WhenDisconnected};
 
 /// HTTP on a free loopback port, announcing every second.
 pub fn http_config() -> HttpConfig {
@@ -36,12 +36,12 @@ impl Caller {
             .url(proxy.url_for(&crate::support::url()))
             .unwrap()
             .when_disconnected(WhenDisconnected::FailFast)
-            .backoff(Backoff {
-                initial: Duration::from_millis(50),
-                max: Duration::from_millis(300),
-                max_attempts: None,
-                ..Backoff::default()
-            });
+            .backoff(
+                Backoff::default()
+                    .initial(Duration::from_millis(50))
+                    .max(Duration::from_millis(300))
+                    .max_attempts(None),
+            );
         let conn = crate::support::connect(cfg).await;
         let peers = Peers::new();
         peers.learn_from(&conn);

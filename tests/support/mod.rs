@@ -83,9 +83,9 @@ pub fn recovering_config(url: &str) -> Config {
         .url(url)
         .unwrap()
         .heartbeat(Duration::from_secs(1))
-        .backoff(warren::config::Backoff {
-            initial: Duration::from_millis(50),
-            max: Duration::from_secs(1),
-            ..warren::config::Backoff::default()
-        })
+        .backoff(
+            warren::Backoff::default()
+                .initial(Duration::from_millis(50))
+                .max(Duration::from_secs(1)),
+        )
 }

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use warren::{local::Local, Address, ContentType};
+use warren::{Local, Address, ContentType};
 
 #[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct Oops {

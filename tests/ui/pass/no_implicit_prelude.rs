@@ -24,7 +24,7 @@ impl api::Echo for Parrot {
 }
 
 fn main() {
-    let mut local = ::warren::local::Local::new();
+    let mut local = ::warren::Local::new();
     local.serve(
         ::std::result::Result::unwrap(::warren::ServiceType::new("echo")),
         ::warren::ServiceId::random(),
