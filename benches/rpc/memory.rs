@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 const SAMPLE: Duration = Duration::from_millis(250);
 const QUIET_SAMPLES: u32 = 3;
 /// How long the client's CPU is read while every call waits.
-const WAITING: Duration = Duration::from_secs(3);
+const WAITING: Duration = Duration::from_secs(5);
 /// Give up if the calls are not all pending, or not all answered, by then.
 const LIMIT: Duration = Duration::from_secs(300);
 
