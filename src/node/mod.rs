@@ -3,7 +3,7 @@
 pub(crate) mod dispatch;
 mod runner;
 pub(crate) mod sides;
-mod topology;
+pub(crate) mod topology;
 
 use crate::address::{Peer, ServiceId, ServiceType};
 use crate::amqp::{Client, Connection};
