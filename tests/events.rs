@@ -43,9 +43,12 @@ async fn connect() -> Connection {
     support::connect(support::config().events_exchange(support::unique("events"))).await
 }
 
-/// What the handlers saw: (service label, event type, eventId, attempt).
+/// What a handler saw: (service label, event type, eventId, attempt).
+type Record = (String, String, String, u32);
+
+/// What the handlers saw.
 #[derive(Clone, Default)]
-struct Seen(Arc<Mutex<Vec<(String, String, String, u32)>>>);
+struct Seen(Arc<Mutex<Vec<Record>>>);
 
 impl Seen {
     fn push<T>(&self, label: &str, d: &Delivery<T>) {
@@ -57,12 +60,12 @@ impl Seen {
         ));
     }
 
-    fn all(&self) -> Vec<(String, String, String, u32)> {
+    fn all(&self) -> Vec<Record> {
         self.0.lock().unwrap().clone()
     }
 
     /// Waits (up to 30 s) until `done` holds.
-    async fn until(&self, what: &str, done: impl Fn(&[(String, String, String, u32)]) -> bool) {
+    async fn until(&self, what: &str, done: impl Fn(&[Record]) -> bool) {
         let start = Instant::now();
         while !done(&self.all()) {
             assert!(
@@ -476,7 +479,7 @@ async fn foreign_envelopes_are_read_as_the_subscription_says() {
                     },
                     service_fn(move |d: Delivery<Value>| {
                         s.push(&l, &d);
-                        p.lock().unwrap().push((l.clone(), d.payload.clone()));
+                        p.lock().unwrap().push((l.clone(), d.payload));
                         async { Ok::<_, Error>(()) }
                     }),
                 )

@@ -79,3 +79,42 @@ fn check_name(name: &str) -> Result<(), String> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_domain_action() {
+        assert!(check_name("ticket.created").is_ok());
+        assert!(check_name("ticket.status_changed").is_ok());
+        assert!(check_name("audit.user.login").is_ok());
+        for bad in [
+            "created",
+            "Ticket.created",
+            "ticket.",
+            "ticket.1st",
+            "ticket-created",
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_say_what_to_change() {
+        let out = derive(quote! {
+            #[event(name = "TicketCreated")]
+            struct T;
+        })
+        .to_string();
+        assert!(out.contains("is not `domain.action`"), "{out}");
+        let out = derive(quote! { struct T; }).to_string();
+        assert!(out.contains("needs the event's name"), "{out}");
+        let out = derive(quote! {
+            #[event(name = "a.b", version = 0)]
+            struct T;
+        })
+        .to_string();
+        assert!(out.contains("versions start at 1"), "{out}");
+    }
+}

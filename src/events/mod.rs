@@ -8,7 +8,7 @@
 //!   its schema version;
 //! - [`Publisher::publish`] sends it persistent and confirmed on the events
 //!   exchange ([`Config::events_exchange`](crate::Config::events_exchange),
-//!   `app.events`), in the [envelope](envelope) `{eventId, version,
+//!   `app.events`), in the [`envelope`] `{eventId, version,
 //!   eventType, timestamp, payload}`;
 //! - a [`Subscription`] binds `<service>.q` with exact types and wildcards
 //!   and runs a `tower::Service` per event type or pattern; a delivery is
