@@ -93,11 +93,7 @@ where
             }
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("a non-string payload");
+            let what = crate::serve::panic_text(&*panic);
             tracing::error!(%event_type, panic = what, "event handler panicked");
             Outcome::Retry(crate::serve::PANIC_MESSAGE.to_owned())
         }
@@ -122,18 +118,7 @@ where
                     .map_err(|e| format!("the upcast payload does not decode: {e}"))
             })
         };
-        match payload {
-            Err(reason) => std::future::ready(Outcome::Dead(reason)).boxed(),
-            Ok(payload) => run(
-                handler.clone(),
-                Delivery {
-                    meta,
-                    payload,
-                    attempt,
-                },
-            )
-            .boxed(),
-        }
+        deliver(handler.clone(), meta, attempt, payload)
     })
 }
 
@@ -146,19 +131,37 @@ where
     S::Future: Send,
 {
     Box::new(move |meta, attempt, body, format, _| {
-        match read_payload(format, meta.content_type, body) {
-            Err(reason) => std::future::ready(Outcome::Dead(reason)).boxed(),
-            Ok(payload) => run(
-                handler.clone(),
-                Delivery {
-                    meta,
-                    payload,
-                    attempt,
-                },
-            )
-            .boxed(),
-        }
+        let payload = read_payload(format, meta.content_type, body);
+        deliver(handler.clone(), meta, attempt, payload)
     })
+}
+
+/// Runs `handler` on a payload that decoded; one that did not is
+/// dead-lettered.
+fn deliver<T, S>(
+    handler: S,
+    meta: EventMeta,
+    attempt: u32,
+    payload: Result<T, String>,
+) -> BoxFuture<'static, Outcome>
+where
+    T: Send + 'static,
+    S: Service<Delivery<T>, Response = ()> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+{
+    match payload {
+        Err(reason) => std::future::ready(Outcome::Dead(reason)).boxed(),
+        Ok(payload) => run(
+            handler,
+            Delivery {
+                meta,
+                payload,
+                attempt,
+            },
+        )
+        .boxed(),
+    }
 }
 
 /// Brings a payload of `meta.version` up to `target` through the

@@ -226,15 +226,7 @@ impl Publisher {
                 return Ok(channel.clone());
             }
         }
-        let channel = link
-            .conn
-            .create_channel()
-            .await
-            .map_err(|e| broker("cannot open a channel", e))?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|e| broker("cannot turn on publisher confirms", e))?;
+        let channel = confirmed_channel(&link).await?;
         declare_exchange(&channel, &self.exchange).await?;
         *slot = Some((link.generation, channel.clone()));
         Ok(channel)
@@ -262,4 +254,18 @@ pub(super) async fn link(conn: &Connection) -> Result<Link, Error> {
         }
         () = until_closed(&mut closed) => Err(conn.unavailable()),
     }
+}
+
+/// A new channel on `link` in confirm mode.
+pub(super) async fn confirmed_channel(link: &Link) -> Result<Channel, Error> {
+    let channel = link
+        .conn
+        .create_channel()
+        .await
+        .map_err(|e| broker("cannot open a channel", e))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| broker("cannot turn on publisher confirms", e))?;
+    Ok(channel)
 }

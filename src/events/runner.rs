@@ -17,7 +17,7 @@ use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    BasicPublishOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::Channel;
@@ -103,15 +103,7 @@ async fn consume(
     stopped: &mut oneshot::Receiver<()>,
     ready: &mut Ready,
 ) -> Result<Finish, Error> {
-    let channel = link
-        .conn
-        .create_channel()
-        .await
-        .map_err(|e| broker("cannot open a channel", e))?;
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await
-        .map_err(|e| broker("cannot turn on publisher confirms", e))?;
+    let channel = super::publisher::confirmed_channel(link).await?;
     channel
         .basic_qos(shared.prefetch, BasicQosOptions::default())
         .await
