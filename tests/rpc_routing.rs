@@ -225,6 +225,52 @@ async fn no_route_is_reported_at_once() {
     assert_eq!(client.in_flight(), 0);
 }
 
+/// While calls only wait, the client stops looking for returned requests
+/// often (it costs CPU for nothing); a new call to nowhere must still hear
+/// `NoRoute` at once.
+#[tokio::test]
+async fn no_route_is_reported_at_once_while_other_calls_wait_long() {
+    let conn = support::connect(support::config()).await;
+    let client = Client::new(&conn);
+    let slow = support::service_type("slow");
+    let service = support::service::Service {
+        delay: Duration::from_secs(4),
+        ..Default::default()
+    };
+    let node = Node::builder(slow.clone())
+        .serve(&conn, service)
+        .await
+        .unwrap();
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        let to = Address::Any(slow);
+        async move {
+            client
+                .call(support::service::echo(&to, Duration::from_secs(20)))
+                .await
+        }
+    });
+    // Long enough for the client to stop looking often.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(client.in_flight(), 1);
+    let nowhere = Address::Any(support::service_type("nobody"));
+    for _ in 0..3 {
+        let start = Instant::now();
+        let err = client
+            .call(support::service::echo(&nowhere, Duration::from_secs(10)))
+            .await
+            .unwrap_err();
+        let took = start.elapsed();
+        assert!(matches!(&err, Error::NoRoute { .. }), "{err}");
+        assert!(took < Duration::from_millis(100), "NoRoute after {took:?}");
+        // And again once the client is back to looking seldom.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+    let reply = waiting.await.unwrap().unwrap();
+    assert_eq!(reply.decode::<String>().unwrap(), "ping");
+    node.shutdown().await;
+}
+
 #[tokio::test]
 async fn both_codecs_round_trip_and_replies_use_the_request_codec() {
     #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]

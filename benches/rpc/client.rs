@@ -17,6 +17,10 @@ pub(crate) trait Caller: Send + Sync + 'static {
     /// Makes one call with `body` and returns the reply's body (the server
     /// echoes it). Many calls run at once on the same `&self`.
     fn call(&self, body: Bytes) -> impl Future<Output = Result<Bytes, BoxError>> + Send;
+
+    /// Calls registered as waiting for their reply (each is registered
+    /// before its request is published): the memory mode's "all made".
+    fn waiting(&self) -> usize;
 }
 
 /// What an implementation's client connects with.

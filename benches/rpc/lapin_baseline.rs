@@ -185,4 +185,8 @@ impl Caller for Client {
         }
         Ok(Bytes::from(rx.await?))
     }
+
+    fn waiting(&self) -> usize {
+        self.pending.lock().unwrap().len()
+    }
 }

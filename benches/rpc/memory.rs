@@ -4,11 +4,16 @@
 //!
 //! All pending calls are futures in one `FuturesUnordered` polled by one
 //! task (no task per call: what is measured is the call, not tokio's task).
-//! "All pending" means every future was polled, the broker has read every
-//! byte sent to it (no TCP connection to its port has bytes queued in the
-//! kernel: the requests are all out of the client, not in its buffers), and
-//! the process stayed idle (less than 2 CPU ticks, no RSS growth) for
-//! [`QUIET_SAMPLES`] samples in a row.
+//! "All pending" is decided by what the client wrote and the broker read,
+//! never by the client's CPU going quiet (which made the reading hang on a
+//! client that keeps a timer running): every call is registered as waiting
+//! for its reply ([`Caller::waiting`]; each registers before it publishes),
+//! no TCP connection to the broker's port has bytes queued in the kernel
+//! (the requests are all out of the client and read by the broker) and the
+//! client's RSS stopped growing, for [`QUIET_SAMPLES`] samples in a row.
+//!
+//! Then the client's CPU is read over [`WAITING`]: what calls that only
+//! wait cost (timers, polling), in percent of one core.
 
 use crate::client::{warm_up, BoxError, Caller, ClientCtx, Shared};
 use crate::procfs;
@@ -20,6 +25,8 @@ use std::time::{Duration, Instant};
 
 const SAMPLE: Duration = Duration::from_millis(250);
 const QUIET_SAMPLES: u32 = 3;
+/// How long the client's CPU is read while every call waits.
+const WAITING: Duration = Duration::from_secs(5);
 /// Give up if the calls are not all pending, or not all answered, by then.
 const LIMIT: Duration = Duration::from_secs(300);
 
@@ -45,7 +52,7 @@ pub(crate) async fn run<C: Caller>(
     let future_bytes = future_size(&pending);
     let mut early = 0u64;
     let mut sampler = tokio::time::interval(SAMPLE);
-    let (mut cpu, mut rss, mut quiet) = (procfs::own_cpu_seconds(), rss_before_kib, 0);
+    let (mut rss, mut quiet) = (rss_before_kib, 0);
     while quiet < QUIET_SAMPLES {
         tokio::select! {
             Some(outcome) = pending.next() => {
@@ -54,11 +61,12 @@ pub(crate) async fn run<C: Caller>(
                 early += 1;
             }
             _ = sampler.tick() => {
-                let (cpu_now, rss_now) = (procfs::own_cpu_seconds(), procfs::own_kib("VmRSS"));
-                let idle = cpu_now - cpu < 0.015 && rss_now <= rss
-                    && procfs::tcp_queued_bytes(port) == 0;
-                quiet = if idle { quiet + 1 } else { 0 };
-                (cpu, rss) = (cpu_now, rss_now);
+                let rss_now = procfs::own_kib("VmRSS");
+                let all_out = caller.waiting() as u64 + early >= calls as u64
+                    && procfs::tcp_queued_bytes(port) == 0
+                    && rss_now <= rss;
+                quiet = if all_out { quiet + 1 } else { 0 };
+                rss = rss_now;
                 if started.elapsed() > LIMIT {
                     return Err(format!("{calls} calls not all pending after {LIMIT:?}").into());
                 }
@@ -66,8 +74,16 @@ pub(crate) async fn run<C: Caller>(
         }
     }
     let seconds_to_pending =
-        started.elapsed().as_secs_f64() - f64::from(QUIET_SAMPLES) * SAMPLE.as_secs_f64();
+        started.elapsed().as_secs_f64() - f64::from(QUIET_SAMPLES - 1) * SAMPLE.as_secs_f64();
     let rss_pending_kib = procfs::own_kib("VmRSS");
+    // What waiting costs: the client's CPU while nothing happens but the
+    // calls' timers (the futures are not polled meanwhile; a client's own
+    // tasks run regardless).
+    let cpu = procfs::own_cpu_seconds();
+    let waited = Instant::now();
+    tokio::time::sleep(WAITING).await;
+    let waiting_cpu_pct =
+        100.0 * (procfs::own_cpu_seconds() - cpu) / waited.elapsed().as_secs_f64();
     if early > 0 {
         shared.error(format!(
             "{early} calls finished before the server released them"
@@ -79,6 +95,7 @@ pub(crate) async fn run<C: Caller>(
         rss_pending_kib,
         seconds_to_pending,
         future_bytes: future_bytes as u64,
+        waiting_cpu_pct,
     };
     emit(&Event::Pending(memory));
 

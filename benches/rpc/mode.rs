@@ -69,6 +69,22 @@ pub(crate) const MODES: &[Mode] = &[
         memory: false,
     },
     Mode {
+        id: "mem1k",
+        title: "memory per pending call (1,000 pending)",
+        in_flight: 1_000,
+        body: 64,
+        persistent: false,
+        memory: true,
+    },
+    Mode {
+        id: "mem10k",
+        title: "memory per pending call (10,000 pending)",
+        in_flight: 10_000,
+        body: 64,
+        persistent: false,
+        memory: true,
+    },
+    Mode {
         id: "mem",
         title: "memory per pending call (100,000 pending)",
         in_flight: 100_000,
@@ -106,7 +122,7 @@ pub(crate) struct Settings {
     pub(crate) memory_rounds: usize,
     /// `WARREN_BENCH_IMPLS` (default `lapin,warren`).
     pub(crate) impls: Vec<String>,
-    /// `WARREN_BENCH_MODES` (default all: `a,b,c,d,e,mem`).
+    /// `WARREN_BENCH_MODES` (default all: `a,b,c,d,e,mem1k,mem10k,mem`).
     pub(crate) modes: Vec<Mode>,
 }
 
@@ -131,7 +147,7 @@ impl Settings {
                 .collect()
         };
         let mut modes = Vec::new();
-        for id in list("WARREN_BENCH_MODES", "a,b,c,d,e,mem") {
+        for id in list("WARREN_BENCH_MODES", "a,b,c,d,e,mem1k,mem10k,mem") {
             modes.push(Mode::by_id(&id).ok_or_else(|| {
                 let known: Vec<_> = MODES.iter().map(|m| m.id).collect();
                 format!("WARREN_BENCH_MODES: unknown mode `{id}` (known: {known:?})")

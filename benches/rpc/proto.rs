@@ -35,12 +35,14 @@ pub(crate) struct Pending {
     /// VmRSS after connecting and the warm-up calls, before the first
     /// pending call was made.
     pub(crate) rss_before_kib: u64,
-    /// VmRSS once all calls were made and the process went idle.
+    /// VmRSS once all calls were made and read by the broker.
     pub(crate) rss_pending_kib: u64,
-    /// From the first call made to all calls pending (idle).
+    /// From the first call made to all calls pending.
     pub(crate) seconds_to_pending: f64,
     /// `size_of` one call's future (part of what each pending call holds).
     pub(crate) future_bytes: u64,
+    /// The client's CPU while every call waits, in percent of one core.
+    pub(crate) waiting_cpu_pct: f64,
 }
 
 /// A client's figures for one run.

@@ -64,6 +64,9 @@ const MEMORY_METRICS: &[Metric] = &[
     ("future_bytes", "future bytes", 0, true, |r| {
         mem(r).future_bytes as f64
     }),
+    ("waiting_cpu_pct", "CPU waiting %", 2, false, |r| {
+        mem(r).waiting_cpu_pct
+    }),
     ("client_hwm_mib", "client MiB", 1, true, |r| {
         r.client.hwm_kib as f64 / 1024.0
     }),

@@ -80,6 +80,8 @@ type Transport = MapRequest<warren::Client, fn(Request) -> Request>;
 /// The caller: the generated client over a `warren::Client`.
 pub(crate) struct Client {
     client: EchoClient<Transport>,
+    /// The same client under the typed one, for its count of waiting calls.
+    raw: warren::Client,
     _conn: Connection,
 }
 
@@ -99,10 +101,12 @@ impl Client {
         } else {
             plain
         };
-        let transport = MapRequest::new(warren::Client::new(&conn), set);
+        let raw = warren::Client::new(&conn);
+        let transport = MapRequest::new(raw.clone(), set);
         let client = EchoClient::new(transport).with_address(Address::Any(service(ctx.mode)?));
         Ok(Client {
             client,
+            raw,
             _conn: conn,
         })
     }
@@ -112,5 +116,9 @@ impl Caller for Client {
     async fn call(&self, body: Bytes) -> Result<Bytes, BoxError> {
         let reply = self.client.echo(ByteBuf::from(body.to_vec())).await?;
         Ok(Bytes::from(reply.into_vec()))
+    }
+
+    fn waiting(&self) -> usize {
+        self.raw.in_flight()
     }
 }

@@ -595,6 +595,7 @@ impl Client {
             // Not in confirm mode: resolved already; awaited so lapin does
             // not keep it for `wait_for_confirms`.
             let _ = confirm.await;
+            session.published();
             Ok(None)
         }
     }

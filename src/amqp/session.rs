@@ -6,10 +6,13 @@
 //! - `calls`, for transient calls and gathers, without publisher confirms.
 //!   Its requests are `mandatory`; one nobody is bound to comes back as
 //!   `basic.return`, which lapin keeps until asked (it has no callback), so
-//!   a sweeper asks every [`SWEEP`] while calls wait and fails each returned
-//!   call with `NoRoute`. Confirms would tell the same sooner, at the price
-//!   of one more frame per call for the broker and the client (see
-//!   `docs/DECISIONS.md`).
+//!   a sweeper asks [`SWEEP`] after a publish and fails each returned call
+//!   with `NoRoute`. The broker returns a request as it routes it, so a
+//!   return comes within a round trip of its publish: while nothing is
+//!   published the sweeper backs off (up to [`DOZE_MAX`]) and the next
+//!   publish wakes it, so calls that only wait cost no CPU. Confirms would
+//!   tell the same without a sweep, at the price of one more frame per
+//!   call for the broker and the client (see `docs/DECISIONS.md`).
 //! - `confirmed`, in confirm mode, for one-way sends and persistent calls,
 //!   whose callers are owed the broker's word that it took the message.
 //!
@@ -28,14 +31,23 @@ use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareO
 use lapin::types::FieldTable;
 use lapin::ExchangeKind;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tracing::{debug, warn};
 
-/// How often returned requests are looked for while calls wait: the
+/// How soon after a publish returned requests are looked for: about the
 /// longest a `NoRoute` waits beyond the round trip.
 pub(crate) const SWEEP: Duration = Duration::from_millis(2);
+
+/// From this pause on, the sweeper dozes: the next publish wakes it.
+const DOZE: Duration = Duration::from_millis(16);
+
+/// The longest pause between sweeps while calls wait and nothing is
+/// published: a return the broker sent very late (it was overloaded) is
+/// still seen within it.
+pub(crate) const DOZE_MAX: Duration = Duration::from_secs(1);
 
 /// What a waiting call hears.
 #[derive(Debug)]
@@ -62,6 +74,12 @@ pub(crate) struct Session {
     waiters: Mutex<Option<HashMap<u64, Waiter>>>,
     /// Wakes the sweeper when the first call starts waiting.
     waiting: Notify,
+    /// Something was published on `calls` since the last sweep.
+    fresh: AtomicBool,
+    /// The sweeper dozes (a long pause): a publish must wake it.
+    dozing: AtomicBool,
+    /// Wakes a dozing sweeper.
+    kick: Notify,
     /// Until when the connection is settling after a reconnection: a
     /// returned request may only mean that its node is not back yet.
     settling_until: Option<Instant>,
@@ -86,6 +104,16 @@ impl Session {
     pub(crate) fn forget(&self, id: u64) {
         if let Some(map) = &mut *self.lock() {
             map.remove(&id);
+        }
+    }
+
+    /// Notes a request published on `calls`: its return, if any, comes
+    /// within a round trip, so the sweeper looks soon. Two atomic
+    /// operations while the sweeper is awake; a wake-up when it dozes.
+    pub(crate) fn published(&self) {
+        self.fresh.store(true, Ordering::SeqCst);
+        if self.dozing.load(Ordering::SeqCst) && self.dozing.swap(false, Ordering::SeqCst) {
+            self.kick.notify_one();
         }
     }
 
@@ -125,16 +153,39 @@ impl Session {
     }
 
     /// Tells the calls whose requests the broker returned: `NoRoute`. Runs
-    /// while calls wait; lapin keeps returns until asked.
+    /// while calls wait; lapin keeps returns until asked. It looks
+    /// [`SWEEP`] after a publish, then ever less often while nothing is
+    /// published, dozing from [`DOZE`] on until a publish wakes it.
     async fn sweep(self: Arc<Self>) {
+        let mut pause = SWEEP;
         loop {
             if self.waiting() == 0 {
+                pause = SWEEP;
                 self.waiting.notified().await;
             }
-            tokio::time::sleep(SWEEP).await;
+            if pause >= DOZE {
+                // `published` stores `fresh`, then reads `dozing`; this
+                // stores `dozing`, then reads `fresh`: one of the two sees
+                // the other, so no publish goes unnoticed while dozing.
+                self.dozing.store(true, Ordering::SeqCst);
+                if self.fresh.load(Ordering::SeqCst) {
+                    self.dozing.store(false, Ordering::SeqCst);
+                    pause = SWEEP;
+                }
+            }
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = self.kick.notified(), if pause >= DOZE => {}
+            }
+            self.dozing.store(false, Ordering::SeqCst);
             if self.lock().is_none() {
                 return;
             }
+            pause = if self.fresh.swap(false, Ordering::SeqCst) {
+                SWEEP
+            } else {
+                (pause * 2).min(DOZE_MAX)
+            };
             // Without confirm mode this does not wait: it hands over the
             // returned messages.
             let Ok(returned) = self.calls.wait_for_confirms().await else {
@@ -154,8 +205,10 @@ impl Session {
     /// connection loss now instead of at its deadline.
     fn kill(&self) {
         let waiters = self.lock().take();
-        // The sweeper may be asleep until a call waits: wake it to end.
+        // The sweeper may be asleep until a call waits, or dozing: wake it
+        // to end.
         self.waiting.notify_one();
+        self.kick.notify_one();
         if let Some(w) = waiters {
             if !w.is_empty() {
                 warn!(
@@ -308,6 +361,9 @@ async fn open(
         confirmed,
         waiters: Mutex::new(Some(HashMap::new())),
         waiting: Notify::new(),
+        fresh: AtomicBool::new(false),
+        dozing: AtomicBool::new(false),
+        kick: Notify::new(),
         settling_until,
     });
     Ok((session, consumers))
