@@ -174,6 +174,16 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// An event no queue is bound for: the broker dropped it. An error only
+    /// for a publisher that asks for it
+    /// ([`Unroutable::Error`](crate::events::Unroutable::Error)).
+    #[error("no queue is bound for event `{event_type}` on exchange `{exchange}`; the broker dropped it")]
+    Unroutable {
+        /// The event type (its routing key).
+        event_type: String,
+        /// The exchange it was published on.
+        exchange: String,
+    },
     /// A body could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),

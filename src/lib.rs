@@ -39,6 +39,7 @@
 //! | call a service | the generated `…Client` over a [`Client`], or [`Client`] itself with [`Request`]s |
 //! | say where a call goes | [`Address`]: one instance, any instance of a type, every instance, all |
 //! | test without a broker | [`Local`], the in-process transport |
+//! | publish and subscribe to `domain.action` events | [`events`]: [`events::Publisher`], [`events::Subscription`], `#[derive(warren::Event)]` |
 //! | keep calling while the broker is down | the `http` module (feature `http`): the HTTP endpoint, client and fallback |
 //!
 //! The broker URL is `amqp://user:password@host:port/vhost` (or `amqps://`
@@ -73,6 +74,7 @@ mod context;
 pub mod discovery;
 mod envelope;
 mod error;
+pub mod events;
 mod headers;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
@@ -99,3 +101,10 @@ pub use status::{Code, Status};
 
 #[doc = include_str!("../docs/MACRO.md")]
 pub use warren_macros::service;
+
+/// Derives [`events::Event`]: `#[event(name = "domain.action", version = N)]`
+/// gives the event type's name (checked at compile time: dot-separated
+/// lowercase words) and schema version (default 1). See [`events`].
+pub use warren_macros::Event;
+
+pub use events::Event;

@@ -55,11 +55,7 @@ where
         Some(Ok(Ok(resp))) => resp,
         Some(Ok(Err(e))) => Response::error(ct, &e.to_status()),
         Some(Err(panic)) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .copied()
-                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-                .unwrap_or("a non-string payload");
+            let what = panic_text(&*panic);
             tracing::error!(%method, panic = what, "handler panicked");
             Response::error(ct, &Status::new(Code::Internal, PANIC_MESSAGE))
         }
@@ -71,6 +67,15 @@ where
             ),
         ),
     }
+}
+
+/// A panic's message, for the log.
+pub(crate) fn panic_text(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("a non-string payload")
 }
 
 /// A [`Layer`] that runs a handler under the server policy (module docs):

@@ -1,4 +1,5 @@
-//! Procedural macros for warren: `#[warren::service]`.
+//! Procedural macros for warren: `#[warren::service]` and
+//! `#[derive(warren::Event)]`.
 //!
 //! Use them through the `warren` crate, which documents them and provides
 //! everything the generated code names (`warren::codegen`).
@@ -8,6 +9,7 @@ mod attrs;
 mod call;
 mod client;
 mod errors;
+mod event;
 mod gather;
 mod names;
 mod parse;
@@ -22,6 +24,13 @@ use proc_macro::TokenStream;
 #[proc_macro_attribute]
 pub fn service(args: TokenStream, item: TokenStream) -> TokenStream {
     expand(args.into(), item.into()).into()
+}
+
+/// Gives an event type its name and schema version: documented as
+/// `warren::Event`, where it is meant to be used from.
+#[proc_macro_derive(Event, attributes(event))]
+pub fn event(item: TokenStream) -> TokenStream {
+    event::derive(item.into()).into()
 }
 
 fn expand(

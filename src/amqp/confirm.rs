@@ -21,16 +21,27 @@ impl Confirm {
     /// Waits for the broker: `Ok` once it took the message, [`Error::NoRoute`]
     /// if it came back unroutable.
     pub(crate) async fn outcome(&mut self, address: &Address) -> Result<(), Error> {
+        if self.routed().await? {
+            Ok(())
+        } else {
+            Err(Error::NoRoute {
+                address: address.clone(),
+            })
+        }
+    }
+
+    /// Waits for the broker: `Ok(true)` once it took the message,
+    /// `Ok(false)` if it came back unroutable (a mandatory publish no queue
+    /// was bound for).
+    pub(crate) async fn routed(&mut self) -> Result<bool, Error> {
         let Some(confirm) = self.0.as_mut() else {
-            return Ok(());
+            return Ok(true);
         };
         let result = confirm.await;
         self.0 = None;
         match result {
-            Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
-            Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => Err(Error::NoRoute {
-                address: address.clone(),
-            }),
+            Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(true),
+            Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => Ok(false),
             Ok(Confirmation::Nack(None)) => Err(Error::Broker {
                 context: "the broker could not take the message (nack); it was not delivered"
                     .into(),

@@ -1,7 +1,7 @@
 //! The AMQP transport: a supervised connection, the caller, the wire mapping.
 
 mod client;
-mod confirm;
+pub(crate) mod confirm;
 pub(crate) mod connection;
 pub(crate) mod refusal;
 mod session;

@@ -149,6 +149,9 @@ pub struct Config {
     pub urls: Vec<BrokerUrl>,
     /// The topic exchange (`stage7`).
     pub exchange: String,
+    /// The durable topic exchange [events](crate::events) are published
+    /// on (`app.events`).
+    pub events_exchange: String,
     /// Deliveries a node's consumer may hold unacknowledged.
     pub prefetch: u16,
     /// The deadline of a call that sets none.
@@ -185,6 +188,7 @@ impl Default for Config {
                 setting: "RABBITMQ_URL",
             }],
             exchange: "stage7".to_owned(),
+            events_exchange: "app.events".to_owned(),
             prefetch: 64,
             default_timeout: Duration::from_secs(30),
             heartbeat: Duration::from_secs(10),
@@ -206,6 +210,7 @@ impl Config {
     /// | `RABBITMQ_URL` | broker URL; several, comma-separated, for a cluster | `amqp://guest:guest@127.0.0.1:5672/%2f` |
     /// | `WARREN_AMQP_URL` | same, takes precedence (used by the test scripts) | |
     /// | `WARREN_EXCHANGE` | the topic exchange | `stage7` |
+    /// | `WARREN_EVENTS_EXCHANGE` | the topic exchange of [events](crate::events) | `app.events` |
     /// | `WARREN_PREFETCH` | unacknowledged deliveries per consumer | `64` |
     /// | `WARREN_DEADLINE_MS` | default call deadline | `30000` |
     /// | `WARREN_HEARTBEAT_S` | AMQP heartbeat, seconds | `10` |
@@ -249,6 +254,9 @@ impl Config {
         }
         if let Some(v) = lookup("WARREN_EXCHANGE") {
             self.exchange = v;
+        }
+        if let Some(v) = lookup("WARREN_EVENTS_EXCHANGE") {
+            self.events_exchange = v;
         }
         if let Some(v) = lookup("WARREN_PREFETCH") {
             self.prefetch = num("WARREN_PREFETCH", &v)?;
@@ -330,6 +338,12 @@ impl Config {
     /// Sets the exchange name.
     pub fn exchange(mut self, name: impl Into<String>) -> Self {
         self.exchange = name.into();
+        self
+    }
+
+    /// Sets the exchange events are published on and subscribed to.
+    pub fn events_exchange(mut self, name: impl Into<String>) -> Self {
+        self.events_exchange = name.into();
         self
     }
 
@@ -484,12 +498,14 @@ mod tests {
             ("WARREN_DEADLINE_MS", "1500"),
             ("RABBITMQ_RETRY_ATTEMPTS", "3"),
             ("WARREN_SETTLE_MS", "2500"),
+            ("WARREN_EVENTS_EXCHANGE", "shop.events"),
         ]
         .into_iter()
         .collect();
         let cfg = Config::default()
             .with_env_from(|k| env.get(k).map(|v| (*v).to_owned()))
             .unwrap();
+        assert_eq!(cfg.events_exchange, "shop.events");
         assert_eq!(cfg.urls.len(), 2);
         assert_eq!(cfg.prefetch, 7);
         assert_eq!(cfg.default_timeout, Duration::from_millis(1500));

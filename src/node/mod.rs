@@ -5,7 +5,7 @@ pub(crate) mod dispatch;
 mod http;
 mod runner;
 pub(crate) mod sides;
-mod topology;
+pub(crate) mod topology;
 
 use crate::address::{Peer, ServiceId, ServiceType};
 use crate::amqp::{Client, Connection};

@@ -151,7 +151,7 @@ impl Topology {
 
 /// A refused declaration of `entity`: [`Error::TopologyMismatch`] if it
 /// exists with other arguments, else [`Error::Broker`].
-fn refused(
+pub(crate) fn refused(
     e: lapin::Error,
     entity: String,
     declared: BTreeMap<String, String>,

@@ -1,0 +1,271 @@
+//! Publishing events: persistent, confirmed, on the events exchange.
+
+use super::envelope::{self, format_rfc3339, EventMeta};
+use super::topology::{declare_exchange, short};
+use super::{check_name, Event};
+use crate::amqp::confirm::Confirm;
+use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::refusal::broker;
+use crate::amqp::wire::PERSISTENT;
+use crate::codec::ContentType;
+use crate::config::WhenDisconnected;
+use crate::error::Error;
+use crate::Connection;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::{BasicProperties, Channel};
+use serde::Serialize;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tracing::warn;
+
+/// What publishing an event that no queue is bound for does. Either way
+/// the broker drops the event, and [`Publisher::unroutable`] counts it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Unroutable {
+    /// Not an error: counted, and logged once per event type.
+    #[default]
+    Ignore,
+    /// [`Error::Unroutable`].
+    Error,
+}
+
+/// Publishes events on the events exchange
+/// ([`Config::events_exchange`](crate::Config::events_exchange)), each
+/// persistent, with publisher confirms, and mandatory (to learn when no
+/// queue is bound for it). Cheap to clone; clones share one channel.
+///
+/// ```no_run
+/// # async fn run(conn: warren::Connection) -> Result<(), warren::Error> {
+/// use warren::events::{Publisher, Unroutable};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, warren::Event)]
+/// #[event(name = "payment.failed", version = 2)]
+/// struct PaymentFailed {
+///     invoice: String,
+///     reason: String,
+/// }
+///
+/// let publisher = Publisher::new(&conn).unroutable(Unroutable::Error);
+/// let event_id = publisher
+///     .publish(&PaymentFailed { invoice: "F-17".into(), reason: "card expired".into() })
+///     .await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Publisher {
+    conn: Connection,
+    exchange: String,
+    content_type: ContentType,
+    unroutable: Unroutable,
+    state: Arc<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// The confirm-mode channel and the generation of its connection.
+    channel: tokio::sync::Mutex<Option<(u64, Channel)>>,
+    dropped: AtomicU64,
+    logged: Mutex<HashSet<String>>,
+}
+
+impl Publisher {
+    /// A publisher on `conn`'s events exchange, writing JSON envelopes.
+    #[must_use]
+    pub fn new(conn: &Connection) -> Self {
+        Self {
+            conn: conn.clone(),
+            exchange: conn.config().events_exchange.clone(),
+            content_type: ContentType::Json,
+            unroutable: Unroutable::default(),
+            state: Arc::default(),
+        }
+    }
+
+    /// Publishes on `exchange` instead.
+    #[must_use]
+    pub fn exchange(mut self, exchange: impl Into<String>) -> Self {
+        self.exchange = exchange.into();
+        self.state = Arc::default();
+        self
+    }
+
+    /// Writes envelopes in `content_type` (JSON by default).
+    #[must_use]
+    pub fn content_type(mut self, content_type: ContentType) -> Self {
+        self.content_type = content_type;
+        self
+    }
+
+    /// Whether an event no queue is bound for is an error.
+    #[must_use]
+    pub fn unroutable(mut self, unroutable: Unroutable) -> Self {
+        self.unroutable = unroutable;
+        self
+    }
+
+    /// How many events this publisher (and its clones) published that no
+    /// queue was bound for.
+    #[must_use]
+    pub fn unroutable_count(&self) -> u64 {
+        self.state.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Publishes `event` and returns its eventId once the broker confirmed
+    /// it (stored, as persistent messages are, in every queue it reached).
+    ///
+    /// # Errors
+    /// [`Error::Unroutable`] if no queue is bound for it and the publisher
+    /// asked for that; [`Error::Unavailable`] if there is no connection
+    /// (waiting for one up to `Config::default_timeout` unless
+    /// `Config::when_disconnected` is `fail-fast`); [`Error::ConnectionLost`]
+    /// if the connection went before the confirm (the event may or may not
+    /// have been stored); [`Error::Codec`] if it does not encode.
+    pub async fn publish<E: Event>(&self, event: &E) -> Result<String, Error> {
+        self.publish_as(E::NAME, E::VERSION, event).await
+    }
+
+    /// Publishes `payload` as version `version` of `event_type`, without an
+    /// [`Event`] type: for relays, tools and tests.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`]; [`Error::InvalidRequest`] for a type that
+    /// is not `domain.action` or a version 0.
+    pub async fn publish_as<P: Serialize + ?Sized>(
+        &self,
+        event_type: &str,
+        version: u32,
+        payload: &P,
+    ) -> Result<String, Error> {
+        check_name(event_type)?;
+        if version == 0 {
+            return Err(Error::InvalidRequest("event versions start at 1".into()));
+        }
+        let now = SystemTime::now();
+        let meta = EventMeta {
+            id: uuid::Uuid::new_v4().to_string(),
+            event_type: event_type.to_owned(),
+            version,
+            timestamp: Some(format_rfc3339(now)),
+            routing_key: event_type.to_owned(),
+            content_type: self.content_type,
+        };
+        let body = envelope::encode(self.content_type, &meta, payload)?;
+        let props = BasicProperties::default()
+            .with_message_id(short("eventId", &meta.id)?)
+            .with_type(short("event type", event_type)?)
+            .with_timestamp(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+            .with_content_type(self.content_type.as_str().into())
+            .with_delivery_mode(PERSISTENT);
+        let exchange = short("exchange", &self.exchange)?;
+        let key = short("event type", event_type)?;
+        let mut tries = 0;
+        let confirm = loop {
+            let channel = self.channel().await?;
+            let sent = channel
+                .basic_publish(
+                    exchange.clone(),
+                    key.clone(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
+                    &body,
+                    props.clone(),
+                )
+                .await;
+            match sent {
+                Ok(confirm) => break Confirm::new(confirm),
+                // The channel was gone before the frames went out: the
+                // broker never got it, so sending again is safe.
+                Err(e) if tries == 0 => {
+                    tries += 1;
+                    warn!(error = %e, "the events channel closed; publishing on a new one");
+                    self.state.channel.lock().await.take();
+                }
+                Err(e) => return Err(broker("cannot publish the event", e)),
+            }
+        };
+        let mut confirm = confirm;
+        if confirm.routed().await? {
+            return Ok(meta.id);
+        }
+        self.state.dropped.fetch_add(1, Ordering::Relaxed);
+        if self.unroutable == Unroutable::Error {
+            return Err(Error::Unroutable {
+                event_type: event_type.to_owned(),
+                exchange: self.exchange.clone(),
+            });
+        }
+        let first = self
+            .state
+            .logged
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(event_type.to_owned());
+        if first {
+            warn!(
+                event_type,
+                exchange = %self.exchange,
+                "no queue is bound for this event type; the broker dropped it (logged once)"
+            );
+        }
+        Ok(meta.id)
+    }
+
+    /// The confirm-mode channel on the current connection, opened (and the
+    /// exchange declared) on first use after each reconnection.
+    async fn channel(&self) -> Result<Channel, Error> {
+        let mut slot = self.state.channel.lock().await;
+        let link = link(&self.conn).await?;
+        if let Some((generation, channel)) = &*slot {
+            if *generation == link.generation && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        let channel = confirmed_channel(&link).await?;
+        declare_exchange(&channel, &self.exchange).await?;
+        *slot = Some((link.generation, channel.clone()));
+        Ok(channel)
+    }
+}
+
+/// The live connection, waiting for one as configured (up to
+/// `Config::default_timeout`, or not at all under `fail-fast`).
+pub(super) async fn link(conn: &Connection) -> Result<Link, Error> {
+    let mut links = conn.link();
+    if let Some(link) = links.borrow_and_update().clone() {
+        return Ok(link);
+    }
+    let config = conn.config();
+    if config.when_disconnected == WhenDisconnected::FailFast {
+        return Err(conn.unavailable());
+    }
+    let mut closed = conn.closed();
+    tokio::select! {
+        l = tokio::time::timeout(config.default_timeout, links.wait_for(Option::is_some)) => {
+            match l {
+                Ok(Ok(l)) => Ok(l.clone().unwrap_or_else(|| unreachable!())),
+                _ => Err(conn.unavailable()),
+            }
+        }
+        () = until_closed(&mut closed) => Err(conn.unavailable()),
+    }
+}
+
+/// A new channel on `link` in confirm mode.
+pub(super) async fn confirmed_channel(link: &Link) -> Result<Channel, Error> {
+    let channel = link
+        .conn
+        .create_channel()
+        .await
+        .map_err(|e| broker("cannot open a channel", e))?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|e| broker("cannot turn on publisher confirms", e))?;
+    Ok(channel)
+}

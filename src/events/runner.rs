@@ -1,0 +1,360 @@
+//! A subscription's life on each connection: declare, consume, handle each
+//! delivery (ack, retry, or dead-letter), and start over after a loss.
+
+use super::envelope::{format_rfc3339, read_meta, Format, Wire};
+use super::handler::{Erased, Outcome, Upcasters};
+use super::inbox::Inbox;
+use super::retry::{self, RetryPolicy};
+use super::topology::{dead_letter_queue, service_queue, short, Queues};
+use crate::amqp::confirm::Confirm;
+use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::refusal::broker;
+use crate::amqp::wire::PERSISTENT;
+use crate::codec::ContentType;
+use crate::error::Error;
+use crate::Connection;
+use futures::{FutureExt, StreamExt};
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
+    BasicPublishOptions, BasicQosOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::Channel;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use tokio::sync::{oneshot, Semaphore};
+use tracing::{debug, error, info, warn};
+
+/// A subscription, as its runner and every delivery's task see it.
+pub(crate) struct Shared {
+    pub(crate) exchange: String,
+    pub(crate) service: String,
+    pub(crate) bindings: Vec<String>,
+    pub(crate) typed: HashMap<String, Erased>,
+    pub(crate) patterns: Vec<(String, Erased)>,
+    pub(crate) upcasters: Upcasters,
+    pub(crate) format: Format,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) inbox: Option<Arc<dyn Inbox>>,
+    pub(crate) prefetch: u16,
+    pub(crate) concurrency: usize,
+    pub(crate) grace: Duration,
+}
+
+/// Told once how setting up on the first connection went.
+type Ready = Option<oneshot::Sender<Result<(), Error>>>;
+
+enum Finish {
+    Stopped,
+    Lost,
+}
+
+/// Consumes on each connection in turn until stopped.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    conn: Connection,
+    mut stopped: oneshot::Receiver<()>,
+    mut ready: Ready,
+) {
+    let permits = Arc::new(Semaphore::new(shared.concurrency));
+    let mut links = conn.link();
+    let mut closed = conn.closed();
+    loop {
+        let link = tokio::select! {
+            l = links.wait_for(Option::is_some) => match l {
+                Ok(l) => l.clone().unwrap_or_else(|| unreachable!()),
+                Err(_) => return,
+            },
+            _ = &mut stopped => return,
+            () = until_closed(&mut closed) => return,
+        };
+        match consume(&shared, &conn, &link, &permits, &mut stopped, &mut ready).await {
+            Ok(Finish::Stopped) => return,
+            Ok(Finish::Lost) => {}
+            Err(e) => {
+                if let Some(ready) = ready.take() {
+                    let _ = ready.send(Err(e));
+                    return;
+                }
+                warn!(service = %shared.service, error = &e as &dyn std::error::Error,
+                    "cannot set up the subscription; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+        if !link.conn.status().connected() {
+            let gen = link.generation;
+            let _ = links
+                .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
+                .await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Consumes on one connection until it is lost or the subscription stops.
+async fn consume(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    link: &Link,
+    permits: &Arc<Semaphore>,
+    stopped: &mut oneshot::Receiver<()>,
+    ready: &mut Ready,
+) -> Result<Finish, Error> {
+    let channel = super::publisher::confirmed_channel(link).await?;
+    channel
+        .basic_qos(shared.prefetch, BasicQosOptions::default())
+        .await
+        .map_err(|e| broker("cannot set the prefetch (basic.qos)", e))?;
+    let delays = shared.retry.delay_queues();
+    Queues {
+        exchange: &shared.exchange,
+        service: &shared.service,
+        bindings: &shared.bindings,
+        delays: &delays,
+    }
+    .declare(&channel)
+    .await?;
+    let queue = service_queue(&shared.service);
+    let mut consumer = channel
+        .basic_consume(
+            short("queue", &queue)?,
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .map_err(|e| broker(format!("cannot consume `{queue}`"), e))?;
+    let tag = consumer.tag();
+    info!(service = %shared.service, %queue, "subscription consuming");
+    if let Some(ready) = ready.take() {
+        let _ = ready.send(Ok(()));
+    }
+    let mut links = conn.link();
+    let generation = link.generation;
+    let replaced = |l: &Option<Link>| l.as_ref().is_none_or(|l| l.generation != generation);
+    loop {
+        tokio::select! {
+            biased;
+            _ = &mut *stopped => return Ok(stop(shared, &channel, tag, permits).await),
+            _ = links.wait_for(replaced).map(|r| r.is_ok()) => return Ok(Finish::Lost),
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    let permit = tokio::select! {
+                        biased;
+                        _ = &mut *stopped => return Ok(stop(shared, &channel, tag, permits).await),
+                        permit = permits.clone().acquire_owned() => permit,
+                    };
+                    let Ok(permit) = permit else {
+                        return Ok(Finish::Stopped);
+                    };
+                    let shared = shared.clone();
+                    let channel = channel.clone();
+                    tokio::spawn(async move {
+                        handle(&shared, &channel, delivery).await;
+                        drop(permit);
+                    });
+                }
+                Some(Err(e)) => {
+                    warn!(error = %e, "event consumer failed");
+                    return Ok(Finish::Lost);
+                }
+                None => return Ok(Finish::Lost),
+            },
+        }
+    }
+}
+
+/// Stops consuming, waits for running handlers (up to the grace period),
+/// then closes the channel, which hands every delivery not yet started
+/// back to the queue.
+async fn stop(shared: &Shared, channel: &Channel, tag: ShortString, permits: &Semaphore) -> Finish {
+    let _ = channel
+        .basic_cancel(tag, BasicCancelOptions::default())
+        .await;
+    let all = u32::try_from(shared.concurrency).unwrap_or(u32::MAX);
+    if tokio::time::timeout(shared.grace, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        warn!(service = %shared.service, "handlers still running after the grace period");
+    }
+    let _ = channel.close(200, "subscription stopped".into()).await;
+    info!(service = %shared.service, "subscription stopped");
+    Finish::Stopped
+}
+
+fn header<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
+    d.properties.headers().as_ref()?.inner().get(name)
+}
+
+fn header_str(d: &Delivery, name: &str) -> Option<String> {
+    match header(d, name)? {
+        AMQPValue::LongString(s) => Some(s.to_string()),
+        AMQPValue::ShortString(s) => Some(s.to_string()),
+        _ => None,
+    }
+}
+
+/// The failed attempts a delivery carries (0 for a first delivery).
+fn failed_attempts(d: &Delivery) -> u32 {
+    let n = match header(d, retry::ATTEMPTS) {
+        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).ok(),
+        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).ok(),
+        Some(AMQPValue::LongUInt(n)) => Some(*n),
+        Some(AMQPValue::ShortInt(n)) => u32::try_from(*n).ok(),
+        Some(AMQPValue::LongString(s)) => s.to_string().parse().ok(),
+        _ => None,
+    };
+    n.unwrap_or(0)
+}
+
+/// Handles one delivery to the end: acked, or published again (to a delay
+/// queue or the dead-letter queue) and then acked.
+async fn handle(shared: &Shared, channel: &Channel, d: Delivery) {
+    let attempt = failed_attempts(&d).saturating_add(1);
+    let outcome = decide(shared, &d, attempt).await;
+    let next = match outcome {
+        Outcome::Done => None,
+        Outcome::Retry(reason) => match shared.retry.after(attempt) {
+            Some(delay) => {
+                let to = if delay.is_zero() {
+                    service_queue(&shared.service)
+                } else {
+                    retry::delay_queue(&shared.service, delay)
+                };
+                warn!(service = %shared.service, attempt, ?delay, %reason, "event failed; retrying");
+                Some((to, reason))
+            }
+            None => {
+                error!(service = %shared.service, attempt, %reason,
+                    "event failed on its last attempt; dead-lettered");
+                Some((dead_letter_queue(&shared.service), reason))
+            }
+        },
+        Outcome::Dead(reason) => {
+            error!(service = %shared.service, attempt, %reason, "event dead-lettered");
+            Some((dead_letter_queue(&shared.service), reason))
+        }
+    };
+    if let Some((to, reason)) = next {
+        if let Err(e) = republish(channel, &d, &to, attempt, &reason).await {
+            warn!(error = %e, queue = %to, "could not move the event; it will be delivered again");
+            let _ = channel
+                .basic_nack(
+                    d.delivery_tag,
+                    BasicNackOptions {
+                        multiple: false,
+                        requeue: true,
+                    },
+                )
+                .await;
+            return;
+        }
+    }
+    if let Err(e) = channel
+        .basic_ack(d.delivery_tag, BasicAckOptions::default())
+        .await
+    {
+        debug!(error = %e, "could not ack an event; it will be delivered again");
+    }
+}
+
+/// Reads the event and runs its handler (once per eventId with an inbox).
+async fn decide(shared: &Shared, d: &Delivery, attempt: u32) -> Outcome {
+    let content_type = match d.properties.content_type().as_ref() {
+        None => Ok(ContentType::Json),
+        Some(ct) => ContentType::parse(ct.as_str()).map_err(|e| e.to_string()),
+    };
+    let content_type = match content_type {
+        Ok(ct) => ct,
+        Err(reason) => return Outcome::Dead(reason),
+    };
+    let routing_key =
+        header_str(d, retry::ROUTING_KEY).unwrap_or_else(|| d.routing_key.to_string());
+    let message_id = d.properties.message_id().as_ref().map(ShortString::as_str);
+    let wire = Wire {
+        body: &d.data,
+        content_type,
+        message_id,
+        routing_key: &routing_key,
+    };
+    let meta = match read_meta(shared.format, &wire) {
+        Ok(meta) => meta,
+        Err(reason) => return Outcome::Dead(reason),
+    };
+    let handler = shared.typed.get(&meta.event_type).or_else(|| {
+        shared
+            .patterns
+            .iter()
+            .find(|(p, _)| super::matches(p, &meta.event_type))
+            .map(|(_, h)| h)
+    });
+    let Some(handler) = handler else {
+        return Outcome::Dead(format!(
+            "service `{}` has no handler for event type `{}`",
+            shared.service, meta.event_type
+        ));
+    };
+    let id = meta.id.clone();
+    if let Some(inbox) = &shared.inbox {
+        if !inbox.claim(&shared.service, &id).await {
+            debug!(service = %shared.service, event_id = %id, "duplicate event; skipped");
+            return Outcome::Done;
+        }
+    }
+    let outcome = handler(meta, attempt, &d.data, shared.format, &shared.upcasters).await;
+    if let Some(inbox) = &shared.inbox {
+        match outcome {
+            Outcome::Done => inbox.complete(&shared.service, &id).await,
+            _ => inbox.release(&shared.service, &id).await,
+        }
+    }
+    outcome
+}
+
+/// Publishes `d` again to queue `to` (through the default exchange), with
+/// its failure history in the headers, and waits for the confirm.
+async fn republish(
+    channel: &Channel,
+    d: &Delivery,
+    to: &str,
+    attempt: u32,
+    reason: &str,
+) -> Result<(), Error> {
+    let now = format_rfc3339(SystemTime::now());
+    let mut headers = d.properties.headers().clone().unwrap_or_default();
+    let text = |s: &str| AMQPValue::LongString(LongString::from(s));
+    let mut keep = |name: &str, value: AMQPValue| {
+        if !headers.inner().contains_key(name) {
+            headers.insert(name.into(), value);
+        }
+    };
+    keep(retry::FIRST_FAILURE, text(&now));
+    keep(retry::ROUTING_KEY, text(d.routing_key.as_str()));
+    keep(retry::EXCHANGE, text(d.exchange.as_str()));
+    headers.insert(
+        retry::ATTEMPTS.into(),
+        AMQPValue::LongLongInt(i64::from(attempt)),
+    );
+    headers.insert(retry::REASON.into(), text(reason));
+    headers.insert(retry::LAST_FAILURE.into(), text(&now));
+    let props = d
+        .properties
+        .clone()
+        .with_headers(headers)
+        .with_delivery_mode(PERSISTENT);
+    let confirm = channel
+        .basic_publish(
+            "".into(),
+            short("queue", to)?,
+            BasicPublishOptions::default(),
+            &d.data,
+            props,
+        )
+        .await
+        .map_err(|e| broker(format!("cannot publish to `{to}`"), e))?;
+    Confirm::new(confirm).routed().await.map(drop)
+}
