@@ -27,9 +27,8 @@ use crate::codec::ContentType;
 use crate::message::Response;
 use crate::status::{Code, Status};
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use lapin::ExchangeKind;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
@@ -311,18 +310,7 @@ async fn open(
     // it) would make the broker close this channel, failing every call in
     // flight on it; declared, such a request is unroutable: `NoRoute`. A
     // user without the permission to declare it goes on without.
-    if let Err(e) = channel
-        .exchange_declare(
-            exchange.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-    {
+    if let Err(e) = super::declare_exchange(&channel, exchange.into()).await {
         debug!(error = %e, exchange, "cannot declare the exchange; going on without");
         channel = link.conn.create_channel().await?;
     }

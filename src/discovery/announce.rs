@@ -13,11 +13,10 @@ use crate::amqp::connection::{until_closed, Link, Links};
 use crate::amqp::Connection;
 use futures::{FutureExt, StreamExt};
 use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::{BasicProperties, Channel};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -41,17 +40,7 @@ pub struct Announcement {
 }
 
 async fn exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
-    channel
-        .exchange_declare(
-            name.into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
+    crate::amqp::declare_exchange(channel, name.into()).await
 }
 
 /// Announces `what` every `every` on each connection until `stop` turns

@@ -9,10 +9,10 @@
 
 use crate::amqp::refusal::broker;
 use crate::error::Error;
-use crate::node::topology::refused;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use crate::node::topology::{self, refused};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::Channel;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -28,28 +28,9 @@ pub(crate) fn short(what: &str, s: &str) -> Result<ShortString, Error> {
 
 /// Declares the events exchange: durable, topic.
 pub(crate) async fn declare_exchange(channel: &Channel, exchange: &str) -> Result<(), Error> {
-    channel
-        .exchange_declare(
-            short("exchange", exchange)?,
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..ExchangeDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
+    topology::declare_exchange(channel, exchange, EXCHANGE_HINT)
         .await
-        .map_err(|e| {
-            refused(
-                e,
-                format!("exchange `{exchange}`"),
-                BTreeMap::from([
-                    ("type".to_owned(), "topic".to_owned()),
-                    ("durable".to_owned(), "true".to_owned()),
-                ]),
-                EXCHANGE_HINT,
-            )
-        })
+        .map(drop)
 }
 
 /// The names and settings of one subscription's queues.

@@ -9,9 +9,9 @@
 use crate::address::{ServiceId, ServiceType};
 use crate::amqp::refusal::{broker, mismatch};
 use crate::error::Error;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
+use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{Channel, ExchangeKind};
+use lapin::Channel;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -80,33 +80,7 @@ impl Topology {
     /// [`Error::TopologyMismatch`] if a queue or the exchange exists with
     /// other arguments; [`Error::Broker`] if the broker refuses otherwise.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
-        let exchange = ShortString::try_new(self.exchange.as_str())
-            .map_err(|e| Error::Config(format!("exchange `{}`: {e}", self.exchange)))?;
-        let exchange_arguments = || {
-            BTreeMap::from([
-                ("type".to_owned(), "topic".to_owned()),
-                ("durable".to_owned(), "true".to_owned()),
-            ])
-        };
-        channel
-            .exchange_declare(
-                exchange.clone(),
-                ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| {
-                refused(
-                    e,
-                    format!("exchange `{}`", self.exchange),
-                    exchange_arguments(),
-                    EXCHANGE_HINT,
-                )
-            })?;
+        let exchange = declare_exchange(channel, &self.exchange, EXCHANGE_HINT).await?;
         let queue_refused = |e, queue: &str| {
             refused(
                 e,
@@ -151,6 +125,32 @@ impl Topology {
 
 /// A refused declaration of `entity`: [`Error::TopologyMismatch`] if it
 /// exists with other arguments, else [`Error::Broker`].
+/// Declares the durable topic exchange `name`: its name checked, a
+/// mismatch with an existing one a [`Error::TopologyMismatch`] with `hint`.
+/// Returns the name as the broker takes it.
+pub(crate) async fn declare_exchange(
+    channel: &Channel,
+    name: &str,
+    hint: &str,
+) -> Result<ShortString, Error> {
+    let exchange =
+        ShortString::try_new(name).map_err(|e| Error::Config(format!("exchange `{name}`: {e}")))?;
+    crate::amqp::declare_exchange(channel, exchange.clone())
+        .await
+        .map_err(|e| {
+            refused(
+                e,
+                format!("exchange `{name}`"),
+                BTreeMap::from([
+                    ("type".to_owned(), "topic".to_owned()),
+                    ("durable".to_owned(), "true".to_owned()),
+                ]),
+                hint,
+            )
+        })?;
+    Ok(exchange)
+}
+
 pub(crate) fn refused(
     e: lapin::Error,
     entity: String,
