@@ -61,6 +61,7 @@
 //! `default-features = false` leaves the core alone; the docs on docs.rs
 //! name the feature each gated item needs.
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
 
 mod address;
 mod amqp;

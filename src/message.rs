@@ -325,7 +325,15 @@ impl Gather {
 /// cloneable transport whose inherent `call` and `gather` do the work: the
 /// service clones the handle into a `'static` future.
 macro_rules! transport_services {
+    // `owned`: the type's `call` returns a `'static` future, boxed as it is
+    // (wrapping it in another `async` block would hold the request twice).
+    ($ty:ty, owned) => {
+        $crate::message::transport_services!(@services $ty, |this: $ty, request| Box::pin(this.call(request)));
+    };
     ($ty:ty) => {
+        $crate::message::transport_services!(@services $ty, |this: $ty, request| Box::pin(async move { this.call(request).await }));
+    };
+    (@services $ty:ty, |$this:ident: $t:ty, $request:ident| $call:expr) => {
         impl tower::Service<$crate::message::Request> for $ty {
             type Response = $crate::message::Response;
             type Error = $crate::error::Error;
@@ -338,9 +346,9 @@ macro_rules! transport_services {
                 std::task::Poll::Ready(Ok(()))
             }
 
-            fn call(&mut self, request: $crate::message::Request) -> Self::Future {
-                let this = self.clone();
-                Box::pin(async move { this.call(request).await })
+            fn call(&mut self, $request: $crate::message::Request) -> Self::Future {
+                let $this = self.clone();
+                $call
             }
         }
 

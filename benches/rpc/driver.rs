@@ -49,7 +49,7 @@ impl Run {
 
     /// The memory mode's bytes per pending call.
     pub(crate) fn bytes_per_pending(&self) -> Option<f64> {
-        let m = self.client.memory?;
+        let m = self.client.memory.as_ref()?;
         let grown = m.rss_pending_kib as f64 - m.rss_before_kib as f64;
         Some(grown * 1024.0 / (m.pending.max(1) as f64))
     }

@@ -20,6 +20,7 @@
 
 mod client;
 mod driver;
+mod heap;
 mod impls;
 mod json;
 mod lapin_baseline;
@@ -37,6 +38,9 @@ use impls::Impl;
 use mode::{Mode, Settings};
 use std::process::ExitCode;
 use std::time::Duration;
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 fn main() -> ExitCode {
     let settings = match Settings::from_env() {
@@ -119,6 +123,9 @@ fn child_main(role: &str, settings: Settings) -> Result<(), client::BoxError> {
     let imp = Impl::parse(&imp).ok_or_else(|| format!("unknown implementation `{imp}`"))?;
     let mode = var(proto::MODE)?;
     let mode = Mode::by_id(&mode).ok_or_else(|| format!("unknown mode `{mode}`"))?;
+    if role == "client" && mode.memory {
+        heap::switch_on();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

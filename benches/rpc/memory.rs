@@ -16,8 +16,8 @@
 //! wait cost (timers, polling), in percent of one core.
 
 use crate::client::{warm_up, BoxError, Caller, ClientCtx, Shared};
-use crate::procfs;
 use crate::proto::{emit, ClientResult, Event, Pending};
+use crate::{heap, procfs};
 use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::Arc;
@@ -47,6 +47,7 @@ pub(crate) async fn run<C: Caller>(
         .parse::<lapin::uri::AMQPUri>()?
         .authority
         .port;
+    let heap_before = heap::snapshot();
     let started = Instant::now();
     let mut pending: FuturesUnordered<_> = (0..calls).map(|_| caller.call(body.clone())).collect();
     let future_bytes = future_size(&pending);
@@ -76,6 +77,7 @@ pub(crate) async fn run<C: Caller>(
     let seconds_to_pending =
         started.elapsed().as_secs_f64() - f64::from(QUIET_SAMPLES - 1) * SAMPLE.as_secs_f64();
     let rss_pending_kib = procfs::own_kib("VmRSS");
+    let (heap_bytes, heap_items) = heap::snapshot().per_call(&heap_before, calls as u64 - early);
     // What waiting costs: the client's CPU while nothing happens but the
     // calls' timers (the futures are not polled meanwhile; a client's own
     // tasks run regardless).
@@ -96,8 +98,10 @@ pub(crate) async fn run<C: Caller>(
         seconds_to_pending,
         future_bytes: future_bytes as u64,
         waiting_cpu_pct,
+        heap_bytes,
+        heap_items,
     };
-    emit(&Event::Pending(memory));
+    emit(&Event::Pending(memory.clone()));
 
     // The driver releases the server now: every call must get its reply.
     let released = Instant::now();

@@ -29,7 +29,7 @@ pub(crate) enum Event {
 }
 
 /// The memory mode's readings, taken by the client on itself.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Pending {
     pub(crate) pending: u64,
     /// VmRSS after connecting and the warm-up calls, before the first
@@ -43,6 +43,12 @@ pub(crate) struct Pending {
     pub(crate) future_bytes: u64,
     /// The client's CPU while every call waits, in percent of one core.
     pub(crate) waiting_cpu_pct: f64,
+    /// Live heap bytes per pending call (the counting allocator's).
+    #[serde(default)]
+    pub(crate) heap_bytes: f64,
+    /// The size classes of those bytes, largest share first.
+    #[serde(default)]
+    pub(crate) heap_items: String,
 }
 
 /// A client's figures for one run.

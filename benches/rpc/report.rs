@@ -61,6 +61,7 @@ const MEMORY_METRICS: &[Metric] = &[
     ("seconds_to_pending", "s to pending", 2, true, |r| {
         mem(r).seconds_to_pending
     }),
+    ("heap_bytes", "heap/pending", 0, true, |r| mem(r).heap_bytes),
     ("future_bytes", "future bytes", 0, true, |r| {
         mem(r).future_bytes as f64
     }),
@@ -84,7 +85,7 @@ pub(crate) fn metrics(mode: &Mode) -> &'static [Metric] {
 }
 
 fn mem(run: &Run) -> crate::proto::Pending {
-    run.client.memory.unwrap_or_default()
+    run.client.memory.clone().unwrap_or_default()
 }
 
 pub(crate) fn median(mut values: Vec<f64>) -> f64 {
@@ -105,7 +106,12 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
 pub(crate) fn progress(run: &Run) {
     let (round, mode, imp) = (run.round, run.mode.id, run.imp.name());
     if let Some(bytes) = run.bytes_per_pending() {
-        println!("  round {round} {mode:<4} {imp:<7} {bytes:>8.0} bytes per pending call");
+        let m = mem(run);
+        println!(
+            "  round {round} {mode:<4} {imp:<7} {bytes:>8.0} bytes per pending call, \
+             heap {:.0} bytes: {}",
+            m.heap_bytes, m.heap_items
+        );
         return;
     }
     println!(
@@ -207,6 +213,7 @@ pub(crate) fn print(settings: &Settings, runs: &[Run], failures: &[Failure], imp
             last_kind = Some(mode.memory);
             if mode.memory {
                 println!("\nbytes/pending = (VmRSS with all calls pending - VmRSS before) / pending calls");
+                println!("heap/pending = live heap bytes gained per pending call (counted by the allocator)");
             }
             let mut header = format!("\n{:<4} {:<13}", "mode", "impl");
             for m in metrics {

@@ -3,6 +3,7 @@
 //!
 //! Use them through the `warren` crate, which documents them and provides
 //! everything the generated code names (`warren::codegen`).
+#![forbid(unsafe_code)]
 
 mod args;
 mod attrs;

@@ -9,7 +9,10 @@ use crate::config::WhenDisconnected;
 use crate::context::Context;
 use crate::error::Error;
 use crate::message::{Delivery, Gather, Request, Response};
+use futures::future::Either;
+use futures::FutureExt;
 use lapin::options::BasicPublishOptions;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -151,32 +154,45 @@ impl Client {
     /// [`Error::Timeout`] at the deadline, [`Error::Remote`] for an error
     /// reply, [`Error::ConnectionLost`] if the connection died meanwhile,
     /// [`Error::Unavailable`] if it could not be sent.
-    pub async fn call(&self, request: Request) -> Result<Response, Error> {
-        if request.delivery == Delivery::OneWay {
-            let content_type = request.content_type;
-            // Boxed: a send is a rare way to make a call, and its state would
-            // otherwise weigh on every pending call.
-            Box::pin(self.send(request)).await?;
-            return Ok(Response {
-                transport: crate::message::Transport::Amqp,
-                ..Response::ok(content_type, bytes::Bytes::new())
-            });
-        }
+    ///
+    /// The future owns what it needs (it does not borrow the client), and
+    /// holds the request once: not an `async fn`, whose arguments are kept
+    /// twice in its state.
+    pub fn call(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
+        let this = self.clone();
         let mut request = request;
-        let deadline = self.deadline(&mut request);
-        let span = tracing::info_span!("warren.call", method = %request.method, address = %request.address,
-            correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
-            duration_us = tracing::field::Empty);
-        let start = Instant::now();
-        let result = self
-            .call_inner(request, deadline)
-            .instrument(span.clone())
-            .await;
-        record(&span, start, &result);
-        result
+        async move {
+            if request.delivery == Delivery::OneWay {
+                let content_type = request.content_type;
+                // Boxed: a send is a rare way to make a call, and its state
+                // would otherwise weigh on every pending call.
+                Box::pin(this.send(request)).await?;
+                return Ok(Response {
+                    transport: crate::message::Transport::Amqp,
+                    ..Response::ok(content_type, bytes::Bytes::new())
+                });
+            }
+            let deadline = this.deadline(&mut request);
+            let span = tracing::info_span!("warren.call", method = %request.method, address = %request.address,
+                correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
+                duration_us = tracing::field::Empty);
+            let start = Instant::now();
+            async {
+                let result = this.call_inner(&request, deadline).await;
+                record(&tracing::Span::current(), start, &result);
+                result
+            }
+            .instrument(span)
+            .await
+        }
     }
 
-    async fn call_inner(&self, request: Request, deadline: Instant) -> Result<Response, Error> {
+    /// The request is borrowed, and no result is held across the pause
+    /// between attempts: a pending call's future carries one request.
+    async fn call_inner(&self, request: &Request, deadline: Instant) -> Result<Response, Error> {
         if request.address.is_multicast() {
             return Err(Error::InvalidRequest(format!(
                 "{} may answer many times; send a Gather instead",
@@ -186,11 +202,13 @@ impl Client {
         let timeout = deadline.saturating_duration_since(Instant::now());
         let mut returned = 0;
         loop {
-            let result = self.call_once(&request, deadline, timeout).await;
-            if !(matches!(result, Err(Error::NoRoute { .. }))
-                && Box::pin(self.unroutable_pause(&mut returned, deadline)).await)
-            {
-                return result;
+            // The outcome is not kept while pausing (only its address).
+            let address = match self.call_once(request, deadline, timeout).await {
+                Err(Error::NoRoute { address }) => address,
+                result => return result,
+            };
+            if !Box::pin(self.unroutable_pause(&mut returned, deadline)).await {
+                return Err(Error::NoRoute { address });
             }
         }
     }
@@ -220,21 +238,25 @@ impl Client {
         tracing::Span::current().record("correlation_id", id);
         // One bound (one timer) over the whole exchange: publish, confirm,
         // reply.
-        self.bounded(deadline, timeout, async {
-            // Boxed: lapin's publish future is large, and a pending call
-            // should not carry its space for as long as it waits.
-            let confirm =
-                Box::pin(self.publish(&session, request, id, None, deadline, false)).await?;
-            tokio::pin!(rx);
-            // A persistent call is owed the broker's confirm as well; for a
-            // transient one, NoRoute comes from the session's sweeper.
-            if let Some(mut confirm) = confirm {
-                tokio::select! {
-                    biased;
-                    reply = &mut rx => return reply_or_lost(reply, &request.address),
-                    confirmed = confirm.outcome(&request.address) => confirmed?,
+        if request.delivery.is_persistent() {
+            // A persistent call is owed the broker's confirm as well: it
+            // waits for its publish. Boxed: the state of that wait would
+            // otherwise weigh on every pending call.
+            return Box::pin(self.bounded(deadline, timeout, async {
+                let confirm = self
+                    .publish(&session, request, id, None, deadline, false)
+                    .await?;
+                match confirm {
+                    Some(confirm) => reply_and_confirm(rx, confirm, &request.address).await,
+                    None => reply_or_lost(rx.await, &request.address),
                 }
-            }
+            }))
+            .await;
+        }
+        // A transient call: published at once, not waited for; NoRoute
+        // comes from the session's sweeper.
+        self.publish_transient(&session, request, id, deadline)?;
+        self.bounded(deadline, timeout, async {
             reply_or_lost(rx.await, &request.address)
         })
         .await
@@ -319,7 +341,7 @@ impl Client {
         let mut replies = Vec::new();
         while replies.len() < expect {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Reply::Response(r))) => replies.push(r),
+                Ok(Some(Reply::Response(r))) => replies.push(*r),
                 // Returned: no queue is bound to the address at all.
                 Ok(Some(Reply::Returned)) => {
                     return Err(Error::NoRoute {
@@ -507,23 +529,37 @@ impl Client {
     /// deadline and, under [`WhenDisconnected::FailFast`], by the broker
     /// blocking publishers. A deadline that passes while the broker blocks
     /// is reported as [`Error::Blocked`], which says why.
-    async fn bounded<T>(
-        &self,
+    ///
+    /// Not an `async fn`: one holds its argument twice (as the parameter and
+    /// in its own state), and `step` is most of what a pending call holds.
+    fn bounded<'a, T: 'a>(
+        &'a self,
         deadline: Instant,
         timeout: Duration,
-        step: impl std::future::Future<Output = Result<T, Error>>,
-    ) -> Result<T, Error> {
+        step: impl Future<Output = Result<T, Error>> + Send + 'a,
+    ) -> impl Future<Output = Result<T, Error>> + Send + 'a {
         let conn = &self.inner.conn;
-        let fail_fast = conn.config().when_disconnected == WhenDisconnected::FailFast;
-        tokio::select! {
-            biased;
-            r = step => r,
-            () = tokio::time::sleep_until(deadline.into()) => Err(match conn.blocked() {
-                Some(reason) => Error::Blocked { reason },
-                None => Error::Timeout { after: timeout },
-            }),
-            reason = conn.until_blocked(), if fail_fast => Err(Error::Blocked { reason }),
-        }
+        // Only a fail-fast client watches for the broker blocking; boxed, so
+        // the others' pending calls do not carry the watch's space.
+        let step = if conn.config().when_disconnected == WhenDisconnected::FailFast {
+            Either::Left(Box::pin(async move {
+                tokio::select! {
+                    biased;
+                    r = step => r,
+                    reason = conn.until_blocked() => Err(Error::Blocked { reason }),
+                }
+            }))
+        } else {
+            Either::Right(step)
+        };
+        tokio::time::timeout_at(deadline.into(), step).map(move |r| {
+            r.unwrap_or_else(|_| {
+                Err(match conn.blocked() {
+                    Some(reason) => Error::Blocked { reason },
+                    None => Error::Timeout { after: timeout },
+                })
+            })
+        })
     }
 
     /// Publishes a request (`send`: one with no reply, always persistent;
@@ -539,6 +575,63 @@ impl Client {
         deadline: Instant,
         send: bool,
     ) -> Result<Option<Confirm>, Error> {
+        let confirmed = request.delivery.is_persistent();
+        let confirm = self
+            .frames(session, request, id, message_id, deadline, send)?
+            .await
+            // The broker never got it: the channel was gone before the
+            // frames went out. Only after this point may a call have run.
+            .map_err(|e| not_sent(&e.to_string()))?;
+        if confirmed {
+            Ok(Some(Confirm::new(confirm)))
+        } else {
+            // Not in confirm mode: resolved already; awaited so lapin does
+            // not keep it for `wait_for_confirms`.
+            let _ = confirm.await;
+            session.published();
+            Ok(None)
+        }
+    }
+
+    /// Publishes a transient call without waiting for its frames to be
+    /// written: they are queued on the channel at once, and the connection
+    /// writes them in order. Nothing of the publish stays in the call's
+    /// future while it waits for its reply (lapin's publish state is a
+    /// kilobyte). A channel that fails before it writes the queued frames
+    /// ends the session, and the call with [`Error::ConnectionLost`] (it
+    /// may have run) rather than [`Error::Unavailable`].
+    fn publish_transient(
+        &self,
+        session: &Session,
+        request: &Request,
+        id: u64,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        let frames = self.frames(session, request, id, None, deadline, false)?;
+        // The first poll checks the channel and queues the frames; what is
+        // left is waiting for the socket write, which is not waited for.
+        match frames.now_or_never() {
+            Some(Err(e)) => return Err(not_sent(&e.to_string())),
+            // Not in confirm mode: resolved already; taken so lapin does not
+            // keep it for `wait_for_confirms`.
+            Some(Ok(confirm)) => drop(confirm.now_or_never()),
+            None => {}
+        }
+        session.published();
+        Ok(())
+    }
+
+    /// The checks and properties of a publish, and lapin's publish future
+    /// (whose first poll queues the frames).
+    fn frames<'a>(
+        &'a self,
+        session: &'a Session,
+        request: &'a Request,
+        id: u64,
+        message_id: Option<&'a str>,
+        deadline: Instant,
+        send: bool,
+    ) -> Result<impl Future<Output = lapin::Result<lapin::PublisherConfirm>> + 'a, Error> {
         let max = self.inner.conn.config().max_body;
         if request.body.len() > max {
             return Err(Error::BodyTooLarge {
@@ -566,38 +659,23 @@ impl Client {
             persistent: request.delivery.is_persistent(),
             app_id: self.inner.app_id.as_ref(),
         })?;
-        let confirmed = request.delivery.is_persistent();
         let exchange = &self.inner.conn.config().exchange;
         let (exchange, key) = route(exchange, &request.address);
-        let channel = if confirmed {
+        let channel = if request.delivery.is_persistent() {
             &session.confirmed
         } else {
             &session.calls
         };
-        let confirm = channel
-            .basic_publish(
-                exchange.into(),
-                key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                &request.body,
-                props,
-            )
-            .await
-            // The broker never got it: the channel was gone before the
-            // frames went out. Only after this point may a call have run.
-            .map_err(|e| not_sent(&e.to_string()))?;
-        if confirmed {
-            Ok(Some(Confirm::new(confirm)))
-        } else {
-            // Not in confirm mode: resolved already; awaited so lapin does
-            // not keep it for `wait_for_confirms`.
-            let _ = confirm.await;
-            session.published();
-            Ok(None)
-        }
+        Ok(channel.basic_publish(
+            exchange.into(),
+            key.as_str().into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            &request.body,
+            props,
+        ))
     }
 }
 
@@ -609,12 +687,26 @@ fn not_sent(why: &str) -> Error {
     }
 }
 
+/// A persistent call's reply, or what its confirm says first (`NoRoute`).
+async fn reply_and_confirm(
+    mut rx: oneshot::Receiver<Reply>,
+    mut confirm: Confirm,
+    address: &Address,
+) -> Result<Response, Error> {
+    tokio::select! {
+        biased;
+        reply = &mut rx => return reply_or_lost(reply, address),
+        confirmed = confirm.outcome(address) => confirmed?,
+    }
+    reply_or_lost(rx.await, address)
+}
+
 fn reply_or_lost(
     reply: Result<Reply, oneshot::error::RecvError>,
     address: &Address,
 ) -> Result<Response, Error> {
     match reply {
-        Ok(Reply::Response(response)) => response.into_result(),
+        Ok(Reply::Response(response)) => (*response).into_result(),
         Ok(Reply::Returned) => Err(Error::NoRoute {
             address: address.clone(),
         }),
@@ -642,4 +734,35 @@ fn error_kind(e: &Error) -> &'static str {
     }
 }
 
-crate::message::transport_services!(Client);
+crate::message::transport_services!(Client, owned);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Address, Config, Connection, ContentType};
+
+    /// What a pending call holds is mostly its future: 100,000 pending calls
+    /// are 100,000 of them (docs/BENCHMARKS.md, "Memory per pending call").
+    /// The publish's state (a kilobyte of lapin's) and a second copy of the
+    /// request once doubled it.
+    #[tokio::test]
+    async fn a_pending_call_holds_under_a_kilobyte() {
+        let config = Config::default().url("amqp://127.0.0.1:1/%2f").unwrap();
+        let conn = Connection::start(config).unwrap();
+        let client = Client::new(&conn);
+        let request = Request::new(
+            Address::any("echo").unwrap(),
+            "echo",
+            ContentType::MsgPack,
+            bytes::Bytes::new(),
+        )
+        .unwrap();
+        let call = client.call(request);
+        assert!(
+            std::mem::size_of_val(&call) <= 1024,
+            "a call's future takes {} bytes",
+            std::mem::size_of_val(&call)
+        );
+        conn.close();
+    }
+}

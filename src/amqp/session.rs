@@ -51,8 +51,9 @@ pub(crate) const DOZE_MAX: Duration = Duration::from_secs(1);
 /// What a waiting call hears.
 #[derive(Debug)]
 pub(crate) enum Reply {
-    /// A reply.
-    Response(Response),
+    /// A reply. Boxed: every waiting call's channel has room for one
+    /// `Reply`, and a box is the smallest such room.
+    Response(Box<Response>),
     /// The broker returned the request: nobody is bound to its address.
     Returned,
 }
@@ -281,7 +282,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                         let id = d.properties.correlation_id().as_ref()
                             .and_then(|c| c.as_str().parse::<u64>().ok());
                         match id {
-                            Some(id) => session.deliver(id, Reply::Response(response(d))),
+                            Some(id) => session.deliver(id, Reply::Response(Box::new(response(d)))),
                             None => debug!("reply without a usable correlation id dropped"),
                         }
                     }

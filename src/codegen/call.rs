@@ -9,7 +9,10 @@ use crate::headers::Headers;
 use crate::message::{Delivery, Gather, Request, Response};
 use crate::status::Code;
 use bytes::Bytes;
+use futures::future::Either;
+use futures::FutureExt;
 use serde::{de::DeserializeOwned, Serialize};
+use std::future::Future;
 use std::time::Duration;
 use tower::{Service, ServiceExt};
 
@@ -125,19 +128,25 @@ impl CallOptions {
 /// Sends `request` over `transport` (waiting for it to be ready) and
 /// decodes the reply with `decode`.
 ///
+/// Not an `async fn`: one keeps its arguments for as long as it runs, and a
+/// pending call would carry its request twice (here and in the transport's
+/// future). tower's `Oneshot` holds the request only until the transport
+/// takes it.
+///
 /// # Errors
 /// Whatever building the request, the transport or `decode` reported.
-pub async fn unary<T, R>(
-    mut transport: T,
+pub fn unary<T, R>(
+    transport: T,
     request: Result<Request, Error>,
     decode: fn(Result<Response, Error>) -> Result<R, Error>,
-) -> Result<R, Error>
+) -> impl Future<Output = Result<R, Error>>
 where
     T: Service<Request, Response = Response, Error = Error>,
 {
-    let request = request?;
-    let ready = ServiceExt::<Request>::ready(&mut transport).await?;
-    decode(ready.call(request).await)
+    match request {
+        Ok(request) => Either::Left(transport.oneshot(request).map(decode)),
+        Err(error) => Either::Right(std::future::ready(Err(error))),
+    }
 }
 
 /// Sends `request` to many instances and decodes each reply with `decode`,
