@@ -54,14 +54,35 @@ impl DeadLetters {
         }
     }
 
+    /// A channel, with the dead-letter queue there: the one that exists,
+    /// whatever its type and arguments (a subscription declared it), or
+    /// else a new classic one.
     async fn channel(&self) -> Result<(Channel, String), Error> {
         let link = link(&self.conn).await?;
-        let channel = link
-            .conn
-            .create_channel()
-            .await
-            .map_err(|e| broker("cannot open a channel", e))?;
+        let open = || async {
+            link.conn
+                .create_channel()
+                .await
+                .map_err(|e| broker("cannot open a channel", e))
+        };
         let queue = dead_letter_queue(&self.service);
+        let channel = open().await?;
+        let exists = channel
+            .queue_declare(
+                short("queue", &queue)?,
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .is_ok();
+        if exists {
+            return Ok((channel, queue));
+        }
+        // The broker closed the channel (404): declare on a new one.
+        let channel = open().await?;
         declare_queue(&channel, &queue, FieldTable::default()).await?;
         Ok((channel, queue))
     }

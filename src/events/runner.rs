@@ -4,10 +4,11 @@
 use super::envelope::{format_rfc3339, read_meta, Format, Wire};
 use super::handler::{Erased, Outcome, Upcasters};
 use super::inbox::Inbox;
+use super::policy::Policy;
 use super::retry::{self, RetryPolicy};
 use super::topology::{dead_letter_queue, service_queue, short, Queues};
 use crate::amqp::confirm::Confirm;
-use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::connection::{until_closed, Link, Links};
 use crate::amqp::refusal::broker;
 use crate::amqp::wire::PERSISTENT;
 use crate::codec::ContentType;
@@ -24,7 +25,7 @@ use lapin::Channel;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tracing::{debug, error, info, warn};
 
 /// A subscription, as its runner and every delivery's task see it.
@@ -41,6 +42,7 @@ pub(crate) struct Shared {
     pub(crate) prefetch: u16,
     pub(crate) concurrency: usize,
     pub(crate) grace: Duration,
+    pub(crate) policy: Policy,
 }
 
 /// Told once how setting up on the first connection went.
@@ -51,25 +53,17 @@ enum Finish {
     Lost,
 }
 
-/// Consumes on each connection in turn until stopped.
+/// Consumes on each connection in turn until `stopped` turns true (or its
+/// sender is dropped).
 pub(crate) async fn run(
     shared: Arc<Shared>,
     conn: Connection,
-    mut stopped: oneshot::Receiver<()>,
+    mut stopped: watch::Receiver<bool>,
     mut ready: Ready,
 ) {
     let permits = Arc::new(Semaphore::new(shared.concurrency));
-    let mut links = conn.link();
-    let mut closed = conn.closed();
-    loop {
-        let link = tokio::select! {
-            l = links.wait_for(Option::is_some) => match l {
-                Ok(l) => l.clone().unwrap_or_else(|| unreachable!()),
-                Err(_) => return,
-            },
-            _ = &mut stopped => return,
-            () = until_closed(&mut closed) => return,
-        };
+    let mut links = Links::new(&conn);
+    while let Some(link) = links.next(until_closed(&mut stopped)).await {
         match consume(&shared, &conn, &link, &permits, &mut stopped, &mut ready).await {
             Ok(Finish::Stopped) => return,
             Ok(Finish::Lost) => {}
@@ -80,16 +74,7 @@ pub(crate) async fn run(
                 }
                 warn!(service = %shared.service, error = &e as &dyn std::error::Error,
                     "cannot set up the subscription; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-        }
-        if !link.conn.status().connected() {
-            let gen = link.generation;
-            let _ = links
-                .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
-                .await;
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -100,7 +85,7 @@ async fn consume(
     conn: &Connection,
     link: &Link,
     permits: &Arc<Semaphore>,
-    stopped: &mut oneshot::Receiver<()>,
+    stopped: &mut watch::Receiver<bool>,
     ready: &mut Ready,
 ) -> Result<Finish, Error> {
     let channel = super::publisher::confirmed_channel(link).await?;
@@ -114,6 +99,7 @@ async fn consume(
         service: &shared.service,
         bindings: &shared.bindings,
         delays: &delays,
+        policy: &shared.policy,
     }
     .declare(&channel)
     .await?;
@@ -138,13 +124,13 @@ async fn consume(
     loop {
         tokio::select! {
             biased;
-            _ = &mut *stopped => return Ok(stop(shared, &channel, tag, permits).await),
+            () = until_closed(stopped) => return Ok(stop(shared, &channel, tag, permits).await),
             _ = links.wait_for(replaced).map(|r| r.is_ok()) => return Ok(Finish::Lost),
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let permit = tokio::select! {
                         biased;
-                        _ = &mut *stopped => return Ok(stop(shared, &channel, tag, permits).await),
+                        () = until_closed(stopped) => return Ok(stop(shared, &channel, tag, permits).await),
                         permit = permits.clone().acquire_owned() => permit,
                     };
                     let Ok(permit) = permit else {
