@@ -198,7 +198,8 @@ impl Publisher {
                     )
                     .await
                     .map_err(|e| broker("cannot publish the event", e)),
-                Err(Error::Unavailable { .. }) if lost => Err(Error::ConnectionLost),
+                // No channel yet after the loss: tried again.
+                Err(e @ (Error::Unavailable { .. } | Error::Broker { .. })) if lost => Err(e),
                 Err(e) => return Err(e),
             };
             let settled = match sent {

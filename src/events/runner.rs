@@ -118,6 +118,10 @@ async fn consume(
     if let Some(ready) = ready.take() {
         let _ = ready.send(Ok(()));
     }
+    // Dropped when this returns: every delivery still waiting on this
+    // channel (for its republish, ack or nack) gives up then, so its
+    // permit comes back even if lapin never settles the wait.
+    let (_alive, lost) = watch::channel(());
     let mut links = conn.link();
     let generation = link.generation;
     let replaced = |l: &Option<Link>| l.as_ref().is_none_or(|l| l.generation != generation);
@@ -138,8 +142,9 @@ async fn consume(
                     };
                     let shared = shared.clone();
                     let channel = channel.clone();
+                    let lost = lost.clone();
                     tokio::spawn(async move {
-                        handle(&shared, &channel, delivery).await;
+                        handle(&shared, &channel, delivery, lost).await;
                         drop(permit);
                     });
                 }
@@ -198,10 +203,24 @@ fn failed_attempts(d: &Delivery) -> u32 {
 }
 
 /// Handles one delivery to the end: acked, or published again (to a delay
-/// queue or the dead-letter queue) and then acked.
-async fn handle(shared: &Shared, channel: &Channel, d: Delivery) {
+/// queue or the dead-letter queue) and then acked. The handler always runs
+/// to its end; settling the delivery stops once the channel is lost
+/// (`lost`'s sender dropped): lapin may never complete a publish or an ack
+/// whose connection died, and the delivery's permit must come back. The
+/// broker delivers again what was not acked.
+async fn handle(shared: &Shared, channel: &Channel, d: Delivery, mut lost: watch::Receiver<()>) {
     let attempt = failed_attempts(&d).saturating_add(1);
     let outcome = decide(shared, &d, attempt).await;
+    tokio::select! {
+        biased;
+        () = settle(shared, channel, &d, attempt, outcome) => {}
+        _ = lost.changed() => {}
+    }
+}
+
+/// Acks `d`, after publishing it to a delay queue or the dead-letter queue
+/// as `outcome` asks.
+async fn settle(shared: &Shared, channel: &Channel, d: &Delivery, attempt: u32, outcome: Outcome) {
     let next = match outcome {
         Outcome::Done => None,
         Outcome::Retry(reason) => match shared.retry.after(attempt) {
@@ -226,7 +245,7 @@ async fn handle(shared: &Shared, channel: &Channel, d: Delivery) {
         }
     };
     if let Some((to, reason)) = next {
-        if let Err(e) = republish(channel, &d, &to, attempt, &reason).await {
+        if let Err(e) = republish(channel, d, &to, attempt, &reason).await {
             warn!(error = %e, queue = %to, "could not move the event; it will be delivered again");
             let _ = channel
                 .basic_nack(
