@@ -282,6 +282,19 @@ async fn a_consumer_killed_in_the_middle_of_a_handler_gets_its_event_redelivered
     sub.shutdown().await;
 }
 
+/// Publishes event `n` in a task of its own.
+fn spawn_publish(publisher: &Publisher, n: u32) -> tokio::task::JoinHandle<Result<String, Error>> {
+    let publisher = publisher.clone();
+    tokio::spawn(async move {
+        publisher
+            .publish(&JobQueued {
+                n,
+                fail_once: false,
+            })
+            .await
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_whose_confirm_is_lost_is_published_again_with_the_same_event_id() {
     let exchange = support::unique("events");
@@ -319,17 +332,7 @@ async fn a_publish_whose_confirm_is_lost_is_published_again_with_the_same_event_
     // publish reaches it.
     proxy.stall();
     let cut = SystemTime::now();
-    let publishing = tokio::spawn({
-        let publisher = publisher.clone();
-        async move {
-            publisher
-                .publish(&JobQueued {
-                    n: 1,
-                    fail_once: false,
-                })
-                .await
-        }
-    });
+    let publishing = spawn_publish(&publisher, 1);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!publishing.is_finished(), "confirmed through a stall");
     proxy.cut();
@@ -341,17 +344,7 @@ async fn a_publish_whose_confirm_is_lost_is_published_again_with_the_same_event_
     // and cut.
     proxy.latency(Duration::from_millis(400));
     let cut = SystemTime::now();
-    let publishing = tokio::spawn({
-        let publisher = publisher.clone();
-        async move {
-            publisher
-                .publish(&JobQueued {
-                    n: 2,
-                    fail_once: false,
-                })
-                .await
-        }
-    });
+    let publishing = spawn_publish(&publisher, 2);
     tokio::time::sleep(Duration::from_millis(600)).await;
     proxy.latency(Duration::ZERO);
     proxy.cut();

@@ -56,8 +56,8 @@ impl DeadLetters {
 
     /// A channel, with the dead-letter queue there: the one that exists,
     /// whatever its type and arguments (a subscription declared it), or
-    /// else a new classic one.
-    async fn channel(&self) -> Result<(Channel, String), Error> {
+    /// else a new classic one; and how many events it holds.
+    async fn channel(&self) -> Result<(Channel, String, u32), Error> {
         let link = link(&self.conn).await?;
         let open = || async {
             link.conn
@@ -67,7 +67,7 @@ impl DeadLetters {
         };
         let queue = dead_letter_queue(&self.service);
         let channel = open().await?;
-        let exists = channel
+        let existing = channel
             .queue_declare(
                 short("queue", &queue)?,
                 lapin::options::QueueDeclareOptions {
@@ -76,15 +76,14 @@ impl DeadLetters {
                 },
                 FieldTable::default(),
             )
-            .await
-            .is_ok();
-        if exists {
-            return Ok((channel, queue));
+            .await;
+        if let Ok(q) = existing {
+            return Ok((channel, queue, q.message_count()));
         }
         // The broker closed the channel (404): declare on a new one.
         let channel = open().await?;
         declare_queue(&channel, &queue, FieldTable::default()).await?;
-        Ok((channel, queue))
+        Ok((channel, queue, 0))
     }
 
     /// How many events it holds.
@@ -92,20 +91,9 @@ impl DeadLetters {
     /// # Errors
     /// [`Error::Unavailable`] without a connection; [`Error::Broker`].
     pub async fn count(&self) -> Result<u32, Error> {
-        let (channel, queue) = self.channel().await?;
-        let q = channel
-            .queue_declare(
-                short("queue", &queue)?,
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| broker(format!("cannot inspect `{queue}`"), e))?;
+        let (channel, _, count) = self.channel().await?;
         let _ = channel.close(200, "done".into()).await;
-        Ok(q.message_count())
+        Ok(count)
     }
 
     /// The first `max` events, left in the queue.
@@ -113,7 +101,7 @@ impl DeadLetters {
     /// # Errors
     /// As [`DeadLetters::count`].
     pub async fn peek(&self, max: usize) -> Result<Vec<DeadLetter>, Error> {
-        let (channel, queue) = self.channel().await?;
+        let (channel, queue, _) = self.channel().await?;
         let mut out = Vec::new();
         while out.len() < max {
             let got = channel
@@ -136,7 +124,7 @@ impl DeadLetters {
     /// # Errors
     /// As [`DeadLetters::count`]; events moved before an error stay moved.
     pub async fn replay(&self, max: usize) -> Result<usize, Error> {
-        let (channel, queue) = self.channel().await?;
+        let (channel, queue, _) = self.channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -195,7 +183,7 @@ impl DeadLetters {
     /// # Errors
     /// As [`DeadLetters::count`].
     pub async fn purge(&self) -> Result<u32, Error> {
-        let (channel, queue) = self.channel().await?;
+        let (channel, queue, _) = self.channel().await?;
         let n = channel
             .queue_purge(short("queue", &queue)?, QueuePurgeOptions::default())
             .await
