@@ -71,6 +71,9 @@ pub struct Request {
     pub from: Peer,
     /// The unique id of this message (filled in on the receiving side).
     pub message_id: Option<String>,
+    /// Whether a [`Policy`](crate::layer::Policy) applies to it already:
+    /// one under it leaves it alone.
+    pub(crate) under_policy: bool,
 }
 
 impl Request {
@@ -98,6 +101,7 @@ impl Request {
             idempotent: false,
             from: Peer::default(),
             message_id: None,
+            under_policy: false,
         })
     }
 
@@ -164,6 +168,13 @@ impl Request {
     /// [`Error::Codec`] if the body is not a valid `T`.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
         Ok(self.content_type.decode(&self.body)?)
+    }
+
+    /// The deadline the [`Policy`](crate::layer::Policy) fixed before the
+    /// request reached a transport.
+    pub(crate) fn fixed_deadline(&self) -> Instant {
+        self.deadline
+            .expect("the policy fixes the deadline of every call a transport is given")
     }
 }
 
@@ -364,3 +375,50 @@ macro_rules! transport_services {
     };
 }
 pub(crate) use transport_services;
+
+/// Implements `tower::Service<Request>` and `tower::Service<Gather>` for a
+/// public transport whose `stack` field is its raw transport (a
+/// `transport_services!` one) under the caller's
+/// [`Policy`](crate::layer::Policy).
+macro_rules! policy_services {
+    ($ty:ty) => {
+        impl tower::Service<$crate::message::Request> for $ty {
+            type Response = $crate::message::Response;
+            type Error = $crate::error::Error;
+            type Future = $crate::layer::PolicyFuture<
+                futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>,
+            >;
+
+            fn poll_ready(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                tower::Service::<$crate::message::Request>::poll_ready(&mut self.stack, cx)
+            }
+
+            fn call(&mut self, request: $crate::message::Request) -> Self::Future {
+                self.stack.call(request)
+            }
+        }
+
+        impl tower::Service<$crate::message::Gather> for $ty {
+            type Response = Vec<$crate::message::Response>;
+            type Error = $crate::error::Error;
+            type Future = $crate::layer::PolicyFuture<
+                futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>,
+            >;
+
+            fn poll_ready(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                tower::Service::<$crate::message::Gather>::poll_ready(&mut self.stack, cx)
+            }
+
+            fn call(&mut self, gather: $crate::message::Gather) -> Self::Future {
+                self.stack.call(gather)
+            }
+        }
+    };
+}
+pub(crate) use policy_services;

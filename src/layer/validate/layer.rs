@@ -1,0 +1,82 @@
+use super::{body_size, single_reply, ResponseFuture};
+use crate::error::Error;
+use crate::message::{Gather, Request};
+use std::task::{Context as TaskContext, Poll};
+use tower::{Layer, Service};
+
+/// Refuses what cannot be sent: see [the module](super).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ValidateLayer {
+    max_body: usize,
+}
+
+impl ValidateLayer {
+    /// Refuses request bodies over `max_body` bytes.
+    pub(crate) fn new(max_body: usize) -> Self {
+        Self { max_body }
+    }
+}
+
+impl<S> Layer<S> for ValidateLayer {
+    type Service = Validate<S>;
+
+    fn layer(&self, inner: S) -> Validate<S> {
+        Validate {
+            inner,
+            max_body: self.max_body,
+        }
+    }
+}
+
+/// A transport that is given only what it can send: see [`ValidateLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct Validate<S> {
+    inner: S,
+    max_body: usize,
+}
+
+impl<S> Validate<S> {
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+}
+
+impl<S: Service<Request, Error = Error>> Service<Request> for Validate<S> {
+    type Response = S::Response;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        match single_reply(&request.address)
+            .and_then(|()| body_size(request.body.len(), self.max_body))
+        {
+            Ok(()) => ResponseFuture::sent(self.inner.call(request)),
+            Err(e) => ResponseFuture::refused(e),
+        }
+    }
+}
+
+impl<S: Service<Gather, Error = Error>> Service<Gather> for Validate<S> {
+    type Response = S::Response;
+    type Error = Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, gather: Gather) -> Self::Future {
+        match body_size(gather.request.body.len(), self.max_body) {
+            Ok(()) => ResponseFuture::sent(self.inner.call(gather)),
+            Err(e) => ResponseFuture::refused(e),
+        }
+    }
+}
