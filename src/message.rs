@@ -332,6 +332,42 @@ impl Gather {
     }
 }
 
+/// What a transport takes: a [`Request`] (one reply) or a [`Gather`]
+/// (every reply). The caller's layers read and fix the request through it.
+#[allow(unreachable_pub)] // Sealed: public only for the layers' bounds.
+pub trait Message {
+    /// The request sent.
+    fn request(&self) -> &Request;
+    /// The request sent, to fix before it is.
+    fn request_mut(&mut self) -> &mut Request;
+    /// Whether one reply is awaited.
+    fn single_reply(&self) -> bool;
+}
+
+impl Message for Request {
+    fn request(&self) -> &Request {
+        self
+    }
+    fn request_mut(&mut self) -> &mut Request {
+        self
+    }
+    fn single_reply(&self) -> bool {
+        true
+    }
+}
+
+impl Message for Gather {
+    fn request(&self) -> &Request {
+        &self.request
+    }
+    fn request_mut(&mut self) -> &mut Request {
+        &mut self.request
+    }
+    fn single_reply(&self) -> bool {
+        false
+    }
+}
+
 /// Implements `tower::Service<Request>` and `tower::Service<Gather>` for a
 /// cloneable transport whose inherent `call` and `gather` do the work: the
 /// service clones the handle into a `'static` future.

@@ -1,7 +1,7 @@
 use super::ResponseFuture;
 use crate::context::Context;
 use crate::error::Error;
-use crate::message::{Gather, Request};
+use crate::message::{Message, Request};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tower::{Layer, Service};
@@ -55,7 +55,7 @@ impl<S> Deadline<S> {
     }
 }
 
-impl<S: Service<Request, Error = Error>> Service<Request> for Deadline<S> {
+impl<S: Service<M, Error = Error>, M: Message> Service<M> for Deadline<S> {
     type Response = S::Response;
     type Error = Error;
     type Future = ResponseFuture<S::Future>;
@@ -64,23 +64,8 @@ impl<S: Service<Request, Error = Error>> Service<Request> for Deadline<S> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        let deadline = self.fix(&mut request);
-        ResponseFuture::new(self.inner.call(request), deadline)
-    }
-}
-
-impl<S: Service<Gather, Error = Error>> Service<Gather> for Deadline<S> {
-    type Response = S::Response;
-    type Error = Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut gather: Gather) -> Self::Future {
-        let deadline = self.fix(&mut gather.request);
-        ResponseFuture::new(self.inner.call(gather), deadline)
+    fn call(&mut self, mut message: M) -> Self::Future {
+        let deadline = self.fix(message.request_mut());
+        ResponseFuture::new(self.inner.call(message), deadline)
     }
 }

@@ -2,7 +2,7 @@ use super::PolicyFuture;
 use crate::layer::deadline::{Deadline, DeadlineLayer};
 use crate::layer::trace::{Trace, TraceLayer};
 use crate::layer::validate::{Validate, ValidateLayer};
-use crate::message::{Gather, Request};
+use crate::message::Message;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 use tower::{Layer, Service};
@@ -82,7 +82,7 @@ impl<S> Policy<S> {
     }
 }
 
-impl<S: Service<Request, Error = crate::Error>> Service<Request> for Policy<S> {
+impl<S: Service<M, Error = crate::Error>, M: Message> Service<M> for Policy<S> {
     type Response = S::Response;
     type Error = crate::Error;
     type Future = PolicyFuture<S::Future>;
@@ -91,27 +91,10 @@ impl<S: Service<Request, Error = crate::Error>> Service<Request> for Policy<S> {
         self.get_mut().poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        if std::mem::replace(&mut request.under_policy, true) {
-            return PolicyFuture::bypassed(self.get_mut().call(request));
+    fn call(&mut self, mut message: M) -> Self::Future {
+        if std::mem::replace(&mut message.request_mut().under_policy, true) {
+            return PolicyFuture::bypassed(self.get_mut().call(message));
         }
-        PolicyFuture::stacked(self.stack.call(request))
-    }
-}
-
-impl<S: Service<Gather, Error = crate::Error>> Service<Gather> for Policy<S> {
-    type Response = S::Response;
-    type Error = crate::Error;
-    type Future = PolicyFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), crate::Error>> {
-        self.get_mut().poll_ready(cx)
-    }
-
-    fn call(&mut self, mut gather: Gather) -> Self::Future {
-        if std::mem::replace(&mut gather.request.under_policy, true) {
-            return PolicyFuture::bypassed(self.get_mut().call(gather));
-        }
-        PolicyFuture::stacked(self.stack.call(gather))
+        PolicyFuture::stacked(self.stack.call(message))
     }
 }

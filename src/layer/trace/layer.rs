@@ -1,6 +1,6 @@
 use super::ResponseFuture;
 use crate::error::Error;
-use crate::message::{Gather, Request};
+use crate::message::Message;
 use std::task::{Context as TaskContext, Poll};
 use tower::{Layer, Service};
 use tracing::field::Empty;
@@ -33,7 +33,7 @@ impl<S> Trace<S> {
     }
 }
 
-impl<S: Service<Request, Error = Error>> Service<Request> for Trace<S> {
+impl<S: Service<M, Error = Error>, M: Message> Service<M> for Trace<S> {
     type Response = S::Response;
     type Error = Error;
     type Future = ResponseFuture<S::Future>;
@@ -42,30 +42,17 @@ impl<S: Service<Request, Error = Error>> Service<Request> for Trace<S> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        let span = tracing::info_span!("warren.call", method = %request.method,
-            address = %request.address, delivery = ?request.delivery, transport = Empty,
-            correlation_id = Empty, peer = Empty, outcome = Empty, duration_us = Empty);
-        let inner = span.in_scope(|| self.inner.call(request));
-        ResponseFuture::new(inner, span)
-    }
-}
-
-impl<S: Service<Gather, Error = Error>> Service<Gather> for Trace<S> {
-    type Response = S::Response;
-    type Error = Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, gather: Gather) -> Self::Future {
-        let request = &gather.request;
-        let span = tracing::info_span!("warren.gather", method = %request.method,
-            address = %request.address, expect = ?gather.expect, transport = Empty,
-            correlation_id = Empty, outcome = Empty, duration_us = Empty);
-        let inner = span.in_scope(|| self.inner.call(gather));
+    fn call(&mut self, message: M) -> Self::Future {
+        let r = message.request();
+        let span = if message.single_reply() {
+            tracing::info_span!("warren.call", method = %r.method, address = %r.address,
+                delivery = ?r.delivery, transport = Empty, correlation_id = Empty,
+                peer = Empty, outcome = Empty, duration_us = Empty)
+        } else {
+            tracing::info_span!("warren.gather", method = %r.method, address = %r.address,
+                transport = Empty, correlation_id = Empty, outcome = Empty, duration_us = Empty)
+        };
+        let inner = span.in_scope(|| self.inner.call(message));
         ResponseFuture::new(inner, span)
     }
 }

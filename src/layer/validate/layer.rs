@@ -1,6 +1,6 @@
 use super::{body_size, single_reply, ResponseFuture};
 use crate::error::Error;
-use crate::message::{Gather, Request};
+use crate::message::Message;
 use std::task::{Context as TaskContext, Poll};
 use tower::{Layer, Service};
 
@@ -45,7 +45,7 @@ impl<S> Validate<S> {
     }
 }
 
-impl<S: Service<Request, Error = Error>> Service<Request> for Validate<S> {
+impl<S: Service<M, Error = Error>, M: Message> Service<M> for Validate<S> {
     type Response = S::Response;
     type Error = Error;
     type Future = ResponseFuture<S::Future>;
@@ -54,28 +54,15 @@ impl<S: Service<Request, Error = Error>> Service<Request> for Validate<S> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
-        match single_reply(&request.address)
-            .and_then(|()| body_size(request.body.len(), self.max_body))
-        {
-            Ok(()) => ResponseFuture::sent(self.inner.call(request)),
-            Err(e) => ResponseFuture::refused(e),
-        }
-    }
-}
-
-impl<S: Service<Gather, Error = Error>> Service<Gather> for Validate<S> {
-    type Response = S::Response;
-    type Error = Error;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, gather: Gather) -> Self::Future {
-        match body_size(gather.request.body.len(), self.max_body) {
-            Ok(()) => ResponseFuture::sent(self.inner.call(gather)),
+    fn call(&mut self, message: M) -> Self::Future {
+        let request = message.request();
+        let checked = if message.single_reply() {
+            single_reply(&request.address)
+        } else {
+            Ok(())
+        };
+        match checked.and_then(|()| body_size(request.body.len(), self.max_body)) {
+            Ok(()) => ResponseFuture::sent(self.inner.call(message)),
             Err(e) => ResponseFuture::refused(e),
         }
     }
