@@ -38,14 +38,6 @@ pub(crate) struct Deadline<S> {
 }
 
 impl<S> Deadline<S> {
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    pub(crate) fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
     /// The request's deadline, fixed: inherited, its own, or the default.
     fn fix(&self, request: &mut Request) -> Instant {
         Context::propagate(request);

@@ -20,7 +20,7 @@ mod future;
 mod layer;
 
 pub(crate) use future::ResponseFuture;
-pub(crate) use layer::{Deadline, DeadlineLayer};
+pub(crate) use layer::DeadlineLayer;
 
 use std::time::Duration;
 

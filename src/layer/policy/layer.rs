@@ -1,7 +1,7 @@
 use super::PolicyFuture;
-use crate::layer::deadline::{Deadline, DeadlineLayer};
-use crate::layer::trace::{Trace, TraceLayer};
-use crate::layer::validate::{Validate, ValidateLayer};
+use crate::layer::deadline::DeadlineLayer;
+use crate::layer::trace::TraceLayer;
+use crate::layer::validate::ValidateLayer;
 use crate::message::Message;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -56,29 +56,29 @@ impl<S> Layer<S> for PolicyLayer {
     type Service = Policy<S>;
 
     fn layer(&self, inner: S) -> Policy<S> {
-        let stack = TraceLayer.layer(
-            DeadlineLayer::new(self.default_timeout)
-                .layer(ValidateLayer::new(self.max_body).layer(inner)),
-        );
-        Policy { stack }
+        Policy {
+            inner,
+            layer: *self,
+        }
     }
 }
 
 /// A transport under the caller's policy: see [`PolicyLayer`].
 #[derive(Clone, Debug)]
 pub struct Policy<S> {
-    stack: Trace<Deadline<Validate<S>>>,
+    inner: S,
+    layer: PolicyLayer,
 }
 
 impl<S> Policy<S> {
     /// The transport below.
     pub fn get_ref(&self) -> &S {
-        self.stack.get_ref().get_ref().get_ref()
+        &self.inner
     }
 
     /// The transport below, mutably.
     pub fn get_mut(&mut self) -> &mut S {
-        self.stack.get_mut().get_mut().get_mut()
+        &mut self.inner
     }
 }
 
@@ -88,13 +88,19 @@ impl<S: Service<M, Error = crate::Error>, M: Message> Service<M> for Policy<S> {
     type Future = PolicyFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), crate::Error>> {
-        self.get_mut().poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut message: M) -> Self::Future {
         if std::mem::replace(&mut message.request_mut().under_policy, true) {
-            return PolicyFuture::bypassed(self.get_mut().call(message));
+            return PolicyFuture::bypassed(self.inner.call(message));
         }
-        PolicyFuture::stacked(self.stack.call(message))
+        // The stack around the transport, for this call: references and
+        // the layers' settings, nothing allocated.
+        let mut stack = TraceLayer.layer(
+            DeadlineLayer::new(self.layer.default_timeout)
+                .layer(ValidateLayer::new(self.layer.max_body).layer(&mut self.inner)),
+        );
+        PolicyFuture::stacked(stack.call(message))
     }
 }

@@ -23,16 +23,6 @@ pub(crate) struct Trace<S> {
     inner: S,
 }
 
-impl<S> Trace<S> {
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    pub(crate) fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-}
-
 impl<S: Service<M, Error = Error>, M: Message> Service<M> for Trace<S> {
     type Response = S::Response;
     type Error = Error;

@@ -8,4 +8,4 @@ mod future;
 mod layer;
 
 pub(crate) use future::ResponseFuture;
-pub(crate) use layer::{Trace, TraceLayer};
+pub(crate) use layer::TraceLayer;

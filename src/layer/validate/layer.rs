@@ -35,16 +35,6 @@ pub(crate) struct Validate<S> {
     max_body: usize,
 }
 
-impl<S> Validate<S> {
-    pub(crate) fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    pub(crate) fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-}
-
 impl<S: Service<M, Error = Error>, M: Message> Service<M> for Validate<S> {
     type Response = S::Response;
     type Error = Error;

@@ -10,7 +10,7 @@ mod future;
 mod layer;
 
 pub(crate) use future::ResponseFuture;
-pub(crate) use layer::{Validate, ValidateLayer};
+pub(crate) use layer::ValidateLayer;
 
 use crate::address::Address;
 use crate::error::Error;
