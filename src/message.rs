@@ -418,41 +418,30 @@ pub(crate) use transport_services;
 /// [`Policy`](crate::layer::Policy).
 macro_rules! policy_services {
     ($ty:ty) => {
-        impl tower::Service<$crate::message::Request> for $ty {
-            type Response = $crate::message::Response;
+        $crate::message::policy_services!($ty, $crate::message::Request, $crate::message::Response);
+        $crate::message::policy_services!(
+            $ty,
+            $crate::message::Gather,
+            Vec<$crate::message::Response>
+        );
+    };
+    ($ty:ty, $message:ty, $reply:ty) => {
+        impl tower::Service<$message> for $ty {
+            type Response = $reply;
             type Error = $crate::error::Error;
             type Future = $crate::layer::PolicyFuture<
-                futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>,
+                futures::future::BoxFuture<'static, Result<$reply, Self::Error>>,
             >;
 
             fn poll_ready(
                 &mut self,
                 cx: &mut std::task::Context<'_>,
             ) -> std::task::Poll<Result<(), Self::Error>> {
-                tower::Service::<$crate::message::Request>::poll_ready(&mut self.stack, cx)
+                tower::Service::<$message>::poll_ready(&mut self.stack, cx)
             }
 
-            fn call(&mut self, request: $crate::message::Request) -> Self::Future {
-                self.stack.call(request)
-            }
-        }
-
-        impl tower::Service<$crate::message::Gather> for $ty {
-            type Response = Vec<$crate::message::Response>;
-            type Error = $crate::error::Error;
-            type Future = $crate::layer::PolicyFuture<
-                futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>,
-            >;
-
-            fn poll_ready(
-                &mut self,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<Result<(), Self::Error>> {
-                tower::Service::<$crate::message::Gather>::poll_ready(&mut self.stack, cx)
-            }
-
-            fn call(&mut self, gather: $crate::message::Gather) -> Self::Future {
-                self.stack.call(gather)
+            fn call(&mut self, message: $message) -> Self::Future {
+                self.stack.call(message)
             }
         }
     };
