@@ -184,6 +184,18 @@ pub enum Error {
         /// The exchange it was published on.
         exchange: String,
     },
+    /// The broker refused an event (its confirm was a nack): a queue it is
+    /// bound for is full and refuses more
+    /// ([`Overflow::RejectPublish`](crate::events::Overflow::RejectPublish)),
+    /// or the broker could not store it. The event was not delivered to
+    /// that queue (it may have reached others); publish it again later.
+    #[error("the broker refused event `{event_type}` on exchange `{exchange}` (a full queue with overflow reject-publish, or it could not store it); publish it again later")]
+    Rejected {
+        /// The event type (its routing key).
+        event_type: String,
+        /// The exchange it was published on.
+        exchange: String,
+    },
     /// A body could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
@@ -234,9 +246,11 @@ impl Error {
             | Self::InvalidRequest(_)
             | Self::MulticastCall { .. } => Status::new(Code::BadRequest, self.to_string()),
             Self::BodyTooLarge { .. } => Status::new(Code::PayloadTooLarge, self.to_string()),
-            Self::Unavailable { .. } | Self::Blocked { .. } | Self::Overloaded | Self::Shutdown => {
-                Status::new(Code::Unavailable, self.to_string())
-            }
+            Self::Unavailable { .. }
+            | Self::Blocked { .. }
+            | Self::Rejected { .. }
+            | Self::Overloaded
+            | Self::Shutdown => Status::new(Code::Unavailable, self.to_string()),
             _ => Status::new(Code::Internal, self.to_string()),
         }
     }

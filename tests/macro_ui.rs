@@ -1,5 +1,6 @@
-//! What `#[warren::service]` accepts, and the errors it reports for what it
-//! does not (`tests/ui/fail/*.stderr`). Regenerate the expected errors with
+//! What `#[warren::service]` and `#[derive(warren::Event)]` accept, and the
+//! errors they report for what they do not (`tests/ui/fail/*.stderr`,
+//! `event_bad_name` for the derive). Regenerate the expected errors with
 //! `TRYBUILD=overwrite cargo test --test macro_ui`, then read them.
 
 #[test]

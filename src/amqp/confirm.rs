@@ -10,6 +10,18 @@ use crate::address::Address;
 use crate::error::Error;
 use lapin::{Confirmation, PublisherConfirm};
 
+/// How the broker answered a publish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Settled {
+    /// Acked: stored in every queue it reached.
+    Taken,
+    /// Came back: no queue is bound for it (a mandatory publish).
+    Unroutable,
+    /// Nacked: a queue refused it (full, with overflow reject-publish) or
+    /// the broker could not store it.
+    Refused,
+}
+
 /// The broker's answer to one publish, still to come.
 pub(crate) struct Confirm(Option<PublisherConfirm>);
 
@@ -34,19 +46,29 @@ impl Confirm {
     /// `Ok(false)` if it came back unroutable (a mandatory publish no queue
     /// was bound for).
     pub(crate) async fn routed(&mut self) -> Result<bool, Error> {
-        let Some(confirm) = self.0.as_mut() else {
-            return Ok(true);
-        };
-        let result = confirm.await;
-        self.0 = None;
-        match result {
-            Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(true),
-            Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => Ok(false),
-            Ok(Confirmation::Nack(None)) => Err(Error::Broker {
+        match self.settled().await? {
+            Settled::Taken => Ok(true),
+            Settled::Unroutable => Ok(false),
+            Settled::Refused => Err(Error::Broker {
                 context: "the broker could not take the message (nack); it was not delivered"
                     .into(),
                 source: None,
             }),
+        }
+    }
+
+    /// Waits for the broker's answer; [`Error::ConnectionLost`] if the
+    /// connection or channel went first.
+    pub(crate) async fn settled(&mut self) -> Result<Settled, Error> {
+        let Some(confirm) = self.0.as_mut() else {
+            return Ok(Settled::Taken);
+        };
+        let result = confirm.await;
+        self.0 = None;
+        match result {
+            Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(Settled::Taken),
+            Ok(Confirmation::Ack(Some(_)) | Confirmation::Nack(Some(_))) => Ok(Settled::Unroutable),
+            Ok(Confirmation::Nack(None)) => Ok(Settled::Refused),
             Err(_) => Err(Error::ConnectionLost),
         }
     }

@@ -54,25 +54,20 @@ impl DeadLetters {
         }
     }
 
-    async fn channel(&self) -> Result<(Channel, String), Error> {
+    /// A channel, with the dead-letter queue there: the one that exists,
+    /// whatever its type and arguments (a subscription declared it), or
+    /// else a new classic one; and how many events it holds.
+    async fn channel(&self) -> Result<(Channel, String, u32), Error> {
         let link = link(&self.conn).await?;
-        let channel = link
-            .conn
-            .create_channel()
-            .await
-            .map_err(|e| broker("cannot open a channel", e))?;
+        let open = || async {
+            link.conn
+                .create_channel()
+                .await
+                .map_err(|e| broker("cannot open a channel", e))
+        };
         let queue = dead_letter_queue(&self.service);
-        declare_queue(&channel, &queue, FieldTable::default()).await?;
-        Ok((channel, queue))
-    }
-
-    /// How many events it holds.
-    ///
-    /// # Errors
-    /// [`Error::Unavailable`] without a connection; [`Error::Broker`].
-    pub async fn count(&self) -> Result<u32, Error> {
-        let (channel, queue) = self.channel().await?;
-        let q = channel
+        let channel = open().await?;
+        let existing = channel
             .queue_declare(
                 short("queue", &queue)?,
                 lapin::options::QueueDeclareOptions {
@@ -81,10 +76,24 @@ impl DeadLetters {
                 },
                 FieldTable::default(),
             )
-            .await
-            .map_err(|e| broker(format!("cannot inspect `{queue}`"), e))?;
+            .await;
+        if let Ok(q) = existing {
+            return Ok((channel, queue, q.message_count()));
+        }
+        // The broker closed the channel (404): declare on a new one.
+        let channel = open().await?;
+        declare_queue(&channel, &queue, FieldTable::default()).await?;
+        Ok((channel, queue, 0))
+    }
+
+    /// How many events it holds.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] without a connection; [`Error::Broker`].
+    pub async fn count(&self) -> Result<u32, Error> {
+        let (channel, _, count) = self.channel().await?;
         let _ = channel.close(200, "done".into()).await;
-        Ok(q.message_count())
+        Ok(count)
     }
 
     /// The first `max` events, left in the queue.
@@ -92,7 +101,7 @@ impl DeadLetters {
     /// # Errors
     /// As [`DeadLetters::count`].
     pub async fn peek(&self, max: usize) -> Result<Vec<DeadLetter>, Error> {
-        let (channel, queue) = self.channel().await?;
+        let (channel, queue, _) = self.channel().await?;
         let mut out = Vec::new();
         while out.len() < max {
             let got = channel
@@ -115,7 +124,7 @@ impl DeadLetters {
     /// # Errors
     /// As [`DeadLetters::count`]; events moved before an error stay moved.
     pub async fn replay(&self, max: usize) -> Result<usize, Error> {
-        let (channel, queue) = self.channel().await?;
+        let (channel, queue, _) = self.channel().await?;
         channel
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -174,7 +183,7 @@ impl DeadLetters {
     /// # Errors
     /// As [`DeadLetters::count`].
     pub async fn purge(&self) -> Result<u32, Error> {
-        let (channel, queue) = self.channel().await?;
+        let (channel, queue, _) = self.channel().await?;
         let n = channel
             .queue_purge(short("queue", &queue)?, QueuePurgeOptions::default())
             .await

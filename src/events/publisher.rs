@@ -3,7 +3,7 @@
 use super::envelope::{self, format_rfc3339, EventMeta};
 use super::topology::{declare_exchange, short};
 use super::{check_name, Event};
-use crate::amqp::confirm::Confirm;
+use crate::amqp::confirm::{Confirm, Settled};
 use crate::amqp::connection::{until_closed, Link};
 use crate::amqp::refusal::broker;
 use crate::amqp::wire::PERSISTENT;
@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::warn;
+
+/// The pause before publishing again after the channel was lost.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What publishing an event that no queue is bound for does. Either way
 /// the broker drops the event, and [`Publisher::unroutable`] counts it.
@@ -66,8 +69,11 @@ pub struct Publisher {
 
 #[derive(Debug, Default)]
 struct State {
-    /// The confirm-mode channel and the generation of its connection.
-    channel: tokio::sync::Mutex<Option<(u64, Channel)>>,
+    /// The confirm-mode channel and the generation of its connection,
+    /// held only to clone it.
+    channel: Mutex<Option<(u64, Channel)>>,
+    /// Held while a channel is opened, so that only one is.
+    opening: tokio::sync::Mutex<()>,
     dropped: AtomicU64,
     logged: Mutex<HashSet<String>>,
 }
@@ -119,11 +125,20 @@ impl Publisher {
     ///
     /// # Errors
     /// [`Error::Unroutable`] if no queue is bound for it and the publisher
-    /// asked for that; [`Error::Unavailable`] if there is no connection
+    /// asked for that; [`Error::Rejected`] if the broker refused it (a
+    /// full queue with [`Overflow::RejectPublish`](super::Overflow::RejectPublish));
+    /// [`Error::Unavailable`] if there is no connection
     /// (waiting for one up to `Config::default_timeout` unless
-    /// `Config::when_disconnected` is `fail-fast`); [`Error::ConnectionLost`]
-    /// if the connection went before the confirm (the event may or may not
-    /// have been stored); [`Error::Codec`] if it does not encode.
+    /// `Config::when_disconnected` is `fail-fast`); [`Error::Codec`] if it
+    /// does not encode.
+    ///
+    /// If the connection goes before the broker's confirm, the event is
+    /// published again, with the same eventId, on the next connection, for
+    /// up to `Config::default_timeout` from the call: it may then be stored
+    /// twice, and consumers dedupe by eventId
+    /// ([`Subscription::idempotent`](super::Subscription::idempotent)).
+    /// [`Error::ConnectionLost`] once that time has passed: the event may or
+    /// may not have been stored; publishing it again is up to the caller.
     pub async fn publish<E: Event>(&self, event: &E) -> Result<String, Error> {
         self.publish_as(E::NAME, E::VERSION, event).await
     }
@@ -162,36 +177,58 @@ impl Publisher {
             .with_delivery_mode(PERSISTENT);
         let exchange = short("exchange", &self.exchange)?;
         let key = short("event type", event_type)?;
-        let mut tries = 0;
-        let confirm = loop {
-            let channel = self.channel().await?;
-            let sent = channel
-                .basic_publish(
-                    exchange.clone(),
-                    key.clone(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
-                    &body,
-                    props.clone(),
-                )
-                .await;
-            match sent {
-                Ok(confirm) => break Confirm::new(confirm),
-                // The channel was gone before the frames went out: the
-                // broker never got it, so sending again is safe.
-                Err(e) if tries == 0 => {
-                    tries += 1;
-                    warn!(error = %e, "the events channel closed; publishing on a new one");
-                    self.state.channel.lock().await.take();
+        // A connection lost before the confirm leaves the event's fate
+        // unknown: it is published again, with the same eventId, on the
+        // next connection, until the deadline (at least once; consumers
+        // dedupe by eventId).
+        let deadline = tokio::time::Instant::now() + self.conn.config().default_timeout;
+        let mut lost = false;
+        let settled = loop {
+            let sent = match self.channel().await {
+                Ok(channel) => channel
+                    .basic_publish(
+                        exchange.clone(),
+                        key.clone(),
+                        BasicPublishOptions {
+                            mandatory: true,
+                            ..BasicPublishOptions::default()
+                        },
+                        &body,
+                        props.clone(),
+                    )
+                    .await
+                    .map_err(|e| broker("cannot publish the event", e)),
+                // No channel yet after the loss: tried again.
+                Err(e @ (Error::Unavailable { .. } | Error::Broker { .. })) if lost => Err(e),
+                Err(e) => return Err(e),
+            };
+            let settled = match sent {
+                Ok(confirm) => Confirm::new(confirm).settled().await,
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(settled) => break settled,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(if lost { Error::ConnectionLost } else { e });
                 }
-                Err(e) => return Err(broker("cannot publish the event", e)),
+                Err(e) => {
+                    lost = lost || matches!(e, Error::ConnectionLost);
+                    warn!(error = %e, event_id = %meta.id,
+                        "the events channel closed before the confirm; publishing again");
+                    self.forget();
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
             }
         };
-        let mut confirm = confirm;
-        if confirm.routed().await? {
-            return Ok(meta.id);
+        match settled {
+            Settled::Taken => return Ok(meta.id),
+            Settled::Refused => {
+                return Err(Error::Rejected {
+                    event_type: event_type.to_owned(),
+                    exchange: self.exchange.clone(),
+                })
+            }
+            Settled::Unroutable => {}
         }
         self.state.dropped.fetch_add(1, Ordering::Relaxed);
         if self.unroutable == Unroutable::Error {
@@ -219,17 +256,40 @@ impl Publisher {
     /// The confirm-mode channel on the current connection, opened (and the
     /// exchange declared) on first use after each reconnection.
     async fn channel(&self) -> Result<Channel, Error> {
-        let mut slot = self.state.channel.lock().await;
         let link = link(&self.conn).await?;
-        if let Some((generation, channel)) = &*slot {
-            if *generation == link.generation && channel.status().connected() {
-                return Ok(channel.clone());
-            }
+        if let Some(channel) = self.current(link.generation) {
+            return Ok(channel);
+        }
+        let _opening = self.state.opening.lock().await;
+        if let Some(channel) = self.current(link.generation) {
+            return Ok(channel);
         }
         let channel = confirmed_channel(&link).await?;
         declare_exchange(&channel, &self.exchange).await?;
-        *slot = Some((link.generation, channel.clone()));
+        *self.slot() = Some((link.generation, channel.clone()));
         Ok(channel)
+    }
+
+    /// The open channel, if it is on connection `generation`.
+    fn current(&self, generation: u64) -> Option<Channel> {
+        match &*self.slot() {
+            Some((g, channel)) if *g == generation && channel.status().connected() => {
+                Some(channel.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// Drops the channel: the next publish opens another.
+    fn forget(&self) {
+        self.slot().take();
+    }
+
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(u64, Channel)>> {
+        self.state
+            .channel
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -4,10 +4,11 @@
 use super::envelope::{format_rfc3339, read_meta, Format, Wire};
 use super::handler::{Erased, Outcome, Upcasters};
 use super::inbox::Inbox;
+use super::policy::Policy;
 use super::retry::{self, RetryPolicy};
 use super::topology::{dead_letter_queue, service_queue, short, Queues};
 use crate::amqp::confirm::Confirm;
-use crate::amqp::connection::{until_closed, Link};
+use crate::amqp::connection::{until_closed, Link, Links};
 use crate::amqp::refusal::broker;
 use crate::amqp::wire::PERSISTENT;
 use crate::codec::ContentType;
@@ -24,7 +25,7 @@ use lapin::Channel;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch, Semaphore};
 use tracing::{debug, error, info, warn};
 
 /// A subscription, as its runner and every delivery's task see it.
@@ -41,6 +42,7 @@ pub(crate) struct Shared {
     pub(crate) prefetch: u16,
     pub(crate) concurrency: usize,
     pub(crate) grace: Duration,
+    pub(crate) policy: Policy,
 }
 
 /// Told once how setting up on the first connection went.
@@ -51,25 +53,17 @@ enum Finish {
     Lost,
 }
 
-/// Consumes on each connection in turn until stopped.
+/// Consumes on each connection in turn until `stopped` turns true (or its
+/// sender is dropped).
 pub(crate) async fn run(
     shared: Arc<Shared>,
     conn: Connection,
-    mut stopped: oneshot::Receiver<()>,
+    mut stopped: watch::Receiver<bool>,
     mut ready: Ready,
 ) {
     let permits = Arc::new(Semaphore::new(shared.concurrency));
-    let mut links = conn.link();
-    let mut closed = conn.closed();
-    loop {
-        let link = tokio::select! {
-            l = links.wait_for(Option::is_some) => match l {
-                Ok(l) => l.clone().unwrap_or_else(|| unreachable!()),
-                Err(_) => return,
-            },
-            _ = &mut stopped => return,
-            () = until_closed(&mut closed) => return,
-        };
+    let mut links = Links::new(&conn);
+    while let Some(link) = links.next(until_closed(&mut stopped)).await {
         match consume(&shared, &conn, &link, &permits, &mut stopped, &mut ready).await {
             Ok(Finish::Stopped) => return,
             Ok(Finish::Lost) => {}
@@ -80,16 +74,7 @@ pub(crate) async fn run(
                 }
                 warn!(service = %shared.service, error = &e as &dyn std::error::Error,
                     "cannot set up the subscription; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
             }
-        }
-        if !link.conn.status().connected() {
-            let gen = link.generation;
-            let _ = links
-                .wait_for(|l| l.as_ref().is_none_or(|l| l.generation != gen))
-                .await;
-        } else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
@@ -100,7 +85,7 @@ async fn consume(
     conn: &Connection,
     link: &Link,
     permits: &Arc<Semaphore>,
-    stopped: &mut oneshot::Receiver<()>,
+    stopped: &mut watch::Receiver<bool>,
     ready: &mut Ready,
 ) -> Result<Finish, Error> {
     let channel = super::publisher::confirmed_channel(link).await?;
@@ -114,6 +99,7 @@ async fn consume(
         service: &shared.service,
         bindings: &shared.bindings,
         delays: &delays,
+        policy: &shared.policy,
     }
     .declare(&channel)
     .await?;
@@ -132,19 +118,23 @@ async fn consume(
     if let Some(ready) = ready.take() {
         let _ = ready.send(Ok(()));
     }
+    // Dropped when this returns: every delivery still waiting on this
+    // channel (for its republish, ack or nack) gives up then, so its
+    // permit comes back even if lapin never settles the wait.
+    let (_alive, lost) = watch::channel(());
     let mut links = conn.link();
     let generation = link.generation;
     let replaced = |l: &Option<Link>| l.as_ref().is_none_or(|l| l.generation != generation);
     loop {
         tokio::select! {
             biased;
-            _ = &mut *stopped => return Ok(stop(shared, &channel, tag, permits).await),
+            () = until_closed(stopped) => return Ok(stop(shared, &channel, tag, permits).await),
             _ = links.wait_for(replaced).map(|r| r.is_ok()) => return Ok(Finish::Lost),
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     let permit = tokio::select! {
                         biased;
-                        _ = &mut *stopped => return Ok(stop(shared, &channel, tag, permits).await),
+                        () = until_closed(stopped) => return Ok(stop(shared, &channel, tag, permits).await),
                         permit = permits.clone().acquire_owned() => permit,
                     };
                     let Ok(permit) = permit else {
@@ -152,8 +142,9 @@ async fn consume(
                     };
                     let shared = shared.clone();
                     let channel = channel.clone();
+                    let lost = lost.clone();
                     tokio::spawn(async move {
-                        handle(&shared, &channel, delivery).await;
+                        handle(&shared, &channel, delivery, lost).await;
                         drop(permit);
                     });
                 }
@@ -212,10 +203,24 @@ fn failed_attempts(d: &Delivery) -> u32 {
 }
 
 /// Handles one delivery to the end: acked, or published again (to a delay
-/// queue or the dead-letter queue) and then acked.
-async fn handle(shared: &Shared, channel: &Channel, d: Delivery) {
+/// queue or the dead-letter queue) and then acked. The handler always runs
+/// to its end; settling the delivery stops once the channel is lost
+/// (`lost`'s sender dropped): lapin may never complete a publish or an ack
+/// whose connection died, and the delivery's permit must come back. The
+/// broker delivers again what was not acked.
+async fn handle(shared: &Shared, channel: &Channel, d: Delivery, mut lost: watch::Receiver<()>) {
     let attempt = failed_attempts(&d).saturating_add(1);
     let outcome = decide(shared, &d, attempt).await;
+    tokio::select! {
+        biased;
+        () = settle(shared, channel, &d, attempt, outcome) => {}
+        _ = lost.changed() => {}
+    }
+}
+
+/// Acks `d`, after publishing it to a delay queue or the dead-letter queue
+/// as `outcome` asks.
+async fn settle(shared: &Shared, channel: &Channel, d: &Delivery, attempt: u32, outcome: Outcome) {
     let next = match outcome {
         Outcome::Done => None,
         Outcome::Retry(reason) => match shared.retry.after(attempt) {
@@ -240,7 +245,7 @@ async fn handle(shared: &Shared, channel: &Channel, d: Delivery) {
         }
     };
     if let Some((to, reason)) = next {
-        if let Err(e) = republish(channel, &d, &to, attempt, &reason).await {
+        if let Err(e) = republish(channel, d, &to, attempt, &reason).await {
             warn!(error = %e, queue = %to, "could not move the event; it will be delivered again");
             let _ = channel
                 .basic_nack(

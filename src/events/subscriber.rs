@@ -3,6 +3,7 @@
 use super::envelope::Format;
 use super::handler::{typed, untyped, Delivery, Erased, Upcaster, Upcasters};
 use super::inbox::{Inbox, MemoryInbox};
+use super::policy::{Overflow, Policy, QueueType};
 use super::retry::RetryPolicy;
 use super::runner::{self, Shared};
 use super::{check_name, Event};
@@ -12,7 +13,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tower::{BoxError, Service};
 
@@ -81,6 +82,7 @@ pub struct Subscription {
     concurrency: Option<usize>,
     exchange: Option<String>,
     grace: Duration,
+    policy: Policy,
     errors: Vec<String>,
 }
 
@@ -111,6 +113,7 @@ impl Subscription {
             concurrency: None,
             exchange: None,
             grace: Duration::from_secs(30),
+            policy: Policy::default(),
             errors: Vec::new(),
         }
     }
@@ -246,6 +249,41 @@ impl Subscription {
         self
     }
 
+    /// Declares the subscription's queues (`<service>.q`, its delay queues
+    /// and `<service>.dlq`) as `queue_type`: [`QueueType::Quorum`] for
+    /// events that must survive the loss of a broker node. Unset, the
+    /// broker's default type (classic) is used and no `x-queue-type` is
+    /// declared.
+    pub fn queue_type(mut self, queue_type: QueueType) -> Self {
+        self.policy.queue_type = Some(queue_type);
+        self
+    }
+
+    /// Expires an event that waited `ttl` in `<service>.q` without being
+    /// handled (`x-message-ttl`, in milliseconds): the broker drops it.
+    /// Events in the delay queues and the dead-letter queue are not
+    /// affected.
+    pub fn message_ttl(mut self, ttl: Duration) -> Self {
+        self.policy.message_ttl = Some(ttl);
+        self
+    }
+
+    /// Holds at most `max` ready events in `<service>.q` (`x-max-length`);
+    /// what happens to more is the [`overflow`](Subscription::overflow)
+    /// behaviour (by default the oldest are dropped).
+    pub fn max_length(mut self, max: u32) -> Self {
+        self.policy.max_length = Some(max);
+        self
+    }
+
+    /// What a full `<service>.q` does with another event (`x-overflow`):
+    /// drop the oldest, or refuse the new one, which the publisher sees as
+    /// [`Error::Rejected`].
+    pub fn overflow(mut self, overflow: Overflow) -> Self {
+        self.policy.overflow = Some(overflow);
+        self
+    }
+
     /// Declares the queues and bindings and starts consuming; returns once
     /// it consumes. It follows the connection: after a reconnection it
     /// declares and consumes again.
@@ -253,7 +291,8 @@ impl Subscription {
     /// # Errors
     /// [`Error::Config`] for a subscription without handlers or with a bad
     /// name or binding; [`Error::TopologyMismatch`] if a queue exists with
-    /// other arguments; [`Error::Unavailable`] or [`Error::Broker`] if the
+    /// other arguments (another queue type or other policies, as an older
+    /// deployment declared them); [`Error::Unavailable`] or [`Error::Broker`] if the
     /// broker cannot be reached or refuses.
     pub async fn start(self, conn: &Connection) -> Result<Subscriber, Error> {
         let mut errors = self.errors;
@@ -291,8 +330,9 @@ impl Subscription {
             prefetch,
             concurrency: self.concurrency.unwrap_or(usize::from(prefetch)),
             grace: self.grace,
+            policy: self.policy,
         });
-        let (stop, stopped) = oneshot::channel();
+        let (stop, stopped) = watch::channel(false);
         let (ready, is_ready) = oneshot::channel();
         let task = tokio::spawn(runner::run(shared, conn.clone(), stopped, Some(ready)));
         match is_ready.await {
@@ -312,7 +352,7 @@ impl Subscription {
 #[derive(Debug)]
 pub struct Subscriber {
     service: String,
-    stop: Option<oneshot::Sender<()>>,
+    stop: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<()>>,
 }
 
@@ -328,7 +368,7 @@ impl Subscriber {
     /// delivery not yet started goes back to the queue.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.send_replace(true);
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
@@ -339,7 +379,7 @@ impl Subscriber {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
+            stop.send_replace(true);
         }
     }
 }

@@ -3,15 +3,16 @@
 //! | thing | name | arguments |
 //! | --- | --- | --- |
 //! | exchange | `app.events` ([`Config::events_exchange`](crate::Config::events_exchange)) | topic, durable |
-//! | service queue | `<service>.q` | durable; bound with the subscription's types and patterns |
-//! | delay queues | `<service>.retry.<delay>` | durable; `x-message-ttl` = delay, dead-lettered to `<service>.q` |
-//! | dead-letter queue | `<service>.dlq` | durable |
+//! | service queue | `<service>.q` | durable; bound with the subscription's types and patterns; its policies (`x-queue-type`, `x-message-ttl`, `x-max-length`, `x-overflow`) |
+//! | delay queues | `<service>.retry.<delay>` | durable; `x-message-ttl` = delay, dead-lettered to `<service>.q`; the service queue's `x-queue-type` |
+//! | dead-letter queue | `<service>.dlq` | durable; the service queue's `x-queue-type` |
 
+use super::policy::Policy;
 use crate::amqp::refusal::broker;
 use crate::error::Error;
 use crate::node::topology::{self, refused};
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Channel;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use std::time::Duration;
 const EXCHANGE_HINT: &str = "events need a durable topic exchange; name another one \
     (WARREN_EVENTS_EXCHANGE, Config::events_exchange), or delete this one";
 const QUEUE_HINT: &str = "every instance of a service must subscribe with the same retry \
-    delays; if the old arguments are no longer wanted, delete the queue (rabbitmqctl \
+    delays and queue policies (Subscription::queue_type, message_ttl, max_length, overflow); if the old arguments are no longer wanted, delete the queue (rabbitmqctl \
     delete_queue) while no instance of the service runs";
 
 pub(crate) fn short(what: &str, s: &str) -> Result<ShortString, Error> {
@@ -39,6 +40,7 @@ pub(crate) struct Queues<'a> {
     pub(crate) service: &'a str,
     pub(crate) bindings: &'a [String],
     pub(crate) delays: &'a [Duration],
+    pub(crate) policy: &'a Policy,
 }
 
 pub(crate) fn service_queue(service: &str) -> String {
@@ -55,7 +57,7 @@ impl Queues<'_> {
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
         declare_exchange(channel, self.exchange).await?;
         let queue = service_queue(self.service);
-        declare_queue(channel, &queue, FieldTable::default()).await?;
+        declare_queue(channel, &queue, self.policy.service_queue()).await?;
         for pattern in self.bindings {
             channel
                 .queue_bind(
@@ -69,24 +71,13 @@ impl Queues<'_> {
                 .map_err(|e| broker(format!("cannot bind queue `{queue}` to `{pattern}`"), e))?;
         }
         for delay in self.delays {
-            let mut args = FieldTable::default();
-            let ms = delay.as_millis().min(u128::from(u32::MAX)) as i64;
-            args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(ms));
-            args.insert(
-                "x-dead-letter-exchange".into(),
-                AMQPValue::LongString(LongString::from("")),
-            );
-            args.insert(
-                "x-dead-letter-routing-key".into(),
-                AMQPValue::LongString(LongString::from(queue.as_str())),
-            );
             let name = super::retry::delay_queue(self.service, *delay);
-            declare_queue(channel, &name, args).await?;
+            declare_queue(channel, &name, self.policy.delay_queue(*delay, &queue)).await?;
         }
         declare_queue(
             channel,
             &dead_letter_queue(self.service),
-            FieldTable::default(),
+            self.policy.dead_letter_queue(),
         )
         .await
     }
