@@ -202,10 +202,27 @@ pub enum Error {
     /// An id, type or method name was refused.
     #[error(transparent)]
     Name(#[from] NameError),
-    /// The request cannot be made as asked (for example a single-reply call
-    /// to an `every`/`all` address).
+    /// The request cannot be made as asked.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A single-reply call to an address where many may answer (`every`,
+    /// `all`): refused when the request is built (a generated client) or
+    /// before it is sent (a hand-made [`Request`](crate::Request)); send a
+    /// [`Gather`](crate::Gather) instead.
+    #[error("{address} may answer many times; a call takes one reply: send a Gather instead")]
+    MulticastCall {
+        /// The multicast address.
+        address: Address,
+    },
+    /// A load-shedding layer above the transport (`tower::load_shed`)
+    /// refused the call because the service behind it was not ready. The
+    /// request was not sent.
+    #[error("overloaded: the call was refused before it was sent (load shedding)")]
+    Overloaded,
+    /// A tower layer above the transport failed with an error that is not
+    /// one of warren's (see `From<tower::BoxError>`).
+    #[error("a tower layer failed: {0}")]
+    Layer(#[source] Cause),
     /// Configuration that cannot work (a bad URL, an unusable setting).
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -224,13 +241,15 @@ impl Error {
             Self::Codec(CodecError::Unsupported(_)) => {
                 Status::new(Code::UnsupportedContentType, self.to_string())
             }
-            Self::Codec(_) | Self::Name(_) | Self::InvalidRequest(_) => {
-                Status::new(Code::BadRequest, self.to_string())
-            }
+            Self::Codec(_)
+            | Self::Name(_)
+            | Self::InvalidRequest(_)
+            | Self::MulticastCall { .. } => Status::new(Code::BadRequest, self.to_string()),
             Self::BodyTooLarge { .. } => Status::new(Code::PayloadTooLarge, self.to_string()),
             Self::Unavailable { .. }
             | Self::Blocked { .. }
             | Self::Rejected { .. }
+            | Self::Overloaded
             | Self::Shutdown => Status::new(Code::Unavailable, self.to_string()),
             _ => Status::new(Code::Internal, self.to_string()),
         }
@@ -268,5 +287,78 @@ fn differences(
 impl From<Status> for Error {
     fn from(status: Status) -> Self {
         Self::Remote(status)
+    }
+}
+
+/// Back from the error of a tower stack over a warren transport, such as
+/// `tower::timeout::Timeout`, `tower::limit::ConcurrencyLimit` or
+/// `tower::buffer::Buffer`: a boxed [`Error`] is unboxed as it was,
+/// tower's `Elapsed` becomes [`Error::Timeout`] (with `after` zero: tower
+/// does not say how long it waited), its `Overloaded` (load shedding)
+/// [`Error::Overloaded`], and anything else [`Error::Layer`].
+///
+/// `ServiceBuilder::new().map_err(warren::Error::from)` on top of such a
+/// stack gives a transport a generated client takes: see [`crate::layer`].
+impl From<tower::BoxError> for Error {
+    fn from(error: tower::BoxError) -> Self {
+        let error = match error.downcast::<Self>() {
+            Ok(error) => return *error,
+            Err(error) => error,
+        };
+        if error.is::<tower::timeout::error::Elapsed>() {
+            Self::Timeout {
+                after: Duration::ZERO,
+            }
+        } else if error.is::<tower::load_shed::error::Overloaded>() {
+            Self::Overloaded
+        } else {
+            Self::Layer(Arc::from(error))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Error;
+    use std::time::Duration;
+    use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+
+    #[test]
+    fn box_errors_come_back_as_warren_errors() {
+        let boxed: BoxError = Box::new(Error::NoRoute {
+            address: crate::Address::all(),
+        });
+        assert!(matches!(Error::from(boxed), Error::NoRoute { .. }));
+        let other: BoxError = "something else".into();
+        let err = Error::from(other);
+        assert!(matches!(&err, Error::Layer(source) if source.to_string() == "something else"));
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[tokio::test]
+    async fn tower_timeout_and_load_shedding_map_to_their_variants() {
+        let slow = service_fn(|()| async {
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            Ok::<_, Error>(())
+        });
+        let mut timed = ServiceBuilder::new()
+            .map_err(Error::from)
+            .timeout(Duration::from_millis(10))
+            .service(slow);
+        let err = timed.ready().await.unwrap().call(()).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+
+        let mut shed = ServiceBuilder::new()
+            .map_err(Error::from)
+            .load_shed()
+            .concurrency_limit(1)
+            .service(service_fn(|()| async {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                Ok::<_, Error>(())
+            }));
+        let first = shed.ready().await.unwrap().call(());
+        let err = shed.ready().await.unwrap().call(()).await.unwrap_err();
+        assert!(matches!(err, Error::Overloaded), "{err:?}");
+        drop(first);
     }
 }

@@ -25,6 +25,13 @@
 #![doc = include_str!("../examples/quickstart.rs")]
 //! ```
 //!
+//! Every call passes once through the caller's policy,
+//! [`layer::Policy`], which each transport is built with: the deadline
+//! fixed (the current [`Context`]'s, the request's own, or the default),
+//! one `warren.call` span with its outcome, the body limit, and a
+//! single-reply call to `every`/`all` refused; the transports below only
+//! route and publish.
+//!
 //! Everything is at the root (`warren::Client`, `warren::Config`, …) but
 //! for the modules of one concern: [`layer`] (tower layers for callers),
 //! and with the `http` feature `http` (the HTTP transport and the

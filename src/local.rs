@@ -3,15 +3,16 @@
 //!
 //! It routes exactly as the broker would ([`Address::Instance`] to one
 //! instance, [`Address::Any`] round-robin over a type, [`Address::Every`]
-//! and [`Address::All`] to each), applies deadlines, runs handlers under
+//! and [`Address::All`] to each), applies the caller's policy
+//! ([`crate::layer::Policy`]: deadline, span, limits), runs handlers under
 //! the same server layer as the AMQP node and the HTTP endpoint
 //! ([`crate::serve`]: context, deadline, panics, error statuses), and turns
 //! error replies into [`Error::Remote`], so code tested on it behaves the
 //! same over RabbitMQ.
 
 use crate::address::{Address, Peer, ServiceId, ServiceType};
-use crate::context::Context;
 use crate::error::Error;
+use crate::layer::{Policy, PolicyLayer};
 use crate::message::{Delivery, Gather, Request, Response};
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -20,7 +21,7 @@ use std::sync::{Arc, RwLock};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tower::util::BoxCloneSyncService;
-use tower::{Service, ServiceExt};
+use tower::{Layer, Service, ServiceExt};
 
 type Handler = BoxCloneSyncService<Request, Response, Error>;
 
@@ -57,15 +58,33 @@ struct Registry {
 /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Local {
+    stack: Policy<Servers>,
+}
+
+/// The in-process transport below the policy: routes to the handlers.
+#[derive(Clone, Default)]
+pub(crate) struct Servers {
     registry: Arc<RwLock<Registry>>,
-    default_timeout: Option<Duration>,
+}
+
+impl Default for Local {
+    fn default() -> Self {
+        Self {
+            stack: PolicyLayer::default().layer(Servers::default()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reg = self.registry.read().unwrap_or_else(|e| e.into_inner());
+        let reg = self
+            .stack
+            .get_ref()
+            .registry
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
         f.debug_struct("Local")
             .field(
                 "instances",
@@ -85,11 +104,15 @@ impl Local {
         Self::default()
     }
 
-    /// Sets the deadline of calls that set none (default 30 s).
+    /// Sets the deadline of calls that set none (default 30 s); request
+    /// bodies stay limited to [`Config::max_body`](crate::Config::max_body)'s
+    /// default.
     #[must_use]
-    pub fn with_default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = Some(timeout);
-        self
+    pub fn with_default_timeout(self, timeout: Duration) -> Self {
+        let layer = PolicyLayer::new(timeout, crate::Config::default().max_body);
+        Self {
+            stack: layer.layer(self.stack.get_ref().clone()),
+        }
     }
 
     /// Serves `handler` as instance `id` of `service`.
@@ -98,14 +121,17 @@ impl Local {
         S: Service<Request, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
-        let mut reg = self.registry.write().unwrap_or_else(|e| e.into_inner());
+        let servers = self.stack.get_ref();
+        let mut reg = servers.registry.write().unwrap_or_else(|e| e.into_inner());
         reg.instances.push(Instance {
             id,
             service,
             handler: BoxCloneSyncService::new(crate::serve::Serve::new(handler)),
         });
     }
+}
 
+impl Servers {
     fn route(&self, address: &Address) -> Vec<(Peer, Handler)> {
         let reg = self.registry.read().unwrap_or_else(|e| e.into_inner());
         let peer = |i: &Instance| Peer {
@@ -128,19 +154,12 @@ impl Local {
         }
         matching
     }
-
-    fn deadline(&self, req: &mut Request) -> Instant {
-        Context::propagate(req);
-        let deadline = req.deadline.unwrap_or_else(|| {
-            Instant::now() + self.default_timeout.unwrap_or(Duration::from_secs(30))
-        });
-        req.deadline = Some(deadline);
-        deadline
-    }
 }
 
 async fn invoke(handler: Handler, peer: Peer, mut req: Request) -> Response {
+    // The server's side of the call: what it receives, as over RabbitMQ.
     req.from = Peer::default();
+    req.under_policy = false;
     req.message_id = Some(uuid::Uuid::new_v4().to_string());
     let content_type = req.content_type;
     // The server layer never fails: every outcome is a response.
@@ -153,7 +172,7 @@ async fn invoke(handler: Handler, peer: Peer, mut req: Request) -> Response {
     resp
 }
 
-impl Service<Request> for Local {
+impl Service<Request> for Servers {
     type Response = Response;
     type Error = Error;
     type Future = BoxFuture<'static, Result<Response, Error>>;
@@ -162,16 +181,10 @@ impl Service<Request> for Local {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request) -> Self::Future {
-        let deadline = self.deadline(&mut req);
+    fn call(&mut self, req: Request) -> Self::Future {
+        let deadline = req.fixed_deadline();
         let targets = self.route(&req.address);
         Box::pin(async move {
-            if req.address.is_multicast() {
-                return Err(Error::InvalidRequest(format!(
-                    "{} may answer many times; send a Gather instead",
-                    req.address
-                )));
-            }
             let Some((peer, handler)) = targets.into_iter().next() else {
                 return Err(Error::NoRoute {
                     address: req.address,
@@ -183,20 +196,15 @@ impl Service<Request> for Local {
                 return Ok(Response::ok(content_type, bytes::Bytes::new()));
             }
             let after = deadline.saturating_duration_since(Instant::now());
-            let resp = tokio::time::timeout_at(deadline.into(), invoke(handler, peer, req))
+            tokio::time::timeout_at(deadline.into(), invoke(handler, peer, req))
                 .await
-                .map_err(|_| Error::Timeout { after })?;
-            // The server gives up at the same deadline; a caller over
-            // RabbitMQ would have stopped waiting then, so it sees a timeout.
-            if resp.status == crate::status::Code::DeadlineExceeded && Instant::now() >= deadline {
-                return Err(Error::Timeout { after });
-            }
-            resp.into_result()
+                .map_err(|_| Error::Timeout { after })?
+                .into_result()
         })
     }
 }
 
-impl Service<Gather> for Local {
+impl Service<Gather> for Servers {
     type Response = Vec<Response>;
     type Error = Error;
     type Future = BoxFuture<'static, Result<Vec<Response>, Error>>;
@@ -205,8 +213,8 @@ impl Service<Gather> for Local {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut gather: Gather) -> Self::Future {
-        let deadline = self.deadline(&mut gather.request);
+    fn call(&mut self, gather: Gather) -> Self::Future {
+        let deadline = gather.request.fixed_deadline();
         let targets = self.route(&gather.request.address);
         Box::pin(async move {
             if targets.is_empty() {
@@ -235,3 +243,5 @@ impl Service<Gather> for Local {
         })
     }
 }
+
+crate::message::policy_services!(Local);

@@ -71,6 +71,9 @@ pub struct Request {
     pub from: Peer,
     /// The unique id of this message (filled in on the receiving side).
     pub message_id: Option<String>,
+    /// Whether a [`Policy`](crate::layer::Policy) applies to it already:
+    /// one under it leaves it alone.
+    pub(crate) under_policy: bool,
 }
 
 impl Request {
@@ -98,6 +101,7 @@ impl Request {
             idempotent: false,
             from: Peer::default(),
             message_id: None,
+            under_policy: false,
         })
     }
 
@@ -164,6 +168,13 @@ impl Request {
     /// [`Error::Codec`] if the body is not a valid `T`.
     pub fn decode<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
         Ok(self.content_type.decode(&self.body)?)
+    }
+
+    /// The deadline the [`Policy`](crate::layer::Policy) fixed before the
+    /// request reached a transport.
+    pub(crate) fn fixed_deadline(&self) -> Instant {
+        self.deadline
+            .expect("the policy fixes the deadline of every call a transport is given")
     }
 }
 
@@ -321,6 +332,42 @@ impl Gather {
     }
 }
 
+/// What a transport takes: a [`Request`] (one reply) or a [`Gather`]
+/// (every reply). The caller's layers read and fix the request through it.
+#[allow(unreachable_pub)] // Sealed: public only for the layers' bounds.
+pub trait Message {
+    /// The request sent.
+    fn request(&self) -> &Request;
+    /// The request sent, to fix before it is.
+    fn request_mut(&mut self) -> &mut Request;
+    /// Whether one reply is awaited.
+    fn single_reply(&self) -> bool;
+}
+
+impl Message for Request {
+    fn request(&self) -> &Request {
+        self
+    }
+    fn request_mut(&mut self) -> &mut Request {
+        self
+    }
+    fn single_reply(&self) -> bool {
+        true
+    }
+}
+
+impl Message for Gather {
+    fn request(&self) -> &Request {
+        &self.request
+    }
+    fn request_mut(&mut self) -> &mut Request {
+        &mut self.request
+    }
+    fn single_reply(&self) -> bool {
+        false
+    }
+}
+
 /// Implements `tower::Service<Request>` and `tower::Service<Gather>` for a
 /// cloneable transport whose inherent `call` and `gather` do the work: the
 /// service clones the handle into a `'static` future.
@@ -372,3 +419,39 @@ macro_rules! transport_services {
     };
 }
 pub(crate) use transport_services;
+
+/// Implements `tower::Service<Request>` and `tower::Service<Gather>` for a
+/// public transport whose `stack` field is its raw transport (a
+/// `transport_services!` one) under the caller's
+/// [`Policy`](crate::layer::Policy).
+macro_rules! policy_services {
+    ($ty:ty) => {
+        $crate::message::policy_services!($ty, $crate::message::Request, $crate::message::Response);
+        $crate::message::policy_services!(
+            $ty,
+            $crate::message::Gather,
+            Vec<$crate::message::Response>
+        );
+    };
+    ($ty:ty, $message:ty, $reply:ty) => {
+        impl tower::Service<$message> for $ty {
+            type Response = $reply;
+            type Error = $crate::error::Error;
+            type Future = $crate::layer::PolicyFuture<
+                futures::future::BoxFuture<'static, Result<$reply, Self::Error>>,
+            >;
+
+            fn poll_ready(
+                &mut self,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<Result<(), Self::Error>> {
+                tower::Service::<$message>::poll_ready(&mut self.stack, cx)
+            }
+
+            fn call(&mut self, message: $message) -> Self::Future {
+                self.stack.call(message)
+            }
+        }
+    };
+}
+pub(crate) use policy_services;

@@ -75,6 +75,27 @@ async fn the_timeout_layer_shortens_the_deadline_the_server_sees() {
 }
 
 #[tokio::test]
+async fn a_call_past_its_deadline_always_ends_as_a_timeout() {
+    // The node cuts the handler off at the deadline the caller waits for
+    // and says `deadline_exceeded`; whichever of that reply and the
+    // caller's own timer comes first, the caller sees one error.
+    let conn = support::connect(support::config()).await;
+    let t = support::service_type("layer-deadline");
+    let node = Node::builder(t.clone())
+        .serve(&conn, handler(Arc::new(AtomicUsize::new(0))))
+        .await
+        .unwrap();
+    let client = Client::new(&conn);
+    for _ in 0..20 {
+        let request =
+            call(&Address::Any(t.clone()), "Slow.finish").with_timeout(Duration::from_millis(100));
+        let err = client.call(request).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    }
+    node.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_retry_policy_waits_for_a_service_that_is_starting() {
     let conn = support::connect(support::config()).await;
     let t = support::service_type("layer-retry");

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tower::{BoxError, ServiceBuilder, ServiceExt};
+use tower::{ServiceBuilder, ServiceExt};
 use warren::{
     Address, Code, ContentType, Context, Delivery, Error, Local, Request, Response, Status,
 };
@@ -330,17 +330,8 @@ async fn deadlines_carry_over_to_calls_a_handler_makes() -> Result<(), Error> {
 async fn tower_layers_on_the_client_transport() {
     // Stock tower layers fail with a BoxError; the generated client speaks
     // warren::Error, so the stack maps it back.
-    fn to_warren(e: BoxError) -> Error {
-        match e.downcast::<Error>() {
-            Ok(e) => *e,
-            Err(e) if e.is::<tower::timeout::error::Elapsed>() => Error::Timeout {
-                after: Duration::from_millis(50),
-            },
-            Err(e) => Error::InvalidRequest(e.to_string()),
-        }
-    }
     let transport = ServiceBuilder::new()
-        .map_err(to_warren)
+        .map_err(Error::from)
         .timeout(Duration::from_millis(50))
         .service(one_instance());
     let client = CalculatorClient::new(transport);
@@ -403,4 +394,32 @@ async fn client_futures_can_be_spawned() -> Result<(), Error> {
     let call = tokio::spawn(client.add(20, 22));
     assert_eq!(call.await.expect("no panic")?, 42);
     Ok(())
+}
+
+#[tokio::test]
+async fn a_single_reply_call_to_every_is_refused_when_built() {
+    let every = Address::every("calculator").unwrap();
+    let client = CalculatorClient::new(one_instance()).with_address(every.clone());
+    let err = client.add(1, 1).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::MulticastCall { address } if *address == every),
+        "{err:?}"
+    );
+    // A hand-made request is refused before it is sent.
+    let request = Request::new(Address::all(), "Calculator.add", ContentType::Json, "{}").unwrap();
+    let err = ServiceExt::<Request>::oneshot(one_instance(), request)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::MulticastCall { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_call_past_its_deadline_always_ends_as_a_timeout() {
+    // The server layer cuts the handler off at the deadline the caller
+    // waits for; whichever notices first, the caller sees one error.
+    let client = CalculatorClient::new(one_instance()).with_timeout(Duration::from_millis(100));
+    for _ in 0..20 {
+        let err = client.slow(1_000).await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
+    }
 }

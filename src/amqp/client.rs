@@ -6,8 +6,8 @@ use super::session::{self, Reply, Session, Waiter};
 use super::wire::{self, Outgoing, REPLY_TO};
 use crate::address::{Address, Peer};
 use crate::config::WhenDisconnected;
-use crate::context::Context;
 use crate::error::Error;
+use crate::layer::{Policy, PolicyLayer};
 use crate::message::{Delivery, Gather, Request, Response};
 use futures::future::Either;
 use futures::FutureExt;
@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::Instrument;
+use tower::Layer;
 
 /// The first pause before a request returned while the connection
 /// settles is published again; it doubles up to 8 times this.
@@ -61,15 +61,24 @@ struct Inner {
 /// # Ok(())
 /// # }
 /// ```
+///
+/// Calls pass through the caller's [`Policy`] (deadline, span, limits)
+/// first, set up from the connection's [`Config`](crate::Config).
 #[derive(Clone)]
 pub struct Client {
+    stack: Policy<Amqp>,
+}
+
+/// The AMQP transport below the policy: routes and publishes.
+#[derive(Clone)]
+pub(crate) struct Amqp {
     inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("identity", &self.inner.identity)
+            .field("identity", &self.stack.get_ref().inner.identity)
             .field("in_flight", &self.in_flight())
             .finish()
     }
@@ -120,7 +129,7 @@ impl Client {
             .inspect_err(|e| tracing::warn!(error = %e, "requests will not name their sender"))
             .ok()
             .flatten();
-        Self {
+        let amqp = Amqp {
             inner: Arc::new(Inner {
                 conn: conn.clone(),
                 identity,
@@ -128,19 +137,24 @@ impl Client {
                 session,
                 next_id: AtomicU64::new(1),
             }),
+        };
+        Self {
+            stack: PolicyLayer::from_config(conn.config()).layer(amqp),
         }
     }
 
     /// The connection this client uses.
     #[must_use]
     pub fn connection(&self) -> &Connection {
-        &self.inner.conn
+        &self.stack.get_ref().inner.conn
     }
 
     /// Calls waiting for a reply right now.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.inner
+        self.stack
+            .get_ref()
+            .inner
             .session
             .borrow()
             .as_ref()
@@ -153,17 +167,38 @@ impl Client {
     /// [`Error::NoRoute`] at once if nobody listens at the address,
     /// [`Error::Timeout`] at the deadline, [`Error::Remote`] for an error
     /// reply, [`Error::ConnectionLost`] if the connection died meanwhile,
-    /// [`Error::Unavailable`] if it could not be sent.
+    /// [`Error::Unavailable`] if it could not be sent,
+    /// [`Error::MulticastCall`] for an `every`/`all` address (a [`Gather`]
+    /// is the call for those), [`Error::BodyTooLarge`] over
+    /// [`Config::max_body`](crate::Config::max_body).
     ///
-    /// The future owns what it needs (it does not borrow the client), and
-    /// holds the request once: not an `async fn`, whose arguments are kept
-    /// twice in its state.
+    /// The future owns what it needs (it does not borrow the client).
     pub fn call(
         &self,
         request: Request,
     ) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
+        tower::ServiceExt::oneshot(self.stack.clone(), request)
+    }
+
+    /// Sends `gather.request` to every instance at its address and collects
+    /// replies until `gather.expect` came or the deadline passed.
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`] if no instance is there; transport errors as for
+    /// [`Client::call`]. Error replies are returned among the replies.
+    pub async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
+        tower::ServiceExt::oneshot(self.stack.clone(), gather).await
+    }
+}
+
+impl Amqp {
+    /// A call's future: it owns what it needs and holds the request once
+    /// (not an `async fn`, whose arguments are kept twice in its state).
+    fn call(
+        &self,
+        request: Request,
+    ) -> impl Future<Output = Result<Response, Error>> + Send + 'static {
         let this = self.clone();
-        let mut request = request;
         async move {
             if request.delivery == Delivery::OneWay {
                 let content_type = request.content_type;
@@ -175,30 +210,14 @@ impl Client {
                     ..Response::ok(content_type, bytes::Bytes::new())
                 });
             }
-            let deadline = this.deadline(&mut request);
-            let span = tracing::info_span!("warren.call", method = %request.method, address = %request.address,
-                correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
-                duration_us = tracing::field::Empty);
-            let start = Instant::now();
-            async {
-                let result = this.call_inner(&request, deadline).await;
-                record(&tracing::Span::current(), start, &result);
-                result
-            }
-            .instrument(span)
-            .await
+            this.call_inner(&request).await
         }
     }
 
     /// The request is borrowed, and no result is held across the pause
     /// between attempts: a pending call's future carries one request.
-    async fn call_inner(&self, request: &Request, deadline: Instant) -> Result<Response, Error> {
-        if request.address.is_multicast() {
-            return Err(Error::InvalidRequest(format!(
-                "{} may answer many times; send a Gather instead",
-                request.address
-            )));
-        }
+    async fn call_inner(&self, request: &Request) -> Result<Response, Error> {
+        let deadline = request.fixed_deadline();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let mut returned = 0;
         loop {
@@ -264,34 +283,9 @@ impl Client {
 
     /// Sends `gather.request` to every instance at its address and collects
     /// replies until `gather.expect` came or the deadline passed.
-    ///
-    /// # Errors
-    /// [`Error::NoRoute`] if no instance is there; transport errors as for
-    /// [`Client::call`]. Error replies are returned among the replies.
-    pub async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
-        let Gather {
-            mut request,
-            expect,
-        } = gather;
-        let deadline = self.deadline(&mut request);
-        let span = tracing::info_span!("warren.gather", method = %request.method, address = %request.address,
-            correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
-            duration_us = tracing::field::Empty);
-        let start = Instant::now();
-        let result = self
-            .gather_inner(request, expect, deadline)
-            .instrument(span.clone())
-            .await;
-        record(&span, start, &result);
-        result
-    }
-
-    async fn gather_inner(
-        &self,
-        request: Request,
-        expect: Option<usize>,
-        deadline: Instant,
-    ) -> Result<Vec<Response>, Error> {
+    async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
+        let Gather { request, expect } = gather;
+        let deadline = request.fixed_deadline();
         let timeout = deadline.saturating_duration_since(Instant::now());
         let mut returned = 0;
         loop {
@@ -367,15 +361,10 @@ impl Client {
     /// could not be confirmed before the deadline; [`Error::Unavailable`]
     /// (not sent) or [`Error::Blocked`] as [`WhenDisconnected`] describes.
     async fn send(&self, request: Request) -> Result<(), Error> {
-        let mut request = request;
-        let deadline = self.deadline(&mut request);
+        let deadline = request.fixed_deadline();
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let span = tracing::info_span!("warren.send", method = %request.method, address = %request.address,
-            correlation_id = tracing::field::Empty, outcome = tracing::field::Empty,
-            duration_us = tracing::field::Empty);
-        let start = Instant::now();
         let message_id = uuid::Uuid::new_v4().to_string();
-        let result = async {
+        {
             let mut policy = self.inner.conn.config().when_disconnected;
             let mut retry = false;
             let mut returned = 0;
@@ -422,10 +411,6 @@ impl Client {
                 }
             }
         }
-        .instrument(span.clone())
-        .await;
-        record(&span, start, &result);
-        result
     }
 
     /// Whether to publish again a request the broker returned as
@@ -455,14 +440,6 @@ impl Client {
         );
         tokio::time::sleep(pause).await;
         true
-    }
-
-    /// Applies the handler context and the default deadline.
-    fn deadline(&self, request: &mut Request) -> Instant {
-        Context::propagate(request);
-        *request
-            .deadline
-            .get_or_insert_with(|| Instant::now() + self.inner.conn.config().default_timeout)
     }
 
     /// The live session, if there is one and the broker takes publishes.
@@ -632,13 +609,6 @@ impl Client {
         deadline: Instant,
         send: bool,
     ) -> Result<impl Future<Output = lapin::Result<lapin::PublisherConfirm>> + 'a, Error> {
-        let max = self.inner.conn.config().max_body;
-        if request.body.len() > max {
-            return Err(Error::BodyTooLarge {
-                size: request.body.len(),
-                limit: max,
-            });
-        }
         // A send names itself (its id stays the same when it is published
         // again); a call only if its caller gave it a message id.
         let message_id = message_id.or(request.message_id.as_deref());
@@ -714,27 +684,8 @@ fn reply_or_lost(
     }
 }
 
-fn record<T>(span: &tracing::Span, start: Instant, result: &Result<T, Error>) {
-    span.record("duration_us", start.elapsed().as_micros() as u64);
-    match result {
-        Ok(_) => span.record("outcome", "ok"),
-        Err(Error::Remote(s)) => span.record("outcome", s.code().as_str()),
-        Err(e) => span.record("outcome", tracing::field::display(error_kind(e))),
-    };
-}
-
-fn error_kind(e: &Error) -> &'static str {
-    match e {
-        Error::NoRoute { .. } => "no_route",
-        Error::Timeout { .. } => "timeout",
-        Error::ConnectionLost => "connection_lost",
-        Error::Unavailable { .. } => "unavailable",
-        Error::Blocked { .. } => "blocked",
-        _ => "error",
-    }
-}
-
-crate::message::transport_services!(Client, owned);
+crate::message::transport_services!(Amqp, owned);
+crate::message::policy_services!(Client);
 
 #[cfg(test)]
 mod tests {
@@ -757,12 +708,16 @@ mod tests {
             bytes::Bytes::new(),
         )
         .unwrap();
+        // The transport's future (boxed by its tower impl), and what the
+        // policy stack around it adds.
+        let transport = client.stack.get_ref().call(request.clone());
         let call = client.call(request);
-        assert!(
-            std::mem::size_of_val(&call) <= 1024,
-            "a call's future takes {} bytes",
-            std::mem::size_of_val(&call)
-        );
+        for (what, bytes) in [
+            ("the transport's", std::mem::size_of_val(&transport)),
+            ("the policy's", std::mem::size_of_val(&call)),
+        ] {
+            assert!(bytes <= 1024, "{what} future takes {bytes} bytes");
+        }
         conn.close();
     }
 }

@@ -3,7 +3,6 @@
 
 use crate::address::{Address, Peer, ServiceType};
 use crate::codec::{CodecError, ContentType};
-use crate::context::Context;
 use crate::error::Error;
 use crate::headers::Headers;
 use crate::message::{Delivery, Gather, Request, Response};
@@ -24,6 +23,8 @@ pub struct CallOptions {
     timeout: Option<Duration>,
     headers: Headers,
     content_type: ContentType,
+    /// Whether these are a gather's options (many replies).
+    gather: bool,
 }
 
 impl CallOptions {
@@ -43,6 +44,7 @@ impl CallOptions {
             timeout: None,
             headers: Headers::new(),
             content_type: ContentType::default(),
+            gather: false,
         }
     }
 
@@ -58,6 +60,7 @@ impl CallOptions {
     #[must_use]
     pub fn every(mut self) -> Self {
         self.address = Address::Every(self.service.clone());
+        self.gather = true;
         self
     }
 
@@ -89,11 +92,13 @@ impl CallOptions {
     }
 
     /// The request for one call of `method` with `args` (a map of argument
-    /// names to values). The deadline starts now, and the deadline and
-    /// `traceparent` of the call being served (if any) carry over.
+    /// names to values). The deadline starts now; the transport's policy
+    /// carries over the deadline and `traceparent` of the call being
+    /// served (if any).
     ///
     /// # Errors
-    /// [`Error::Codec`] if `args` cannot be encoded.
+    /// [`Error::MulticastCall`] for a single-reply call to an `every`/`all`
+    /// address, [`Error::Codec`] if `args` cannot be encoded.
     pub fn request<A: Serialize>(
         &self,
         method: &'static str,
@@ -101,6 +106,9 @@ impl CallOptions {
         oneway: bool,
         args: &A,
     ) -> Result<Request, Error> {
+        if !self.gather {
+            crate::layer::single_reply(&self.address)?;
+        }
         let mut request = self.build(method, idempotent, self.content_type.encode(args))?;
         if oneway {
             request.delivery = Delivery::OneWay;
@@ -120,7 +128,6 @@ impl CallOptions {
         if let Some(timeout) = self.timeout {
             request = request.with_timeout(timeout);
         }
-        Context::propagate(&mut request);
         Ok(request)
     }
 }

@@ -8,26 +8,33 @@ use super::outgoing;
 use super::wire::{self};
 use super::Token;
 use crate::address::{Peer, ServiceId};
-use crate::context::Context;
 use crate::discovery::{Peers, Target};
 use crate::error::Error;
+use crate::layer::{Policy, PolicyLayer};
 use crate::message::{Gather, Request, Response};
 use axum::http::StatusCode;
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::time::{Duration, Instant};
-use tracing::Instrument;
+use tower::Layer;
 
 /// Sends requests over HTTP to the peers in a [`Peers`] registry.
 ///
 /// A [`tower::Service`] of [`Request`] (one reply) and of [`Gather`] (one
-/// reply per known instance). Clones share the connection pool.
+/// reply per known instance). Clones share the connection pool. Calls
+/// pass through the caller's [`Policy`] first (deadline, span, limits).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
+    stack: Policy<Http>,
+    default_timeout: Duration,
+}
+
+/// The HTTP transport below the policy: picks peers and posts.
+#[derive(Clone, Debug)]
+pub(crate) struct Http {
     http: reqwest::Client,
     peers: Peers,
     token: Option<Token>,
     identity: Peer,
-    default_timeout: Duration,
     max_body: usize,
 }
 
@@ -52,7 +59,7 @@ impl HttpClient {
             .build()
             .map_err(|e| Error::Config(format!("cannot set up the HTTP client: {e}")))?;
         let defaults = crate::Config::default();
-        Ok(Self {
+        let http = Http {
             http,
             peers,
             token: None,
@@ -60,43 +67,51 @@ impl HttpClient {
                 id: Some(ServiceId::random()),
                 service: None,
             },
-            default_timeout: defaults.default_timeout,
             max_body: defaults.max_body,
+        };
+        Ok(Self {
+            stack: PolicyLayer::from_config(&defaults).layer(http),
+            default_timeout: defaults.default_timeout,
         })
+    }
+
+    /// The same client with its policy built again after a builder change.
+    fn with(mut self, change: impl FnOnce(&mut Http)) -> Self {
+        change(self.stack.get_mut());
+        let layer = PolicyLayer::new(self.default_timeout, self.stack.get_ref().max_body);
+        self.stack = layer.layer(self.stack.get_ref().clone());
+        self
     }
 
     /// Sends this bearer token (`WARREN_HTTP_TOKEN`).
     #[must_use]
-    pub fn token(mut self, token: Option<Token>) -> Self {
-        self.token = token;
-        self
+    pub fn token(self, token: Option<Token>) -> Self {
+        self.with(|h| h.token = token)
     }
 
     /// Names itself `identity` in the requests it sends.
     #[must_use]
-    pub fn identity(mut self, identity: Peer) -> Self {
-        self.identity = identity;
-        self
+    pub fn identity(self, identity: Peer) -> Self {
+        self.with(|h| h.identity = identity)
     }
 
     /// The deadline of calls that set none.
     #[must_use]
     pub fn default_timeout(mut self, timeout: Duration) -> Self {
         self.default_timeout = timeout;
-        self
+        self.with(|_| ())
     }
 
     /// The largest request or reply body, in bytes.
     #[must_use]
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
+    pub fn max_body(self, bytes: usize) -> Self {
+        self.with(|h| h.max_body = bytes)
     }
 
     /// The peers this client sends to.
     #[must_use]
     pub fn peers(&self) -> &Peers {
-        &self.peers
+        &self.stack.get_ref().peers
     }
 
     /// Sends `request` to one peer and waits for its reply.
@@ -106,36 +121,26 @@ impl HttpClient {
     /// [`Error::Unavailable`] if none took the request (nothing ran),
     /// [`Error::Timeout`] at the deadline, [`Error::Remote`] for an error
     /// reply, [`Error::ConnectionLost`] if the connection broke after the
-    /// request was sent (it may have run).
-    pub async fn call(&self, mut request: Request) -> Result<Response, Error> {
-        let deadline = self.deadline(&mut request);
-        let span = tracing::info_span!("warren.http.call", method = %request.method,
-            address = %request.address, transport = "http", peer = tracing::field::Empty,
-            outcome = tracing::field::Empty, duration_us = tracing::field::Empty);
-        let start = Instant::now();
-        let result = self
-            .call_inner(request, deadline)
-            .instrument(span.clone())
-            .await;
-        span.record("duration_us", start.elapsed().as_micros() as u64);
-        span.record(
-            "outcome",
-            match &result {
-                Ok(_) => "ok",
-                Err(Error::Remote(s)) => s.code().as_str(),
-                Err(_) => "error",
-            },
-        );
-        result
+    /// request was sent (it may have run); [`Error::MulticastCall`] and
+    /// [`Error::BodyTooLarge`] before anything is sent.
+    pub async fn call(&self, request: Request) -> Result<Response, Error> {
+        tower::ServiceExt::oneshot(self.stack.clone(), request).await
     }
 
-    async fn call_inner(&self, request: Request, deadline: Instant) -> Result<Response, Error> {
-        if request.address.is_multicast() {
-            return Err(Error::InvalidRequest(format!(
-                "{} may answer many times; send a Gather instead",
-                request.address
-            )));
-        }
+    /// Sends the request to every known instance at its (multicast)
+    /// address and collects replies until `expect` came or the deadline.
+    ///
+    /// # Errors
+    /// [`Error::NoRoute`] if no peer is known; [`Error::Unavailable`] if
+    /// none took it. Error replies are returned among the replies.
+    pub async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
+        tower::ServiceExt::oneshot(self.stack.clone(), gather).await
+    }
+}
+
+impl Http {
+    async fn call(&self, request: Request) -> Result<Response, Error> {
+        let deadline = request.fixed_deadline();
         let targets = self.peers.targets(&request.address);
         if targets.is_empty() {
             return Err(Error::NoRoute {
@@ -160,18 +165,9 @@ impl HttpClient {
         })
     }
 
-    /// Sends the request to every known instance at its (multicast)
-    /// address and collects replies until `expect` came or the deadline.
-    ///
-    /// # Errors
-    /// [`Error::NoRoute`] if no peer is known; [`Error::Unavailable`] if
-    /// none took it. Error replies are returned among the replies.
-    pub async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
-        let Gather {
-            mut request,
-            expect,
-        } = gather;
-        let deadline = self.deadline(&mut request);
+    async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
+        let Gather { request, expect } = gather;
+        let deadline = request.fixed_deadline();
         let targets = self.peers.targets(&request.address);
         if targets.is_empty() {
             return Err(Error::NoRoute {
@@ -209,23 +205,10 @@ impl HttpClient {
         Ok(replies)
     }
 
-    fn deadline(&self, request: &mut Request) -> Instant {
-        Context::propagate(request);
-        *request
-            .deadline
-            .get_or_insert_with(|| Instant::now() + self.default_timeout)
-    }
-
     async fn attempt(&self, target: &Target, request: &Request, deadline: Instant) -> Attempt {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Attempt::Failed(Error::Timeout { after: remaining });
-        }
-        if request.body.len() > self.max_body {
-            return Attempt::Failed(Error::BodyTooLarge {
-                size: request.body.len(),
-                limit: self.max_body,
-            });
         }
         let headers =
             match outgoing::headers(request, remaining, &self.identity, self.token.as_ref()) {
@@ -271,4 +254,5 @@ impl HttpClient {
     }
 }
 
-crate::message::transport_services!(HttpClient);
+crate::message::transport_services!(Http);
+crate::message::policy_services!(HttpClient);

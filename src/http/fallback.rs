@@ -12,19 +12,18 @@
 use super::HttpClient;
 use crate::address::Address;
 use crate::amqp::{Connection, ConnectionState};
-use crate::context::Context;
 use crate::discovery::{Peers, Route};
 use crate::error::Error;
+use crate::layer::{Policy, PolicyFuture, PolicyLayer};
 use crate::message::{Gather, Request, Response};
 use futures::future::BoxFuture;
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
-use tracing::{info, Instrument};
+use tracing::info;
 
 /// Wraps an AMQP transport `A` with an HTTP transport `H`: AMQP while the
 /// broker connection is up, HTTP while it is down. Built by
@@ -34,8 +33,12 @@ use tracing::{info, Instrument};
 /// over HTTP; one that may have reached the broker
 /// ([`Error::ConnectionLost`]) only if its method is idempotent. Both
 /// attempts share the call's deadline. [`Response::transport`] tells which
-/// transport answered, and so does the `transport` field of the
-/// `warren.fallback` span.
+/// transport answered, and so does the `transport` field of the call's
+/// `warren.call` span.
+///
+/// The caller's [`Policy`] (deadline, span, limits) applies once, here,
+/// with the connection's [`Config`](crate::Config): both attempts share
+/// the deadline it fixed, and the transports below leave the policy to it.
 ///
 /// For a prompt switch the connection should use
 /// [`WhenDisconnected::FailFast`](crate::config::WhenDisconnected): with
@@ -43,15 +46,20 @@ use tracing::{info, Instrument};
 /// broker until its deadline instead of going over HTTP.
 #[derive(Clone)]
 pub struct Fallback<A, H> {
+    stack: Policy<Switch<A, H>>,
+}
+
+/// The fallback below the policy: picks the transport.
+#[derive(Clone)]
+pub(crate) struct Switch<A, H> {
     amqp: A,
     http: H,
-    policy: Policy,
+    policy: Choice,
 }
 
 #[derive(Clone)]
-struct Policy {
+struct Choice {
     state: watch::Receiver<ConnectionState>,
-    default_timeout: Duration,
     idempotent: Arc<BTreeSet<String>>,
     /// The HTTP transport's peers, when it is an [`HttpClient`]: after a
     /// reconnection, calls to peers not yet consuming again stay on HTTP.
@@ -60,9 +68,10 @@ struct Policy {
 
 impl<A, H> std::fmt::Debug for Fallback<A, H> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let policy = &self.stack.get_ref().policy;
         f.debug_struct("Fallback")
-            .field("state", &*self.policy.state.borrow())
-            .field("idempotent", &self.policy.idempotent)
+            .field("state", &*policy.state.borrow())
+            .field("idempotent", &policy.idempotent)
             .finish_non_exhaustive()
     }
 }
@@ -72,7 +81,8 @@ impl<A, H> std::fmt::Debug for Fallback<A, H> {
 #[must_use]
 pub struct FallbackLayer<H> {
     http: H,
-    policy: Policy,
+    policy: Choice,
+    layer: PolicyLayer,
 }
 
 impl<H> std::fmt::Debug for FallbackLayer<H> {
@@ -98,12 +108,12 @@ impl<H: 'static> FallbackLayer<H> {
             .map(|h| h.peers().clone());
         Self {
             http,
-            policy: Policy {
+            policy: Choice {
                 state: conn.state(),
-                default_timeout: conn.config().default_timeout,
                 idempotent: Arc::default(),
                 peers,
             },
+            layer: PolicyLayer::from_config(conn.config()),
         }
     }
 }
@@ -129,22 +139,16 @@ impl<A, H: Clone> Layer<A> for FallbackLayer<H> {
 
     fn layer(&self, amqp: A) -> Fallback<A, H> {
         Fallback {
-            amqp,
-            http: self.http.clone(),
-            policy: self.policy.clone(),
+            stack: self.layer.layer(Switch {
+                amqp,
+                http: self.http.clone(),
+                policy: self.policy.clone(),
+            }),
         }
     }
 }
 
-impl Policy {
-    /// Fixes the deadline once, so that both attempts share it.
-    fn prepare(&self, request: &mut Request) {
-        Context::propagate(request);
-        request
-            .deadline
-            .get_or_insert_with(|| Instant::now() + self.default_timeout);
-    }
-
+impl Choice {
     /// Whether the HTTP transport may take a request the AMQP transport
     /// failed with `err`.
     fn may_resend(&self, request: &Request, err: &Error) -> bool {
@@ -233,12 +237,7 @@ impl Drop for Probe<'_> {
     }
 }
 
-fn span(request: &Request) -> tracing::Span {
-    tracing::info_span!("warren.fallback", method = %request.method,
-        address = %request.address, transport = tracing::field::Empty)
-}
-
-impl<A, H> Service<Request> for Fallback<A, H>
+impl<A, H> Service<Request> for Switch<A, H>
 where
     A: Service<Request, Response = Response, Error = Error> + Clone + Send + 'static,
     A::Future: Send,
@@ -254,19 +253,13 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request) -> Self::Future {
-        self.policy.prepare(&mut request);
+    fn call(&mut self, request: Request) -> Self::Future {
         let (amqp, http, policy) = (self.amqp.clone(), self.http.clone(), self.policy.clone());
-        let span = span(&request);
-        Box::pin(
-            policy
-                .run(request, |r| amqp.oneshot(r), |r| http.oneshot(r))
-                .instrument(span),
-        )
+        Box::pin(policy.run(request, |r| amqp.oneshot(r), |r| http.oneshot(r)))
     }
 }
 
-impl<A, H> Service<Gather> for Fallback<A, H>
+impl<A, H> Service<Gather> for Switch<A, H>
 where
     A: Service<Gather, Response = Vec<Response>, Error = Error> + Clone + Send + 'static,
     A::Future: Send,
@@ -281,20 +274,42 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut gather: Gather) -> Self::Future {
-        self.policy.prepare(&mut gather.request);
+    fn call(&mut self, gather: Gather) -> Self::Future {
         let (amqp, http, policy) = (self.amqp.clone(), self.http.clone(), self.policy.clone());
-        let span = span(&gather.request);
         let expect = gather.expect;
         let with = move |request| Gather { request, expect };
-        Box::pin(
-            policy
-                .run(
-                    gather.request,
-                    move |r| amqp.oneshot(with(r)),
-                    move |r| http.oneshot(with(r)),
-                )
-                .instrument(span),
-        )
+        Box::pin(policy.run(
+            gather.request,
+            move |r| amqp.oneshot(with(r)),
+            move |r| http.oneshot(with(r)),
+        ))
     }
 }
+
+/// The public face of [`Switch`]: the same services under the policy.
+macro_rules! fallback_services {
+    ($msg:ty, $resp:ty) => {
+        impl<A, H> Service<$msg> for Fallback<A, H>
+        where
+            A: Service<$msg, Response = $resp, Error = Error> + Clone + Send + 'static,
+            A::Future: Send,
+            H: Service<$msg, Response = $resp, Error = Error> + Clone + Send + 'static,
+            H::Future: Send,
+        {
+            type Response = $resp;
+            type Error = Error;
+            type Future = PolicyFuture<BoxFuture<'static, Result<$resp, Error>>>;
+
+            fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
+                Service::<$msg>::poll_ready(&mut self.stack, cx)
+            }
+
+            fn call(&mut self, message: $msg) -> Self::Future {
+                self.stack.call(message)
+            }
+        }
+    };
+}
+
+fallback_services!(Request, Response);
+fallback_services!(Gather, Vec<Response>);

@@ -89,6 +89,7 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
         message_id: Some(
             message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
         ),
+        under_policy: false,
     })
 }
 

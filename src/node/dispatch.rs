@@ -121,6 +121,7 @@ fn read(
         idempotent: false,
         from: inc.sender,
         message_id: props.message_id().as_ref().map(|m| m.as_str().to_owned()),
+        under_policy: false,
     };
     Ok(Incoming { request, reply_to })
 }

@@ -1,0 +1,64 @@
+use crate::error::Error;
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Instant;
+use tracing::Span;
+
+pin_project! {
+    /// A call running in its span; records its outcome when it ends.
+    pub(crate) struct ResponseFuture<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        start: Instant,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(inner: F, span: Span) -> Self {
+        Self {
+            inner,
+            span,
+            start: Instant::now(),
+        }
+    }
+}
+
+impl<F, T> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            ready!(this.inner.poll(cx))
+        };
+        let span = &*this.span;
+        span.record("duration_us", this.start.elapsed().as_micros() as u64);
+        match &result {
+            Ok(_) => span.record("outcome", "ok"),
+            Err(Error::Remote(status)) => span.record("outcome", status.code().as_str()),
+            Err(e) => span.record("outcome", kind(e)),
+        };
+        Poll::Ready(result)
+    }
+}
+
+/// The `outcome` of a call that failed without a reply.
+fn kind(e: &Error) -> &'static str {
+    match e {
+        Error::NoRoute { .. } => "no_route",
+        Error::Timeout { .. } => "timeout",
+        Error::ConnectionLost => "connection_lost",
+        Error::Unavailable { .. } => "unavailable",
+        Error::Blocked { .. } => "blocked",
+        Error::BodyTooLarge { .. } => "body_too_large",
+        Error::MulticastCall { .. } => "multicast_call",
+        _ => "error",
+    }
+}
