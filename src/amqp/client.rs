@@ -255,8 +255,8 @@ impl Amqp {
         }
         let _forget = Forget(&session, id);
         tracing::Span::current().record("correlation_id", id);
-        // One bound (one timer) over the whole exchange: publish, confirm,
-        // reply.
+        // One bound (one timer) over the rest of the exchange: publish,
+        // confirm and reply for a persistent call, the reply for others.
         if request.delivery.is_persistent() {
             // A persistent call is owed the broker's confirm as well: it
             // waits for its publish. Boxed: the state of that wait would
