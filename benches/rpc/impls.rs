@@ -38,6 +38,10 @@ const PEER: &str = "a peer runs as its own program (benches/peers), not as this 
 pub(crate) enum Impl {
     /// The hand-written lapin baseline.
     Lapin,
+    /// The same baseline sending what warren's protocol puts on each
+    /// request (`lapin_baseline::Wire::Warren`): what the protocol costs,
+    /// apart from the code.
+    LapinWire,
     /// warren's typed client and server.
     Warren,
     /// Nameko (Python), a peer program.
@@ -53,6 +57,7 @@ impl Impl {
     pub(crate) fn parse(name: &str) -> Option<Impl> {
         match name {
             "lapin" => Some(Impl::Lapin),
+            "lapin-wire" => Some(Impl::LapinWire),
             "warren" => Some(Impl::Warren),
             "nameko" => Some(Impl::Nameko),
             "node" => Some(Impl::Node),
@@ -63,6 +68,7 @@ impl Impl {
     pub(crate) fn name(self) -> &'static str {
         match self {
             Impl::Lapin => "lapin",
+            Impl::LapinWire => "lapin-wire",
             Impl::Warren => "warren",
             Impl::Nameko => "nameko",
             Impl::Node => "node",
@@ -73,7 +79,7 @@ impl Impl {
     /// are that program, not this binary).
     pub(crate) fn peer(self) -> Option<Peer> {
         match self {
-            Impl::Lapin | Impl::Warren => None,
+            Impl::Lapin | Impl::LapinWire | Impl::Warren => None,
             Impl::Nameko => Some(Peer::Nameko),
             Impl::Node => Some(Peer::Node),
         }
@@ -92,7 +98,7 @@ impl Impl {
     /// Runs its server (the server process).
     pub(crate) async fn serve(self, ctx: ServerCtx) -> Result<(), BoxError> {
         match self {
-            Impl::Lapin => lapin_baseline::serve(ctx).await,
+            Impl::Lapin | Impl::LapinWire => lapin_baseline::serve(ctx).await,
             Impl::Warren => warren_impl::serve(ctx).await,
             Impl::Nameko | Impl::Node => Err(PEER.into()),
         }
@@ -101,7 +107,16 @@ impl Impl {
     /// Connects its client and runs the load (the client process).
     pub(crate) async fn client(self, ctx: &ClientCtx) -> Result<ClientResult, BoxError> {
         match self {
-            Impl::Lapin => client::run(lapin_baseline::Client::connect(ctx).await?, ctx).await,
+            Impl::Lapin => {
+                let client =
+                    lapin_baseline::Client::connect(ctx, lapin_baseline::Wire::Bare).await?;
+                client::run(client, ctx).await
+            }
+            Impl::LapinWire => {
+                let client =
+                    lapin_baseline::Client::connect(ctx, lapin_baseline::Wire::Warren).await?;
+                client::run(client, ctx).await
+            }
             Impl::Warren => client::run(warren_impl::Client::connect(ctx).await?, ctx).await,
             Impl::Nameko | Impl::Node => Err(PEER.into()),
         }

@@ -105,6 +105,17 @@ async fn reply(channel: &Channel, request: Delivery) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// What the caller puts on each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// What direct reply-to needs (`reply_to`, `correlation_id`) and no more.
+    Bare,
+    /// What warren's protocol sends too (docs/PROTOCOL.md): the method as
+    /// `type`, `content_type`, `timestamp`, the sender as `app_id`, the
+    /// deadline as `expiration`, and `mandatory` publishes.
+    Warren,
+}
+
 /// The caller.
 pub(crate) struct Client {
     channel: Channel,
@@ -112,11 +123,12 @@ pub(crate) struct Client {
     next_id: AtomicU64,
     queue: &'static str,
     persistent: bool,
+    wire: Wire,
     _conn: Connection,
 }
 
 impl Client {
-    pub(crate) async fn connect(ctx: &ClientCtx) -> Result<Client, BoxError> {
+    pub(crate) async fn connect(ctx: &ClientCtx, wire: Wire) -> Result<Client, BoxError> {
         let conn = Connection::connect(&ctx.url, ConnectionProperties::default()).await?;
         let channel = conn.create_channel().await?;
         if ctx.mode.persistent {
@@ -154,6 +166,7 @@ impl Client {
             next_id: AtomicU64::new(0),
             queue: ctx.mode.queue(),
             persistent: ctx.mode.persistent,
+            wire,
             _conn: conn,
         })
     }
@@ -170,12 +183,23 @@ impl Caller for Client {
         if self.persistent {
             properties = properties.with_delivery_mode(2);
         }
+        if self.wire == Wire::Warren {
+            properties = properties
+                .with_type("Echo.echo".into())
+                .with_content_type("application/msgpack".into())
+                .with_timestamp(1_800_000_000)
+                .with_app_id("/0195e0a4c1d87f3b".into())
+                .with_expiration("600000".into());
+        }
         let confirm = self
             .channel
             .basic_publish(
                 "".into(),
                 self.queue.into(),
-                BasicPublishOptions::default(),
+                BasicPublishOptions {
+                    mandatory: self.wire == Wire::Warren,
+                    ..BasicPublishOptions::default()
+                },
                 &body,
                 properties,
             )

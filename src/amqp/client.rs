@@ -657,17 +657,18 @@ fn not_sent(why: &str) -> Error {
     }
 }
 
-/// A persistent call's reply, or what its confirm says first (`NoRoute`).
+/// A persistent call's outcome: what its confirm says (`NoRoute`, a
+/// refusal), then its reply.
 async fn reply_and_confirm(
-    mut rx: oneshot::Receiver<Reply>,
+    rx: oneshot::Receiver<Reply>,
     mut confirm: Confirm,
     address: &Address,
 ) -> Result<Response, Error> {
-    tokio::select! {
-        biased;
-        reply = &mut rx => return reply_or_lost(reply, address),
-        confirmed = confirm.outcome(address) => confirmed?,
-    }
+    // The confirm first, as a plain publisher awaits it: it is never far
+    // from the reply, and one dropped unresolved (the reply came first)
+    // would cost a task to complete it (`Confirm`'s drop). A request that
+    // came back unroutable has no reply to wait for.
+    confirm.outcome(address).await?;
     reply_or_lost(rx.await, address)
 }
 
