@@ -8,6 +8,12 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Serialize};
 use std::fmt;
 
+/// How deeply a decoded value may nest (arrays and maps within each
+/// other): serde_json's own limit, applied to MessagePack as well (whose
+/// decoder would otherwise allow 1,024 levels, more than a thread's stack
+/// holds for some types).
+pub const MAX_DEPTH: usize = 128;
+
 /// The MIME type of MessagePack bodies.
 pub(crate) const MSGPACK: &str = "application/msgpack";
 /// The MIME type of JSON bodies.
@@ -93,13 +99,19 @@ impl ContentType {
         })
     }
 
-    /// Decodes `body` into a `T`.
+    /// Decodes `body` into a `T`. Values nested deeper than
+    /// [`MAX_DEPTH`] are refused in both codecs, so that no body can
+    /// exhaust the decoding thread's stack.
     ///
     /// # Errors
     /// [`CodecError::Decode`] if the body is not a valid `T` in this codec.
     pub fn decode<T: DeserializeOwned>(self, body: &[u8]) -> Result<T, CodecError> {
         let out = match self {
-            Self::MsgPack => rmp_serde::from_slice(body).map_err(|e| e.to_string()),
+            Self::MsgPack => {
+                let mut de = rmp_serde::Deserializer::from_read_ref(body);
+                de.set_max_depth(MAX_DEPTH);
+                T::deserialize(&mut de).map_err(|e| e.to_string())
+            }
             Self::Json => serde_json::from_slice(body).map_err(|e| e.to_string()),
         };
         out.map_err(|message| CodecError::Decode {

@@ -4,7 +4,7 @@
 //! apart.
 mod support;
 
-use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions};
+use lapin::options::{BasicGetOptions, BasicNackOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use std::time::Duration;
 use support::handler::{echo, Hits};
@@ -216,4 +216,38 @@ async fn a_queue_declared_with_other_arguments_is_a_topology_mismatch() {
         "{msg}"
     );
     first.shutdown().await;
+}
+
+/// The broker cancels a node's consumer when its queue goes away (deleted,
+/// or crashed and restarted): the node declares its queues again and
+/// consumes on both, instead of going on with its instance queue alone.
+#[tokio::test]
+async fn a_node_consumes_again_after_the_broker_cancels_its_consumer() {
+    let conn = support::connect(support::config()).await;
+    let t = support::service_type("cancelled");
+    let node = support::echo_node(&conn, &t, &Hits::default()).await;
+    let raw = Raw::open().await;
+    raw.channel
+        .queue_delete(t.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let client = Client::new(&conn);
+    let call = |address: Address| client.call(request(address, "Echo.say", ContentType::Json, &1));
+    // Calls to any instance find no queue until the node declared it again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let reply = loop {
+        match call(Address::any(&t).unwrap()).await {
+            Ok(reply) => break reply,
+            Err(Error::NoRoute { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the node did not serve its work queue again: {e}"),
+        }
+    };
+    assert_eq!(reply.from.id.as_deref(), Some(node.id().as_str()));
+    consumers(&raw, t.as_str(), 1).await;
+    consumers(&raw, &format!("{t}-{}", node.id()), 1).await;
+    let reply = call(Address::Instance(node.id().clone())).await.unwrap();
+    assert_eq!(reply.from.id.as_deref(), Some(node.id().as_str()));
+    node.shutdown().await;
 }

@@ -98,6 +98,32 @@ fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// The header RabbitMQ keeps a message's dead-letter history in.
+const X_DEATH: &str = "x-death";
+
+/// `headers` without an `x-death` header of a shape RabbitMQ does not
+/// write (an array of tables, each `count` a long). RabbitMQ 3.10 crashes
+/// the queue that dead-letters a message carrying such a header and, when
+/// the message is persistent, crashes again at each restart; a sender must
+/// not be able to do that to a service's queues. `None` when nothing had
+/// to be removed.
+pub(crate) fn without_forged_x_death(headers: &FieldTable) -> Option<FieldTable> {
+    let well_formed = match headers.inner().get(X_DEATH) {
+        None => true,
+        Some(AMQPValue::FieldArray(deaths)) => deaths.as_slice().iter().all(|death| {
+            matches!(death, AMQPValue::FieldTable(t)
+                if matches!(t.inner().get("count"), None | Some(AMQPValue::LongLongInt(_))))
+        }),
+        Some(_) => false,
+    };
+    if well_formed {
+        return None;
+    }
+    let mut kept = headers.inner().clone();
+    kept.remove(X_DEATH);
+    Some(FieldTable::from(kept))
+}
+
 /// Properties of a request.
 pub(crate) fn request_properties(out: &Outgoing<'_>) -> Result<BasicProperties, Error> {
     let mut props = BasicProperties::default()

@@ -86,13 +86,16 @@ impl PartialEq for BrokerUrl {
 
 impl Eq for BrokerUrl {}
 
-/// Replaces the password in `scheme://user:password@host` with `***`.
+/// Replaces the password in `scheme://user:password@host` with `***`. The
+/// user info ends at the *last* `@`: a password holding a raw `@` (which a
+/// URL should percent-encode, but people write) is hidden whole; an `@`
+/// further on only hides more than the password.
 fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
         return url.to_owned();
     };
     let rest = &url[scheme_end..];
-    let Some(at) = rest.find('@') else {
+    let Some(at) = rest.rfind('@') else {
         return url.to_owned();
     };
     match rest[..at].find(':') {
@@ -449,6 +452,14 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("s3cret"));
         let err = BrokerUrl::new("http://u:s3cret@h").unwrap_err();
         assert!(!err.to_string().contains("s3cret"), "{err}");
+        // Raw `@`, `:` and `/`, and percent-encoded characters.
+        for (url, shown) in [
+            ("amqp://u:p@ss:w@host/%2f", "amqp://u:***@host/%2f"),
+            ("amqp://u:a%40b%3Ac@host:5672/v", "amqp://u:***@host:5672/v"),
+            ("amqp://u:s3:cr@t@h/%2f", "amqp://u:***@h/%2f"),
+        ] {
+            assert_eq!(redact(url), shown);
+        }
     }
 
     #[test]

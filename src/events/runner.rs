@@ -10,7 +10,7 @@ use super::topology::{dead_letter_queue, service_queue, short, Queues};
 use crate::amqp::confirm::Confirm;
 use crate::amqp::connection::{until_closed, Link, Links};
 use crate::amqp::refusal::broker;
-use crate::amqp::wire::PERSISTENT;
+use crate::amqp::wire::{without_forged_x_death, PERSISTENT};
 use crate::codec::ContentType;
 use crate::error::Error;
 use crate::Connection;
@@ -331,6 +331,11 @@ async fn republish(
 ) -> Result<(), Error> {
     let now = format_rfc3339(SystemTime::now());
     let mut headers = d.properties.headers().clone().unwrap_or_default();
+    // The broker dead-letters it from the delay queue: a forged history
+    // would crash that queue at each attempt.
+    if let Some(kept) = without_forged_x_death(&headers) {
+        headers = kept;
+    }
     let text = |s: &str| AMQPValue::LongString(LongString::from(s));
     let mut keep = |name: &str, value: AMQPValue| {
         if !headers.inner().contains_key(name) {

@@ -239,8 +239,19 @@ impl Dispatch {
     }
 
     /// Rejects `d` without requeueing it (it is dead-lettered if its queue
-    /// has a dead-letter exchange).
+    /// has a dead-letter exchange). One with a forged `x-death` header is
+    /// dropped instead: dead-lettering it would crash the queue
+    /// ([`wire::without_forged_x_death`]).
     async fn reject(&self, d: &Delivery) {
+        let forged = d
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(wire::without_forged_x_death);
+        if forged.is_some() {
+            warn!("dropping, not dead-lettering, a message with a malformed x-death header");
+            return self.ack(d).await;
+        }
         let options = BasicRejectOptions { requeue: false };
         self.settle(self.channel.basic_reject(d.delivery_tag, options))
             .await;

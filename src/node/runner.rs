@@ -114,7 +114,13 @@ impl Runner {
                     }
                 })?;
             tags.push(consumer.tag());
-            consumers.push(consumer.map(move |d| (d, address.clone())));
+            // `None` last: this consumer ended while others may go on.
+            let ended = futures::stream::once(std::future::ready(None));
+            consumers.push(
+                consumer
+                    .map(move |d| Some((d, address.clone())))
+                    .chain(ended),
+            );
         }
         self.consumers.store(tags.len(), Ordering::Relaxed);
         self.serving.send_replace(Some(link.generation));
@@ -138,7 +144,7 @@ impl Runner {
                 biased;
                 () = until_closed(stopped) => return Ok(self.stop(&channel, &tags).await),
                 _ = links.wait_for(replaced).map(|r| r.is_ok()) => return Ok(Finish::Lost),
-                next = consumers.next() => match next {
+                next = consumers.next() => match next.flatten() {
                     Some((Ok(delivery), address)) => {
                         let received = Instant::now();
                         // Waiting for a free handler slot must not hide a
@@ -166,20 +172,36 @@ impl Runner {
                             drop(permit);
                         });
                     }
-                    Some((Err(e), _)) => {
-                        warn!(error = %e, "consumer failed");
+                    // A consumer failed or ended while the connection
+                    // lives: the broker cancelled it (its queue was
+                    // deleted, or crashed and restarted). The node starts
+                    // over on a new channel rather than serve one queue
+                    // of two.
+                    ended => {
+                        match ended {
+                            Some((Err(e), _)) => warn!(error = %e, "consumer failed; consuming again"),
+                            _ => warn!("the broker cancelled a consumer; consuming again"),
+                        }
+                        self.drain(&channel, &tags).await;
                         return Ok(Finish::Lost);
                     }
-                    None => return Ok(Finish::Lost),
                 },
             }
         }
     }
 
+    /// Stops consuming and closes the channel ([`Runner::drain`]): the
+    /// node is done.
+    async fn stop(&self, channel: &lapin::Channel, tags: &[lapin::types::ShortString]) -> Finish {
+        self.drain(channel, tags).await;
+        info!(service = %self.topology.service, id = %self.topology.id, "node stopped");
+        Finish::Stopped
+    }
+
     /// Stops consuming, waits for running handlers (up to the grace
     /// period), then closes the channel, which hands every delivery not
     /// yet started back to its queue.
-    async fn stop(&self, channel: &lapin::Channel, tags: &[lapin::types::ShortString]) -> Finish {
+    async fn drain(&self, channel: &lapin::Channel, tags: &[lapin::types::ShortString]) {
         for tag in tags {
             let _ = channel
                 .basic_cancel(tag.clone(), BasicCancelOptions::default())
@@ -193,8 +215,6 @@ impl Runner {
             warn!(grace = ?self.grace, "handlers still running at the end of the grace period");
         }
         let _ = channel.close(200, "node shut down".into()).await;
-        info!(service = %self.topology.service, id = %self.topology.id, "node stopped");
-        Finish::Stopped
     }
 }
 
