@@ -98,16 +98,30 @@ pub enum Error {
         /// What the broker said.
         reason: String,
     },
+    /// The broker refused an operation the user has no permission for:
+    /// declaring, binding, consuming or publishing to a resource outside
+    /// the user's configure, write or read patterns on the vhost.
+    #[error(
+        "the broker refused to {context}: the user lacks the permission ({reason}); SECURITY.md lists what a service and a caller need"
+    )]
+    AccessRefused {
+        /// What was refused, such as "declare queue `orders`".
+        context: String,
+        /// What the broker said.
+        reason: String,
+    },
     /// The URL names a vhost the broker does not have. Reported at once.
     #[error(
-        "the broker at {url} has no vhost `{vhost}`; name an existing vhost in the path of the URL in {setting} (the default vhost `/` is written %2f), or create it (rabbitmqctl add_vhost)"
+        "the broker at {url} has no vhost `{vhost}`; name an existing vhost in {setting} (in a URL's path the default vhost `/` is written %2f), or create it (rabbitmqctl add_vhost)"
     )]
     VhostNotFound {
         /// The broker URL, password hidden.
         url: String,
         /// The vhost that was asked for.
         vhost: String,
-        /// Where the URL was set (see [`Error::AuthenticationRefused`]).
+        /// Where the vhost was set: the URL's setting (see
+        /// [`Error::AuthenticationRefused`]), or `WARREN_VHOST` /
+        /// `Config::vhost` when set apart from the URL.
         setting: String,
     },
     /// The TLS handshake with the broker failed: the port speaks plain AMQP,

@@ -10,6 +10,7 @@
 //! | I/O `InvalidData` on an `amqps://` URL | TLS spoken to a plain port, an untrusted certificate | [`Error::Tls`] |
 //! | `PRECONDITION_FAILED` (406) on a declare | a queue or exchange with other arguments | [`Error::TopologyMismatch`] |
 //! | `ACCESS_REFUSED` on an exclusive consume | an instance id in use | [`Error::InstanceInUse`] |
+//! | `ACCESS_REFUSED` on anything else | a user without the permission | [`Error::AccessRefused`] |
 //!
 //! Every other connection failure is transient and retried: refused, reset
 //! or timed out, a name that does not resolve (DNS may come back), a vhost
@@ -31,8 +32,13 @@ pub(super) enum ConnectFailure {
     Permanent(Error),
 }
 
-/// Classifies the failure of a connection attempt to `url`.
-pub(super) fn connect_failure(e: &lapin::Error, url: &BrokerUrl) -> ConnectFailure {
+/// Classifies the failure of a connection attempt to `url`, whose vhost
+/// `vhost` replaced if set (with the setting it came from).
+pub(super) fn connect_failure(
+    e: &lapin::Error,
+    url: &BrokerUrl,
+    vhost: Option<(&str, &'static str)>,
+) -> ConnectFailure {
     let uri = url.expose().parse::<lapin::uri::AMQPUri>().ok();
     let login_refused = |reason: &str| Error::AuthenticationRefused {
         url: url.to_string(),
@@ -51,10 +57,17 @@ pub(super) fn connect_failure(e: &lapin::Error, url: &BrokerUrl) -> ConnectFailu
             (AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED), reason) => {
                 let reason = reason.strip_prefix("NOT_ALLOWED - ").unwrap_or(reason);
                 if reason.starts_with("vhost ") && reason.ends_with(" not found") {
+                    let (vhost, setting) = match vhost {
+                        Some((vhost, setting)) => (vhost.to_owned(), setting),
+                        None => (
+                            uri.as_ref().map(|u| u.vhost.clone()).unwrap_or_default(),
+                            url.setting(),
+                        ),
+                    };
                     Some(Error::VhostNotFound {
                         url: url.to_string(),
-                        vhost: uri.as_ref().map(|u| u.vhost.clone()).unwrap_or_default(),
-                        setting: url.setting().to_owned(),
+                        vhost,
+                        setting: setting.to_owned(),
                     })
                 } else if reason.starts_with("access to vhost ")
                     && reason.contains(" refused for user ")
@@ -139,6 +152,18 @@ pub(crate) fn in_exclusive_use(e: &lapin::Error) -> bool {
 
 /// Any other failed broker operation, with lapin's error as the source.
 pub(crate) fn broker(context: impl Into<String>, e: lapin::Error) -> Error {
+    if let ErrorKind::ProtocolError(p) = e.kind() {
+        if p.kind() == &AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) {
+            let context: String = context.into();
+            return Error::AccessRefused {
+                context: context
+                    .strip_prefix("cannot ")
+                    .unwrap_or(&context)
+                    .to_owned(),
+                reason: p.get_message().to_string(),
+            };
+        }
+    }
     Error::Broker {
         context: context.into(),
         source: Some(Arc::new(e)),

@@ -31,6 +31,9 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Con
             reason,
         })
     })?;
+    if let Some((vhost, _)) = config.vhost_override() {
+        uri.vhost = vhost.to_owned();
+    }
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(config.heartbeat.as_secs().clamp(1, 65_535) as u16);
     }
@@ -46,7 +49,7 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Con
     .await
     {
         Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(connect_failure(&e, url)),
+        Ok(Err(e)) => Err(connect_failure(&e, url, config.vhost_override())),
         Err(_) => Err(ConnectFailure::Transient(format!(
             "no answer from {url} within {:?}",
             config.connect_timeout

@@ -180,6 +180,11 @@ pub struct Config {
     /// fallback keeps sending over HTTP to peers not yet seen consuming
     /// again. Zero turns both off.
     pub settle: Duration,
+    /// The vhost, when set apart from the URLs ([`Config::vhost`],
+    /// `WARREN_VHOST`): it replaces the vhost of every URL.
+    pub vhost: Option<String>,
+    /// Where `vhost` was set, for the errors that name it.
+    vhost_setting: &'static str,
 }
 
 impl Default for Config {
@@ -201,6 +206,8 @@ impl Default for Config {
             max_body: 16 * 1024 * 1024,
             connection_name: None,
             settle: Duration::from_secs(5),
+            vhost: None,
+            vhost_setting: "Config::vhost",
         }
     }
 }
@@ -212,6 +219,7 @@ impl Config {
     /// | --- | --- | --- |
     /// | `RABBITMQ_URL` | broker URL; several, comma-separated, for a cluster | `amqp://guest:guest@127.0.0.1:5672/%2f` |
     /// | `WARREN_AMQP_URL` | same, takes precedence (used by the test scripts) | |
+    /// | `WARREN_VHOST` | the vhost, plain (`/`, `orders`); replaces the one in every URL | the URLs' |
     /// | `WARREN_EXCHANGE` | the topic exchange | `stage7` |
     /// | `WARREN_EVENTS_EXCHANGE` | the topic exchange of [events](crate::events) | `app.events` |
     /// | `WARREN_PREFETCH` | unacknowledged deliveries per consumer | `64` |
@@ -254,6 +262,9 @@ impl Config {
             .find_map(|var| lookup(var).map(|urls| (var, urls)));
         if let Some((var, urls)) = urls {
             self = self.urls_from(var, urls.split(','))?;
+        }
+        if let Some(v) = lookup("WARREN_VHOST") {
+            self = self.vhost_from("WARREN_VHOST", v)?;
         }
         if let Some(v) = lookup("WARREN_EXCHANGE") {
             self.exchange = v;
@@ -308,6 +319,31 @@ impl Config {
         S: Into<String>,
     {
         self.urls_from("Config::urls", urls)
+    }
+
+    /// Sets the vhost of every broker URL, replacing the one in their path.
+    /// The name is plain, not URL-encoded: `/` is the default vhost,
+    /// `orders` the vhost named orders.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `vhost` is empty (RabbitMQ has no such vhost).
+    pub fn vhost(self, vhost: impl Into<String>) -> Result<Self, Error> {
+        self.vhost_from("Config::vhost", vhost.into())
+    }
+
+    fn vhost_from(mut self, setting: &'static str, vhost: String) -> Result<Self, Error> {
+        if vhost.is_empty() {
+            return Err(Error::Config(format!(
+                "{setting} is empty; the default vhost is `/`"
+            )));
+        }
+        (self.vhost, self.vhost_setting) = (Some(vhost), setting);
+        Ok(self)
+    }
+
+    /// The vhost set apart from the URLs and where it was set.
+    pub(crate) fn vhost_override(&self) -> Option<(&str, &'static str)> {
+        self.vhost.as_deref().map(|v| (v, self.vhost_setting))
     }
 
     /// Sets the broker URLs read from `setting`; empty items are skipped.
