@@ -124,16 +124,18 @@ pub enum Error {
         /// `Config::vhost` when set apart from the URL.
         setting: String,
     },
-    /// The TLS handshake with the broker failed: the port speaks plain AMQP,
-    /// or the broker's certificate is not trusted. Reported at once.
-    #[error(
-        "the TLS handshake with {url} failed; for a port that speaks plain AMQP (5672) use amqp://, for TLS use amqps:// with the broker's TLS port (usually 5671) and a trusted certificate, in {setting}"
-    )]
+    /// The TLS handshake with the broker failed: the broker's certificate
+    /// is not signed by a trusted CA or not valid for the host, the broker
+    /// asked for a client certificate, or the port speaks plain AMQP.
+    /// Reported at once.
+    #[error("the TLS handshake with {url} (set in {setting}) failed: {reason}")]
     Tls {
         /// The broker URL, password hidden.
         url: String,
         /// Where the URL was set (see [`Error::AuthenticationRefused`]).
         setting: String,
+        /// Which of the causes above, and what to do about it.
+        reason: String,
         /// What the TLS library reported.
         #[source]
         source: Cause,

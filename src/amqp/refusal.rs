@@ -7,7 +7,7 @@
 //! | `ACCESS_REFUSED` (403) while connecting | a wrong user name or password | [`Error::AuthenticationRefused`] |
 //! | `NOT_ALLOWED` (530) `vhost … not found` | an unknown vhost | [`Error::VhostNotFound`] |
 //! | `NOT_ALLOWED` `access to vhost … refused for user …` (nothing after) | a user without permissions on the vhost | [`Error::AuthenticationRefused`] |
-//! | I/O `InvalidData` on an `amqps://` URL | TLS spoken to a plain port, an untrusted certificate | [`Error::Tls`] |
+//! | I/O `InvalidData` on an `amqps://` URL | TLS spoken to a plain port, an untrusted certificate or host name, a client certificate missing or refused | [`Error::Tls`] (its `reason` says which) |
 //! | `PRECONDITION_FAILED` (406) on a declare | a queue or exchange with other arguments | [`Error::TopologyMismatch`] |
 //! | `ACCESS_REFUSED` on an exclusive consume | an instance id in use | [`Error::InstanceInUse`] |
 //! | `ACCESS_REFUSED` on anything else | a user without the permission | [`Error::AccessRefused`] |
@@ -92,6 +92,7 @@ pub(super) fn connect_failure(
             Some(Error::Tls {
                 url: url.to_string(),
                 setting: url.setting().to_owned(),
+                reason: tls_reason(&io.to_string(), uri.as_ref()),
                 source: io.clone(),
             })
         }
@@ -151,6 +152,33 @@ pub(crate) fn in_exclusive_use(e: &lapin::Error) -> bool {
 }
 
 /// Any other failed broker operation, with lapin's error as the source.
+/// What a failed TLS handshake means, from what rustls said.
+fn tls_reason(said: &str, uri: Option<&lapin::uri::AMQPUri>) -> String {
+    let host = uri.map_or("", |u| u.authority.host.as_str());
+    if said.contains("UnknownIssuer") || said.contains("BadSignature") {
+        "the broker's certificate is not signed by a CA this process trusts; give that CA's \
+         certificate in WARREN_TLS_CA (Config::tls_ca)"
+            .to_owned()
+    } else if said.contains("not valid for name") || said.contains("NotValidForName") {
+        format!(
+            "the broker's certificate is not valid for `{host}`; connect by a name the \
+             certificate lists ({said})"
+        )
+    } else if said.contains("Expired") || said.contains("NotValidYet") {
+        format!("the broker's certificate is out of its validity period ({said})")
+    } else if said.contains("CertificateRequired") {
+        "the broker asks for a client certificate; give one in WARREN_TLS_CERT and \
+         WARREN_TLS_KEY (Config::tls_client)"
+            .to_owned()
+    } else if said.contains("alert") {
+        format!("the broker refused the handshake, perhaps the client certificate ({said})")
+    } else {
+        "the port may speak plain AMQP: for a plain port (5672) use amqp://, for TLS use \
+         amqps:// with the broker's TLS port (usually 5671)"
+            .to_owned()
+    }
+}
+
 pub(crate) fn broker(context: impl Into<String>, e: lapin::Error) -> Error {
     if let ErrorKind::ProtocolError(p) = e.kind() {
         if p.kind() == &AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) {

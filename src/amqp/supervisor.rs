@@ -31,6 +31,15 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Con
             reason,
         })
     })?;
+    #[cfg(feature = "tls")]
+    let tls = tls_config(config, url)?;
+    #[cfg(not(feature = "tls"))]
+    if config.tls.is_set() {
+        return Err(ConnectFailure::Permanent(Error::Config(format!(
+            "{}: TLS files need warren's `tls` feature",
+            config.tls.setting
+        ))));
+    }
     if let Some((vhost, _)) = config.vhost_override() {
         uri.vhost = vhost.to_owned();
     }
@@ -42,12 +51,19 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Con
         .clone()
         .unwrap_or_else(|| "warren".to_owned());
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    match tokio::time::timeout(
-        config.connect_timeout,
-        lapin::Connection::connect_uri(uri, props),
-    )
-    .await
-    {
+    let connect = async {
+        if !config.tls.is_set() {
+            return lapin::Connection::connect_uri(uri, props).await;
+        }
+        #[cfg(feature = "tls")]
+        {
+            let runtime = lapin::runtime::default_runtime()?;
+            lapin::Connection::connect_uri_with_config(uri, props, tls, runtime).await
+        }
+        #[cfg(not(feature = "tls"))]
+        unreachable!("TLS files are refused above without the tls feature")
+    };
+    match tokio::time::timeout(config.connect_timeout, connect).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(e)) => Err(connect_failure(&e, url, config.vhost_override())),
         Err(_) => Err(ConnectFailure::Transient(format!(
@@ -55,6 +71,31 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Con
             config.connect_timeout
         ))),
     }
+}
+
+/// lapin's TLS configuration from the files of `config.tls`, read now.
+#[cfg(feature = "tls")]
+fn tls_config(
+    config: &Config,
+    url: &BrokerUrl,
+) -> Result<lapin::tcp::OwnedTLSConfig, ConnectFailure> {
+    let mut tls = lapin::tcp::OwnedTLSConfig::default();
+    if !config.tls.is_set() {
+        return Ok(tls);
+    }
+    if !url.expose().starts_with("amqps://") {
+        return Err(ConnectFailure::Permanent(Error::Config(format!(
+            "{} sets TLS files, but {} is amqp://; use amqps:// and the broker's TLS port",
+            config.tls.setting,
+            url.setting()
+        ))));
+    }
+    let pem = config.tls.read().map_err(ConnectFailure::Permanent)?;
+    tls.cert_chain = pem.ca;
+    tls.identity = pem
+        .client
+        .map(|(pem, key)| lapin::tcp::OwnedIdentity::PKCS8 { pem, key });
+    Ok(tls)
 }
 
 /// Connects and reconnects until closed.

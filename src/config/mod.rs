@@ -2,8 +2,10 @@
 //! listed on [`Config::from_env`]).
 
 mod retry;
+mod tls;
 
 pub use retry::{Backoff, WhenDisconnected};
+pub use tls::TlsFiles;
 
 use crate::error::Error;
 use retry::duration;
@@ -185,6 +187,9 @@ pub struct Config {
     pub vhost: Option<String>,
     /// Where `vhost` was set, for the errors that name it.
     vhost_setting: &'static str,
+    /// TLS to the broker beyond the platform's trust store (a CA, a client
+    /// certificate): see [`TlsFiles`].
+    pub tls: TlsFiles,
 }
 
 impl Default for Config {
@@ -208,6 +213,7 @@ impl Default for Config {
             settle: Duration::from_secs(5),
             vhost: None,
             vhost_setting: "Config::vhost",
+            tls: TlsFiles::default(),
         }
     }
 }
@@ -220,6 +226,8 @@ impl Config {
     /// | `RABBITMQ_URL` | broker URL; several, comma-separated, for a cluster | `amqp://guest:guest@127.0.0.1:5672/%2f` |
     /// | `WARREN_AMQP_URL` | same, takes precedence (used by the test scripts) | |
     /// | `WARREN_VHOST` | the vhost, plain (`/`, `orders`); replaces the one in every URL | the URLs' |
+    /// | `WARREN_TLS_CA` | PEM file of CA certificates to trust for `amqps://`, besides the platform's | none |
+    /// | `WARREN_TLS_CERT`, `WARREN_TLS_KEY` | PEM files of a client certificate and its PKCS#8 key (mutual TLS); both or neither | none |
     /// | `WARREN_EXCHANGE` | the topic exchange | `stage7` |
     /// | `WARREN_EVENTS_EXCHANGE` | the topic exchange of [events](crate::events) | `app.events` |
     /// | `WARREN_PREFETCH` | unacknowledged deliveries per consumer | `64` |
@@ -262,6 +270,23 @@ impl Config {
             .find_map(|var| lookup(var).map(|urls| (var, urls)));
         if let Some((var, urls)) = urls {
             self = self.urls_from(var, urls.split(','))?;
+        }
+        let (cert, key) = (lookup("WARREN_TLS_CERT"), lookup("WARREN_TLS_KEY"));
+        let (cert_set, ca_set) = (cert.is_some(), lookup("WARREN_TLS_CA").is_some());
+        if cert.is_some() != key.is_some() {
+            return Err(Error::Config(
+                "WARREN_TLS_CERT and WARREN_TLS_KEY go together: set both for mutual TLS, or neither"
+                    .into(),
+            ));
+        }
+        if let (Some(cert), Some(key)) = (cert, key) {
+            self = self.tls_client(cert, key);
+        }
+        if let Some(v) = lookup("WARREN_TLS_CA") {
+            self = self.tls_ca(v);
+        }
+        if self.tls.is_set() && [cert_set, ca_set].contains(&true) {
+            self.tls.setting = "WARREN_TLS_CA / WARREN_TLS_CERT / WARREN_TLS_KEY";
         }
         if let Some(v) = lookup("WARREN_VHOST") {
             self = self.vhost_from("WARREN_VHOST", v)?;
@@ -344,6 +369,25 @@ impl Config {
     /// The vhost set apart from the URLs and where it was set.
     pub(crate) fn vhost_override(&self) -> Option<(&str, &'static str)> {
         self.vhost.as_deref().map(|v| (v, self.vhost_setting))
+    }
+
+    /// Trusts the CA certificates in the PEM file `ca` for `amqps://`
+    /// URLs, besides the platform's (for a broker whose certificate a
+    /// private CA signed).
+    pub fn tls_ca(mut self, ca: impl Into<std::path::PathBuf>) -> Self {
+        self.tls.ca = Some(ca.into());
+        self
+    }
+
+    /// Shows the broker the client certificate in the PEM file `cert`, with
+    /// its PKCS#8 private key in `key` (mutual TLS).
+    pub fn tls_client(
+        mut self,
+        cert: impl Into<std::path::PathBuf>,
+        key: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        (self.tls.cert, self.tls.key) = (Some(cert.into()), Some(key.into()));
+        self
     }
 
     /// Sets the broker URLs read from `setting`; empty items are skipped.
@@ -496,6 +540,42 @@ mod tests {
         ] {
             assert_eq!(redact(url), shown);
         }
+    }
+
+    #[test]
+    fn tls_files_from_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let cfg = Config::default()
+            .with_env_from(env(&[
+                ("WARREN_TLS_CA", "/etc/ca.pem"),
+                ("WARREN_TLS_CERT", "/etc/c.pem"),
+                ("WARREN_TLS_KEY", "/etc/c.key"),
+            ]))
+            .unwrap();
+        assert_eq!(
+            cfg.tls.ca.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+        assert_eq!(
+            cfg.tls.key.as_deref(),
+            Some(std::path::Path::new("/etc/c.key"))
+        );
+        assert!(cfg.tls.setting.contains("WARREN_TLS_CA"));
+        let err = Config::default()
+            .with_env_from(env(&[("WARREN_TLS_CERT", "/etc/c.pem")]))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("WARREN_TLS_KEY")),
+            "{err}"
+        );
+        assert!(!Config::default().tls.is_set());
     }
 
     #[test]

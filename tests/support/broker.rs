@@ -61,7 +61,16 @@ impl PrivateBroker {
 
     /// Starts the node (a no-op if it runs) and waits until it has booted.
     pub async fn start(&self) {
-        let cmd = self.command(&["start"]);
+        self.start_with(&[]).await;
+    }
+
+    /// Starts the node with more of `scripts/broker`'s environment (such
+    /// as its TLS listener's settings).
+    pub async fn start_with(&self, env: &[(&str, String)]) {
+        let mut cmd = self.command(&["start"]);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
         let out = tokio::process::Command::from(cmd)
             .output()
             .await
@@ -157,7 +166,7 @@ fn command(script: &Path, port: u16, args: &[&str]) -> Command {
 
 /// A port free now below 45000 whose Erlang distribution port (20000
 /// above it) is free too.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     for _ in 0..100 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let port = listener.local_addr().unwrap().port();

@@ -1,0 +1,90 @@
+//! TLS to the broker beyond the platform's trust store: a CA to trust and a
+//! client certificate (mutual TLS).
+
+#[cfg(feature = "tls")]
+use crate::error::Error;
+#[cfg(feature = "tls")]
+use std::path::Path;
+use std::path::PathBuf;
+
+/// Files for TLS to the broker (`amqps://` URLs, the `tls` feature): a CA
+/// to trust besides the platform's, and a certificate and key to show the
+/// broker (mutual TLS). Read at each connection attempt, so a renewed
+/// certificate is picked up on the next reconnection. Set with
+/// [`Config::tls_ca`](crate::Config::tls_ca) and
+/// [`Config::tls_client`](crate::Config::tls_client), or `WARREN_TLS_CA`,
+/// `WARREN_TLS_CERT` and `WARREN_TLS_KEY`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TlsFiles {
+    /// PEM file of the CA certificates the broker's certificate may be
+    /// signed by.
+    pub ca: Option<PathBuf>,
+    /// PEM file of the client certificate (chain).
+    pub cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key (PKCS#8).
+    pub key: Option<PathBuf>,
+    /// Where they were set, for the errors that name it.
+    pub(crate) setting: &'static str,
+}
+
+impl Default for TlsFiles {
+    fn default() -> Self {
+        Self {
+            ca: None,
+            cert: None,
+            key: None,
+            setting: "Config::tls_ca / Config::tls_client",
+        }
+    }
+}
+
+/// The files' contents, read for one connection attempt.
+#[cfg(feature = "tls")]
+pub(crate) struct TlsPem {
+    pub(crate) ca: Option<String>,
+    pub(crate) client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl TlsFiles {
+    /// Whether any file is set.
+    #[must_use]
+    pub fn is_set(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
+    }
+
+    /// Reads the files.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the setting and the file when one cannot
+    /// be read.
+    #[cfg(feature = "tls")]
+    pub(crate) fn read(&self) -> Result<TlsPem, Error> {
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| {
+                Error::Config(format!(
+                    "{}: cannot read the {what} `{}`: {e}",
+                    self.setting,
+                    path.display()
+                ))
+            })
+        };
+        let ca = match &self.ca {
+            Some(path) => Some(String::from_utf8(read("CA file", path)?).map_err(|_| {
+                Error::Config(format!(
+                    "{}: the CA file `{}` is not PEM text",
+                    self.setting,
+                    path.display()
+                ))
+            })?),
+            None => None,
+        };
+        let client = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => {
+                Some((read("client certificate", cert)?, read("client key", key)?))
+            }
+            _ => None,
+        };
+        Ok(TlsPem { ca, client })
+    }
+}

@@ -1,0 +1,210 @@
+//! TLS to the broker with a private CA and mutual TLS: certificates made
+//! by the test (openssl), a private broker with a TLS listener that asks
+//! for a client certificate. A call works over it; an untrusted CA, a host
+//! name the certificate does not list, a missing client certificate and
+//! TLS files with a plain `amqp://` URL each fail at once with an error
+//! that says which.
+#![cfg(feature = "tls")]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use support::broker::{free_port, PrivateBroker};
+use support::handler::{echo, Hits};
+use support::request;
+use warren::{Address, Client, Config, Connection, ContentType, Error, Node};
+
+/// A CA, a server certificate for `localhost` and a client certificate it
+/// signed, and a second CA that signed nothing of these.
+fn certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("run openssl");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    for ca in ["ca", "other-ca"] {
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=warren test {ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ]);
+    }
+    for (name, ext) in [
+        (
+            "server",
+            "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            &format!("{name}.key"),
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            &format!("{name}.ext"),
+            "-out",
+            &format!("{name}.pem"),
+        ]);
+    }
+}
+
+struct Tls {
+    dir: PathBuf,
+    port: u16,
+    _broker: PrivateBroker,
+}
+
+impl Tls {
+    async fn start() -> Self {
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(support::unique("tls"));
+        certificates(&dir);
+        let broker = PrivateBroker::new();
+        let port = free_port();
+        broker
+            .start_with(&[
+                ("WARREN_BROKER_TLS_DIR", dir.display().to_string()),
+                ("WARREN_BROKER_TLS_PORT", port.to_string()),
+                ("WARREN_BROKER_TLS_CLIENT_CERT", "required".to_owned()),
+            ])
+            .await;
+        Self {
+            dir,
+            port,
+            _broker: broker,
+        }
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The tests' config for `amqps://<host>:<tls port>`, no TLS files.
+    fn config(&self, host: &str) -> Config {
+        support::config()
+            .url(format!("amqps://guest:guest@{host}:{}/%2f", self.port))
+            .unwrap()
+    }
+
+    /// With the CA and the client certificate.
+    fn trusted(&self) -> Config {
+        self.config("localhost")
+            .tls_ca(self.file("ca.pem"))
+            .tls_client(self.file("client.pem"), self.file("client.key"))
+    }
+}
+
+/// Connects, and says how long the failure took.
+async fn refused(cfg: Config) -> (Error, Duration) {
+    let start = Instant::now();
+    let err = tokio::time::timeout(Duration::from_secs(30), Connection::connect(cfg))
+        .await
+        .expect("connect ends")
+        .expect_err("the connection must fail");
+    (err, start.elapsed())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_with_a_private_ca_and_errors_that_say_which() {
+    let tls = Tls::start().await;
+
+    let conn = Connection::connect(tls.trusted()).await.unwrap();
+    let t = support::service_type("tls");
+    let node = Node::builder(t.clone())
+        .serve(&conn, echo(&Hits::default()))
+        .await
+        .unwrap();
+    let reply = Client::new(&conn)
+        .call(request(
+            Address::any(&t).unwrap(),
+            "Echo.say",
+            ContentType::Json,
+            &"over TLS",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.decode::<String>().unwrap(), "over TLS");
+    node.shutdown().await;
+
+    let client = |cfg: Config| cfg.tls_client(tls.file("client.pem"), tls.file("client.key"));
+    for (what, cfg, says) in [
+        (
+            "the platform's trust store",
+            client(tls.config("localhost")),
+            "not signed by a CA",
+        ),
+        (
+            "another CA",
+            client(tls.config("localhost").tls_ca(tls.file("other-ca.pem"))),
+            "not signed by a CA",
+        ),
+        (
+            "a host the certificate does not name",
+            client(tls.config("127.0.0.1").tls_ca(tls.file("ca.pem"))),
+            "not valid for",
+        ),
+        (
+            "no client certificate",
+            tls.config("localhost").tls_ca(tls.file("ca.pem")),
+            "client certificate",
+        ),
+    ] {
+        let (err, took) = refused(cfg).await;
+        println!("{what}: {took:?}: {err}");
+        assert!(took < Duration::from_secs(1), "{what}: {took:?}");
+        assert!(matches!(err, Error::Tls { .. }), "{what}: not Tls: {err}");
+        assert!(err.to_string().contains(says), "{what}: {err}");
+    }
+
+    // TLS files with a plain URL, and a file that is not there.
+    let plain = support::config().tls_ca(tls.file("ca.pem"));
+    let (err, _) = refused(plain).await;
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("amqps://")),
+        "{err}"
+    );
+    let (err, _) = refused(tls.trusted().tls_ca(tls.file("missing.pem"))).await;
+    assert!(
+        matches!(&err, Error::Config(m) if m.contains("missing.pem") && m.contains("Config::tls")),
+        "{err}"
+    );
+}
