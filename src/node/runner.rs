@@ -182,7 +182,15 @@ impl Runner {
                             Some((Err(e), _)) => warn!(error = %e, "consumer failed; consuming again"),
                             _ => warn!("the broker cancelled a consumer; consuming again"),
                         }
-                        self.drain(&channel, &tags).await;
+                        // On a connection that is going away, the
+                        // handlers' replies wait for `lost`: start over
+                        // at once, as on any loss.
+                        if link.conn.status().connected() {
+                            tokio::select! {
+                                () = self.drain(&channel, &tags) => {}
+                                _ = links.wait_for(replaced) => {}
+                            }
+                        }
                         return Ok(Finish::Lost);
                     }
                 },
