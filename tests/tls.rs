@@ -190,7 +190,10 @@ async fn mutual_tls_with_a_private_ca_and_errors_that_say_which() {
     ] {
         let (err, took) = refused(cfg).await;
         println!("{what}: {took:?}: {err}");
-        assert!(took < Duration::from_secs(1), "{what}: {took:?}");
+        // Not retried: a transient failure would be retried for ~10 s
+        // (the broker's side of a refused client certificate can take a
+        // second on a busy machine).
+        assert!(took < Duration::from_secs(5), "{what}: retried for {took:?}");
         assert!(matches!(err, Error::Tls { .. }), "{what}: not Tls: {err}");
         assert!(err.to_string().contains(says), "{what}: {err}");
     }
