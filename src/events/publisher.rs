@@ -159,12 +159,28 @@ impl Publisher {
         if version == 0 {
             return Err(Error::InvalidRequest("event versions start at 1".into()));
         }
-        let now = SystemTime::now();
+        let id = uuid::Uuid::new_v4().to_string();
+        self.publish_with_id(&id, event_type, version, SystemTime::now(), payload)
+            .await?;
+        Ok(id)
+    }
+
+    /// Publishes `payload` with the eventId `id` and the time `at` it
+    /// happened: the relay of the outbox publishes a stored event again
+    /// with the id and time it got when it was added.
+    pub(crate) async fn publish_with_id<P: Serialize + ?Sized>(
+        &self,
+        id: &str,
+        event_type: &str,
+        version: u32,
+        at: SystemTime,
+        payload: &P,
+    ) -> Result<(), Error> {
         let meta = EventMeta {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: id.to_owned(),
             event_type: event_type.to_owned(),
             version,
-            timestamp: Some(format_rfc3339(now)),
+            timestamp: Some(format_rfc3339(at)),
             routing_key: event_type.to_owned(),
             content_type: self.content_type,
         };
@@ -172,7 +188,7 @@ impl Publisher {
         let props = BasicProperties::default()
             .with_message_id(short("eventId", &meta.id)?)
             .with_type(short("event type", event_type)?)
-            .with_timestamp(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+            .with_timestamp(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
             .with_content_type(self.content_type.as_str().into())
             .with_delivery_mode(PERSISTENT);
         let exchange = short("exchange", &self.exchange)?;
@@ -221,7 +237,7 @@ impl Publisher {
             }
         };
         match settled {
-            Settled::Taken => return Ok(meta.id),
+            Settled::Taken => return Ok(()),
             Settled::Refused => {
                 return Err(Error::Rejected {
                     event_type: event_type.to_owned(),
@@ -250,7 +266,7 @@ impl Publisher {
                 "no queue is bound for this event type; the broker dropped it (logged once)"
             );
         }
-        Ok(meta.id)
+        Ok(())
     }
 
     /// The confirm-mode channel on the current connection, opened (and the
