@@ -148,17 +148,11 @@ where
 {
     let relay = Relay::new(&store, Publisher::new(conn).exchange(exchange)).start();
     let out = Outbox::new(&store);
-    let insert = insert_sql::<DB>();
     let figures = measure(conn, exchange, events, writers, move |w, seq| {
         let store = store.clone();
         let out = out.clone();
         async move {
-            let mut tx = store.pool().begin().await.unwrap();
-            sqlx::query(insert)
-                .bind(seq as i64)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            let mut tx = with_row(&store, seq).await;
             let event = Recorded {
                 seq,
                 committed_ns: now_ns(),
@@ -189,17 +183,11 @@ where
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let publisher = Publisher::new(conn).exchange(exchange);
-    let insert = insert_sql::<DB>();
     measure(conn, exchange, events, writers, move |_, seq| {
         let store = store.clone();
         let publisher = publisher.clone();
         async move {
-            let mut tx = store.pool().begin().await.unwrap();
-            sqlx::query(insert)
-                .bind(seq as i64)
-                .execute(&mut *tx)
-                .await
-                .unwrap();
+            let tx = with_row(&store, seq).await;
             tx.commit().await.unwrap();
             let event = Recorded {
                 seq,
@@ -209,6 +197,22 @@ where
         }
     })
     .await
+}
+
+/// A transaction that has inserted domain row `seq`.
+async fn with_row<DB: Backend>(store: &Store<DB>, seq: u64) -> sqlx::Transaction<'static, DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let mut tx = store.pool().begin().await.unwrap();
+    sqlx::query(insert_sql::<DB>())
+        .bind(seq as i64)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx
 }
 
 fn insert_sql<DB: Backend>() -> &'static str {

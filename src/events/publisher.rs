@@ -2,7 +2,7 @@
 
 use super::envelope::{self, format_rfc3339, EventMeta};
 use super::topology::{declare_exchange, short};
-use super::{check_name, Event};
+use super::{check_event, Event};
 use crate::amqp::confirm::{Confirm, Settled};
 use crate::amqp::connection::{until_closed, Link};
 use crate::amqp::refusal::broker;
@@ -155,10 +155,7 @@ impl Publisher {
         version: u32,
         payload: &P,
     ) -> Result<String, Error> {
-        check_name(event_type)?;
-        if version == 0 {
-            return Err(Error::InvalidRequest("event versions start at 1".into()));
-        }
+        check_event(event_type, version)?;
         let id = uuid::Uuid::new_v4().to_string();
         self.publish_with_id(&id, event_type, version, SystemTime::now(), payload)
             .await?;

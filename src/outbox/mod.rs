@@ -71,7 +71,7 @@ pub use sqlx;
 pub use sqlx::{Postgres, Sqlite};
 
 use crate::error::Error;
-use crate::events::{check_name, Event};
+use crate::events::{check_event, Event};
 use futures::future::BoxFuture;
 use sqlx::{Pool, Transaction};
 use std::fmt;
@@ -530,10 +530,7 @@ impl<DB: Backend> Outbox<DB> {
         version: u32,
         payload: &P,
     ) -> Result<String, Error> {
-        check_name(event_type)?;
-        if version == 0 {
-            return Err(Error::InvalidRequest("event versions start at 1".into()));
-        }
+        check_event(event_type, version)?;
         let payload = serde_json::to_string(payload).map_err(|e| {
             Error::Codec(crate::codec::CodecError::Encode {
                 content_type: crate::ContentType::Json,
