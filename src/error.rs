@@ -239,6 +239,27 @@ pub enum Error {
     /// one of warren's (see `From<tower::BoxError>`).
     #[error("a tower layer failed: {0}")]
     Layer(#[source] Cause),
+    /// The database behind an outbox or an inbox failed: unreachable, or it
+    /// refused a statement. Events already committed stay in it.
+    #[error("database error: {context}")]
+    Database {
+        /// What failed.
+        context: String,
+        /// What the database driver reported.
+        #[source]
+        source: Option<Cause>,
+    },
+    /// The outbox tables in the database were made by a newer warren (their
+    /// schema version is above the ones this build knows).
+    #[error("the outbox tables `{tables}` are at schema version {found}; this build of warren knows versions up to {supported}: upgrade warren, or give this service other tables (StoreOptions::table_prefix)")]
+    SchemaMismatch {
+        /// The tables' prefix (and schema), as configured.
+        tables: String,
+        /// The version the database has.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
     /// Configuration that cannot work (a bad URL, an unusable setting).
     #[error("invalid configuration: {0}")]
     Config(String),

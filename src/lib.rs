@@ -48,6 +48,7 @@
 //! | test without a broker | [`Local`], the in-process transport |
 //! | publish and subscribe to `domain.action` events | [`events`]: [`events::Publisher`], [`events::Subscription`], `#[derive(warren::Event)]` |
 //! | keep calling while the broker is down | the `http` module (feature `http`): the HTTP endpoint, client and fallback |
+//! | publish events in the same database transaction as your writes, and handle each once | the `outbox` module (feature `outbox`): the transactional outbox, its relay and the inbox, on SQLite or PostgreSQL |
 //!
 //! The broker URL is `amqp://user:password@host:port/vhost` (or `amqps://`
 //! for TLS); the default vhost `/` is written `%2f`, so the local default
@@ -63,6 +64,7 @@
 //! | --- | --- | --- |
 //! | `http` | the `http` module: a node's HTTP endpoint, `HttpClient`, the fallback to HTTP while the broker is down, and the announcements peers are learned from | yes |
 //! | `tls` | `amqps://` broker URLs, and `https://` peers with `http` (rustls) | yes |
+//! | `outbox` | the `outbox` module: the transactional outbox and inbox on SQLite or PostgreSQL (sqlx) | no |
 //! | `full` | all of the above | no |
 //!
 //! `default-features = false` leaves the core alone; the docs on docs.rs
@@ -91,6 +93,9 @@ pub mod layer;
 mod local;
 mod message;
 mod node;
+#[cfg(feature = "outbox")]
+#[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
+pub mod outbox;
 mod serve;
 mod status;
 

@@ -193,7 +193,10 @@ async fn mutual_tls_with_a_private_ca_and_errors_that_say_which() {
         // Not retried: a transient failure would be retried for ~10 s
         // (the broker's side of a refused client certificate can take a
         // second on a busy machine).
-        assert!(took < Duration::from_secs(5), "{what}: retried for {took:?}");
+        assert!(
+            took < Duration::from_secs(5),
+            "{what}: retried for {took:?}"
+        );
         assert!(matches!(err, Error::Tls { .. }), "{what}: not Tls: {err}");
         assert!(err.to_string().contains(says), "{what}: {err}");
     }

@@ -102,6 +102,18 @@ pub(crate) fn check_name(name: &str) -> Result<(), crate::Error> {
     }
 }
 
+/// Checks an event's type ([`check_name`]) and version (from 1), before it
+/// is published or stored.
+pub(crate) fn check_event(event_type: &str, version: u32) -> Result<(), crate::Error> {
+    check_name(event_type)?;
+    if version == 0 {
+        return Err(crate::Error::InvalidRequest(
+            "event versions start at 1".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Whether a topic pattern (`*` one word, `#` zero or more) matches `key`.
 pub(crate) fn matches(pattern: &str, key: &str) -> bool {
     fn go(p: &[&str], k: &[&str]) -> bool {

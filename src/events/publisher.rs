@@ -2,7 +2,7 @@
 
 use super::envelope::{self, format_rfc3339, EventMeta};
 use super::topology::{declare_exchange, short};
-use super::{check_name, Event};
+use super::{check_event, Event};
 use crate::amqp::confirm::{Confirm, Settled};
 use crate::amqp::connection::{until_closed, Link};
 use crate::amqp::refusal::broker;
@@ -155,16 +155,29 @@ impl Publisher {
         version: u32,
         payload: &P,
     ) -> Result<String, Error> {
-        check_name(event_type)?;
-        if version == 0 {
-            return Err(Error::InvalidRequest("event versions start at 1".into()));
-        }
-        let now = SystemTime::now();
+        check_event(event_type, version)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.publish_with_id(&id, event_type, version, SystemTime::now(), payload)
+            .await?;
+        Ok(id)
+    }
+
+    /// Publishes `payload` with the eventId `id` and the time `at` it
+    /// happened: the relay of the outbox publishes a stored event again
+    /// with the id and time it got when it was added.
+    pub(crate) async fn publish_with_id<P: Serialize + ?Sized>(
+        &self,
+        id: &str,
+        event_type: &str,
+        version: u32,
+        at: SystemTime,
+        payload: &P,
+    ) -> Result<(), Error> {
         let meta = EventMeta {
-            id: uuid::Uuid::new_v4().to_string(),
+            id: id.to_owned(),
             event_type: event_type.to_owned(),
             version,
-            timestamp: Some(format_rfc3339(now)),
+            timestamp: Some(format_rfc3339(at)),
             routing_key: event_type.to_owned(),
             content_type: self.content_type,
         };
@@ -172,7 +185,7 @@ impl Publisher {
         let props = BasicProperties::default()
             .with_message_id(short("eventId", &meta.id)?)
             .with_type(short("event type", event_type)?)
-            .with_timestamp(now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
+            .with_timestamp(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
             .with_content_type(self.content_type.as_str().into())
             .with_delivery_mode(PERSISTENT);
         let exchange = short("exchange", &self.exchange)?;
@@ -221,7 +234,7 @@ impl Publisher {
             }
         };
         match settled {
-            Settled::Taken => return Ok(meta.id),
+            Settled::Taken => return Ok(()),
             Settled::Refused => {
                 return Err(Error::Rejected {
                     event_type: event_type.to_owned(),
@@ -250,7 +263,7 @@ impl Publisher {
                 "no queue is bound for this event type; the broker dropped it (logged once)"
             );
         }
-        Ok(meta.id)
+        Ok(())
     }
 
     /// The confirm-mode channel on the current connection, opened (and the

@@ -1,0 +1,228 @@
+//! The outbox's statements on SQLite: one writer at a time, so one relay
+//! per database file (the process that owns it) takes the oldest pending
+//! rows without locking them.
+
+use super::backend::{row, NewRow, Ops};
+use super::publish::{Published, Publishing};
+use super::tables::{now_ms, Tables, SCHEMA_VERSION};
+use super::{boxed, database};
+use crate::error::Error;
+use futures::future::BoxFuture;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Pool, Sqlite};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Ops for Sqlite {
+    const WAKE_ON_ADD: bool = true;
+
+    fn connect(url: &str) -> BoxFuture<'_, Result<Pool<Self>, sqlx::Error>> {
+        boxed(async move {
+            let url = if url.starts_with("sqlite:") {
+                url.to_owned()
+            } else {
+                format!("sqlite://{url}")
+            };
+            let options = SqliteConnectOptions::from_str(&url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(BUSY_TIMEOUT);
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options)
+                .await
+        })
+    }
+
+    fn migrate<'a>(pool: &'a Pool<Self>, tables: &'a Tables) -> BoxFuture<'a, Result<(), Error>> {
+        boxed(async move {
+            if tables.schema.is_some() {
+                return Err(Error::Config(
+                    "StoreOptions::schema is for PostgreSQL; on SQLite use a table prefix".into(),
+                ));
+            }
+            let failed = |e| database("cannot migrate the outbox tables", e);
+            let mut conn = pool.acquire().await.map_err(failed)?;
+            // IMMEDIATE: the write lock from the start, so that two
+            // processes migrating at once take turns.
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut *conn)
+                .await
+                .map_err(failed)?;
+            let result = migrate_in(&mut conn, tables).await;
+            let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+            let ended = sqlx::query(end).execute(&mut *conn).await;
+            result?;
+            ended.map(drop).map_err(failed)
+        })
+    }
+
+    fn insert<'a>(
+        conn: &'a mut SqliteConnection,
+        tables: &'a Tables,
+        row: &'a NewRow,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        boxed(async move {
+            let sql = format!(
+                "INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+                tables.outbox()
+            );
+            sqlx::query(&sql)
+                .bind(&row.event_id)
+                .bind(&row.key)
+                .bind(&row.event_type)
+                .bind(row.version)
+                .bind(&row.payload)
+                .bind(row.created_ms)
+                .execute(conn)
+                .await
+                .map(drop)
+        })
+    }
+
+    fn round<'a>(
+        pool: &'a Pool<Self>,
+        tables: &'a Tables,
+        batch: i64,
+        publishing: &'a Publishing,
+    ) -> BoxFuture<'a, Result<Published, sqlx::Error>> {
+        boxed(async move {
+            let sql = format!(
+                "SELECT id, event_id, ordering_key, event_type, version, payload, created_ms
+                 FROM {} WHERE sent_ms IS NULL ORDER BY id LIMIT ?",
+                tables.outbox()
+            );
+            let rows = sqlx::query(&sql).bind(batch).fetch_all(pool).await?;
+            let rows = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
+            if rows.is_empty() {
+                return Ok(Published::default());
+            }
+            let published = publishing.publish(rows).await;
+            if !published.sent.is_empty() {
+                let ids = serde_json::to_string(&published.sent).unwrap_or_default();
+                let sql = format!(
+                    "UPDATE {} SET sent_ms = ? WHERE id IN (SELECT value FROM json_each(?))",
+                    tables.outbox()
+                );
+                sqlx::query(&sql)
+                    .bind(now_ms())
+                    .bind(ids)
+                    .execute(pool)
+                    .await?;
+            }
+            Ok(published)
+        })
+    }
+
+    fn pending<'a>(
+        pool: &'a Pool<Self>,
+        tables: &'a Tables,
+    ) -> BoxFuture<'a, Result<i64, sqlx::Error>> {
+        boxed(async move {
+            let sql = format!(
+                "SELECT COUNT(*) FROM {} WHERE sent_ms IS NULL",
+                tables.outbox()
+            );
+            sqlx::query_scalar(&sql).fetch_one(pool).await
+        })
+    }
+
+    fn purge<'a>(
+        pool: &'a Pool<Self>,
+        tables: &'a Tables,
+        sent_before: i64,
+        handled_before: i64,
+    ) -> BoxFuture<'a, Result<u64, sqlx::Error>> {
+        boxed(async move {
+            let sent = format!(
+                "DELETE FROM {} WHERE sent_ms IS NOT NULL AND sent_ms <= ?",
+                tables.outbox()
+            );
+            let handled = format!("DELETE FROM {} WHERE handled_ms <= ?", tables.inbox());
+            let a = sqlx::query(&sent).bind(sent_before).execute(pool).await?;
+            let b = sqlx::query(&handled)
+                .bind(handled_before)
+                .execute(pool)
+                .await?;
+            Ok(a.rows_affected() + b.rows_affected())
+        })
+    }
+
+    fn record<'a>(
+        conn: &'a mut SqliteConnection,
+        tables: &'a Tables,
+        service: &'a str,
+        event_id: &'a str,
+        now_ms: i64,
+    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+        boxed(async move {
+            let sql = format!(
+                "INSERT INTO {} (service, event_id, handled_ms) VALUES (?, ?, ?)
+                 ON CONFLICT (service, event_id) DO NOTHING",
+                tables.inbox()
+            );
+            let done = sqlx::query(&sql)
+                .bind(service)
+                .bind(event_id)
+                .bind(now_ms)
+                .execute(conn)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    fn listen(_: Pool<Self>, _: Tables, _: Arc<Notify>) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
+}
+
+/// Creates or upgrades the tables in the open transaction on `conn`.
+async fn migrate_in(conn: &mut SqliteConnection, tables: &Tables) -> Result<(), Error> {
+    let failed = |e| database("cannot migrate the outbox tables", e);
+    let migrations = tables.migrations();
+    sqlx::query(&format!(
+        "CREATE TABLE IF NOT EXISTS {migrations} (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+    ))
+    .execute(&mut *conn)
+    .await
+    .map_err(failed)?;
+    let found: i64 = sqlx::query_scalar(&format!(
+        "SELECT COALESCE(MAX(version), 0) FROM {migrations}"
+    ))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(failed)?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaMismatch {
+            tables: tables.describe(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for version in found + 1..=SCHEMA_VERSION {
+        for statement in tables.migration(version, "INTEGER PRIMARY KEY AUTOINCREMENT") {
+            sqlx::query(&statement)
+                .execute(&mut *conn)
+                .await
+                .map_err(failed)?;
+        }
+        sqlx::query(&format!(
+            "INSERT INTO {migrations} (version, applied_ms) VALUES (?, ?)"
+        ))
+        .bind(version)
+        .bind(now_ms())
+        .execute(&mut *conn)
+        .await
+        .map_err(failed)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,512 @@
+//! The transactional outbox and inbox against a real broker, a real SQLite
+//! file and a real PostgreSQL (`WARREN_DATABASE_URL`; `scripts/test`
+//! starts one with `scripts/postgres`): a rolled-back event is never
+//! published; committed ones are published once, in order per key; events
+//! committed while the broker is down arrive once it is back; events
+//! committed by a process killed before its relay ran are published by the
+//! next relay; two relays on one PostgreSQL database publish each event
+//! once, in order per key; the inbox skips an event published again.
+//!
+//! The killed process is this test binary run again as a child, running
+//! only the ignored test `child_commits`. The broker-outage test runs its
+//! own broker node, so the shared one is never disturbed.
+mod support;
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::broker::PrivateBroker;
+use tower::service_fn;
+use warren::events::{Delivery, Publisher, Subscriber, Subscription};
+use warren::outbox::{
+    sqlx, Backend, Outbox, Postgres, Relay, Sqlite, Store, StoreOptions, TxInbox,
+};
+use warren::{Connection, Error};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, warren::Event)]
+#[event(name = "ticket.changed", version = 1)]
+struct TicketChanged {
+    ticket: String,
+    seq: u32,
+}
+
+/// What a subscriber received: each event's (ticket, seq) and eventId, in
+/// arrival order.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<(String, u32, String)>>>);
+
+impl Received {
+    fn all(&self) -> Vec<(String, u32, String)> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().len()
+    }
+
+    async fn until(&self, what: &str, within: Duration, done: impl Fn(usize) -> bool) {
+        let start = Instant::now();
+        while !done(self.len()) {
+            assert!(
+                start.elapsed() < within,
+                "{what}: still waiting; received {:?}",
+                self.all()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Checks that every (ticket, seq) of `expected` arrived exactly once,
+    /// and each ticket's in order.
+    fn assert_once_in_order(&self, expected: &BTreeMap<String, u32>) {
+        let all = self.all();
+        let mut last: HashMap<&str, u32> = HashMap::new();
+        for (ticket, seq, _) in &all {
+            let prev = last.insert(ticket, *seq);
+            assert_eq!(
+                prev.map_or(1, |p| p + 1),
+                *seq,
+                "ticket {ticket}: {seq} after {prev:?}; all: {all:?}"
+            );
+        }
+        let counted: BTreeMap<String, u32> =
+            last.into_iter().map(|(t, s)| (t.to_owned(), s)).collect();
+        assert_eq!(&counted, expected, "the last seq of each ticket");
+        let total: u32 = expected.values().sum();
+        assert_eq!(all.len(), total as usize, "each event once: {all:?}");
+    }
+}
+
+/// A subscriber of `ticket.changed` on `conn` recording into `received`,
+/// one handler at a time, so that it records the queue's order.
+async fn subscribe(conn: &Connection, service: &str, received: &Received) -> Subscriber {
+    let received = received.clone();
+    Subscription::new(service)
+        .concurrency(1)
+        .on(service_fn(move |d: Delivery<TicketChanged>| {
+            received
+                .0
+                .lock()
+                .unwrap()
+                .push((d.payload.ticket, d.payload.seq, d.meta.id));
+            async { Ok::<_, Error>(()) }
+        }))
+        .start(conn)
+        .await
+        .expect("the subscription starts")
+}
+
+/// A SQLite database file of the test's own.
+fn sqlite_url(name: &str) -> String {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("outbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.db", support::unique(name)));
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+    format!("sqlite:{}", path.display())
+}
+
+/// The PostgreSQL server of the tests. Not set is a failure, not a skip:
+/// `scripts/test` always provides one.
+fn database_url() -> String {
+    std::env::var("WARREN_DATABASE_URL").unwrap_or_else(|_| {
+        panic!(
+            "WARREN_DATABASE_URL is not set: these tests need PostgreSQL. Run scripts/test, \
+             or `scripts/postgres start` and export WARREN_DATABASE_URL=$(scripts/postgres url)"
+        )
+    })
+}
+
+/// Table names no other test uses.
+fn prefix() -> String {
+    support::unique("t").replace('-', "_") + "_"
+}
+
+async fn postgres_store() -> Store<Postgres> {
+    Store::open(&database_url(), StoreOptions::new().table_prefix(prefix()))
+        .await
+        .expect("the PostgreSQL store opens")
+}
+
+/// Commits `seqs` of `ticket` in one transaction each.
+async fn commit<DB: Backend>(store: &Store<DB>, ticket: &str, seqs: std::ops::RangeInclusive<u32>) {
+    let outbox = Outbox::new(store);
+    for seq in seqs {
+        let mut tx = store.pool().begin().await.unwrap();
+        outbox
+            .add_keyed(
+                &mut tx,
+                ticket,
+                &TicketChanged {
+                    ticket: ticket.into(),
+                    seq,
+                },
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+}
+
+/// A rolled-back event is never published; committed ones once each, in
+/// order per key.
+async fn rolled_back_never_committed_once<DB: Backend>(store: &Store<DB>) {
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let received = Received::default();
+    let sub = subscribe(&conn, &support::unique("tickets"), &received).await;
+    let relay = Relay::new(store, Publisher::new(&conn)).start();
+    let outbox = Outbox::new(store);
+
+    let mut tx = store.pool().begin().await.unwrap();
+    let ghost = TicketChanged {
+        ticket: "ghost".into(),
+        seq: 1,
+    };
+    outbox.add_keyed(&mut tx, "ghost", &ghost).await.unwrap();
+    tx.rollback().await.unwrap();
+
+    // Two keys interleaved, several events per transaction for one of them.
+    let mut tx = store.pool().begin().await.unwrap();
+    for seq in 1..=3 {
+        let e = TicketChanged {
+            ticket: "a".into(),
+            seq,
+        };
+        outbox.add_keyed(&mut tx, "a", &e).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    commit(store, "b", 1..=5).await;
+    commit(store, "a", 4..=6).await;
+
+    received
+        .until("the committed events", Duration::from_secs(30), |n| n >= 11)
+        .await;
+    let mut status = relay.watch();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.published >= 11),
+    )
+    .await
+    .expect("the relay marks what it published")
+    .unwrap();
+    // Settle: anything published twice, or the rolled-back event, would
+    // arrive by now.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    received.assert_once_in_order(&BTreeMap::from([("a".into(), 6), ("b".into(), 5)]));
+    assert_eq!(store.pending().await.unwrap(), 0);
+    assert_eq!(relay.status().published, 11);
+    relay.shutdown().await;
+    sub.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_rolled_back_events_are_never_published_committed_ones_once_in_order() {
+    let store = Store::<Sqlite>::sqlite(&sqlite_url("order")).await.unwrap();
+    rolled_back_never_committed_once(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_rolled_back_events_are_never_published_committed_ones_once_in_order() {
+    rolled_back_never_committed_once(&postgres_store().await).await;
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused_with_a_typed_error() {
+    let url = sqlite_url("schema");
+    let store = Store::<Sqlite>::sqlite(&url).await.unwrap();
+    sqlx::query("INSERT INTO warren_migrations (version, applied_ms) VALUES (99, 0)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    match Store::<Sqlite>::sqlite(&url).await {
+        Err(Error::SchemaMismatch { found: 99, .. }) => {}
+        other => panic!("expected SchemaMismatch, got {other:?}"),
+    }
+    let bad = Store::<Sqlite>::open(&url, StoreOptions::new().table_prefix("Bad-Prefix")).await;
+    assert!(matches!(bad, Err(Error::Config(_))), "{bad:?}");
+}
+
+#[tokio::test]
+async fn an_unreachable_database_is_a_typed_error() {
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let err = Store::<Postgres>::postgres(&url).await.unwrap_err();
+    assert!(matches!(err, Error::Database { .. }), "{err:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_committed_while_the_broker_is_down_arrive_once_it_is_back() {
+    let broker = PrivateBroker::new();
+    broker.start().await;
+    let cfg = support::recovering_config(&broker.url())
+        .events_exchange(support::unique("events"))
+        .default_timeout(Duration::from_secs(2));
+    let conn = support::connect(cfg).await;
+    let received = Received::default();
+    let sub = subscribe(&conn, &support::unique("tickets"), &received).await;
+    let store = Store::<Sqlite>::sqlite(&sqlite_url("outage"))
+        .await
+        .unwrap();
+    let relay = Relay::new(&store, Publisher::new(&conn))
+        .backoff(
+            warren::Backoff::default()
+                .initial(Duration::from_millis(50))
+                .max(Duration::from_millis(500))
+                .max_attempts(None),
+        )
+        .start();
+
+    broker.stop();
+    // Each commit returns at once: the event waits in the database.
+    commit(&store, "a", 1..=10).await;
+    commit(&store, "b", 1..=10).await;
+    assert_eq!(store.pending().await.unwrap(), 20);
+    let mut status = relay.watch();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.failures > 0 && s.last_error.is_some()),
+    )
+    .await
+    .expect("the relay reports that it cannot publish")
+    .unwrap();
+    assert_eq!(
+        relay.pending().await.unwrap(),
+        20,
+        "nothing published while down"
+    );
+
+    broker.start().await;
+    received
+        .until(
+            "the events after the restart",
+            Duration::from_secs(60),
+            |n| n >= 20,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    received.assert_once_in_order(&BTreeMap::from([("a".into(), 10), ("b".into(), 10)]));
+    assert_eq!(relay.pending().await.unwrap(), 0);
+    assert_eq!(relay.status().failures, 0);
+    relay.shutdown().await;
+    sub.shutdown().await;
+    drop(broker);
+}
+
+/// The child process of
+/// [`events_committed_by_a_killed_process_are_published_by_the_next_relay`]:
+/// commits `OUTBOX_CHILD_EVENTS` events to `OUTBOX_CHILD_DB` (no relay),
+/// says `committed`, and waits to be killed.
+#[tokio::test]
+#[ignore = "run as a child process by another test"]
+async fn child_commits() {
+    let Ok(url) = std::env::var("OUTBOX_CHILD_DB") else {
+        return;
+    };
+    let n: u32 = std::env::var("OUTBOX_CHILD_EVENTS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = Store::<Sqlite>::sqlite(&url).await.unwrap();
+    commit(&store, "k", 1..=n).await;
+    println!("committed");
+    std::future::pending::<()>().await;
+}
+
+#[tokio::test]
+async fn events_committed_by_a_killed_process_are_published_by_the_next_relay() {
+    let url = sqlite_url("killed");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_commits", "--nocapture"])
+        .env("OUTBOX_CHILD_DB", &url)
+        .env("OUTBOX_CHILD_EVENTS", "5")
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run the child");
+    let stdout = child.stdout.take().unwrap();
+    let said = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l == "committed")
+    });
+    let said = tokio::time::timeout(Duration::from_secs(30), said)
+        .await
+        .expect("the child commits within 30 s")
+        .unwrap();
+    assert!(said, "the child ended without committing");
+    // SIGKILL: no clean shutdown, nothing flushed by the child after this.
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let received = Received::default();
+    let sub = subscribe(&conn, &support::unique("tickets"), &received).await;
+    let store = Store::<Sqlite>::sqlite(&url).await.unwrap();
+    assert_eq!(store.pending().await.unwrap(), 5);
+    let relay = Relay::new(&store, Publisher::new(&conn)).start();
+    received
+        .until(
+            "the killed process's events",
+            Duration::from_secs(30),
+            |n| n >= 5,
+        )
+        .await;
+    received.assert_once_in_order(&BTreeMap::from([("k".into(), 5)]));
+    relay.shutdown().await;
+    sub.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_relays_on_one_postgres_database_publish_each_event_once_in_order() {
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let received = Received::default();
+    let sub = subscribe(&conn, &support::unique("tickets"), &received).await;
+    let options = StoreOptions::new().table_prefix(prefix());
+    // Two stores (two pools), as two processes would have.
+    let one = Store::<Postgres>::open(&database_url(), options.clone())
+        .await
+        .unwrap();
+    let two = Store::<Postgres>::open(&database_url(), options)
+        .await
+        .unwrap();
+    let relays = [
+        Relay::new(&one, Publisher::new(&conn)).batch(16).start(),
+        Relay::new(&two, Publisher::new(&conn)).batch(16).start(),
+    ];
+    let tickets: Vec<String> = (0..8).map(|i| format!("t{i}")).collect();
+    // Writers on both stores while the relays run.
+    let mut writers = Vec::new();
+    for (i, ticket) in tickets.iter().enumerate() {
+        let store = if i % 2 == 0 { one.clone() } else { two.clone() };
+        let ticket = ticket.clone();
+        writers.push(tokio::spawn(async move {
+            commit(&store, &ticket, 1..=50).await;
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    received
+        .until("400 events", Duration::from_secs(60), |n| n >= 400)
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let expected: BTreeMap<String, u32> = tickets.iter().map(|t| (t.clone(), 50)).collect();
+    received.assert_once_in_order(&expected);
+    let published: u64 = relays.iter().map(|r| r.status().published).sum();
+    assert_eq!(
+        published, 400,
+        "the relays together published each row once"
+    );
+    for relay in relays {
+        relay.shutdown().await;
+    }
+    sub.shutdown().await;
+}
+
+/// The inbox on `store` (tables prefixed `prefix`): an event published
+/// again with the same eventId (as after a crash between publishing and
+/// marking it sent) runs the handler, and its writes, once.
+async fn the_inbox_skips_an_event_published_again<DB: Backend>(store: &Store<DB>, prefix: &str)
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let service = support::unique("search");
+    // The handler's own table, written in the inbox's transaction.
+    let table = format!("{prefix}handled");
+    sqlx::query(&format!("CREATE TABLE {table} (n BIGINT)"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let insert: Arc<str> = format!("INSERT INTO {table} (n) VALUES (1)").into();
+    let handled = Received::default();
+    let inbox = TxInbox::new(store, &service);
+    let sub = Subscription::new(&service)
+        .on(inbox.handler({
+            let handled = handled.clone();
+            move |mut tx: sqlx::Transaction<'static, DB>, d: Delivery<TicketChanged>| {
+                let handled = handled.clone();
+                let insert = insert.clone();
+                async move {
+                    sqlx::query(&insert).execute(&mut *tx).await?;
+                    handled
+                        .0
+                        .lock()
+                        .unwrap()
+                        .push((d.payload.ticket, d.payload.seq, d.meta.id));
+                    Ok::<_, sqlx::Error>(tx)
+                }
+            }
+        }))
+        .start(&conn)
+        .await
+        .unwrap();
+    let relay = Relay::new(store, Publisher::new(&conn)).start();
+    commit(store, "x", 1..=1).await;
+    handled
+        .until("the first delivery", Duration::from_secs(30), |n| n >= 1)
+        .await;
+    let mut status = relay.watch();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.published >= 1),
+    )
+    .await
+    .expect("published")
+    .unwrap();
+    // As if the relay died after the confirm, before marking the row sent:
+    // the next round publishes it again, with the same eventId.
+    sqlx::query(&format!("UPDATE {prefix}outbox SET sent_ms = NULL"))
+        .execute(store.pool())
+        .await
+        .unwrap();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.published >= 2),
+    )
+    .await
+    .expect("published again")
+    .unwrap();
+    // The duplicate is acked without running the handler.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(handled.len(), 1, "{:?}", handled.all());
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the handler's writes committed once");
+    relay.shutdown().await;
+    sub.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_inbox_skips_an_event_published_again() {
+    let store = Store::<Sqlite>::sqlite(&sqlite_url("inbox")).await.unwrap();
+    the_inbox_skips_an_event_published_again(&store, "warren_").await;
+}
+
+#[tokio::test]
+async fn postgres_inbox_skips_an_event_published_again() {
+    let p = prefix();
+    let store = Store::<Postgres>::open(&database_url(), StoreOptions::new().table_prefix(&p))
+        .await
+        .unwrap();
+    the_inbox_skips_an_event_published_again(&store, &p).await;
+}
