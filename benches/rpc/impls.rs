@@ -40,6 +40,9 @@ pub(crate) enum Impl {
     Lapin,
     /// warren's typed client and server.
     Warren,
+    /// The same, recording Prometheus metrics on both sides (feature
+    /// `metrics`): against `warren`, what recording costs.
+    WarrenMetrics,
     /// Nameko (Python), a peer program.
     Nameko,
     /// node's `rabbitmq-client`, a peer program.
@@ -54,6 +57,7 @@ impl Impl {
         match name {
             "lapin" => Some(Impl::Lapin),
             "warren" => Some(Impl::Warren),
+            "warren-metrics" => Some(Impl::WarrenMetrics),
             "nameko" => Some(Impl::Nameko),
             "node" => Some(Impl::Node),
             _ => None,
@@ -64,6 +68,7 @@ impl Impl {
         match self {
             Impl::Lapin => "lapin",
             Impl::Warren => "warren",
+            Impl::WarrenMetrics => "warren-metrics",
             Impl::Nameko => "nameko",
             Impl::Node => "node",
         }
@@ -73,7 +78,7 @@ impl Impl {
     /// are that program, not this binary).
     pub(crate) fn peer(self) -> Option<Peer> {
         match self {
-            Impl::Lapin | Impl::Warren => None,
+            Impl::Lapin | Impl::Warren | Impl::WarrenMetrics => None,
             Impl::Nameko => Some(Peer::Nameko),
             Impl::Node => Some(Peer::Node),
         }
@@ -94,6 +99,10 @@ impl Impl {
         match self {
             Impl::Lapin => lapin_baseline::serve(ctx).await,
             Impl::Warren => warren_impl::serve(ctx).await,
+            Impl::WarrenMetrics => {
+                warren_impl::enable_metrics()?;
+                warren_impl::serve(ctx).await
+            }
             Impl::Nameko | Impl::Node => Err(PEER.into()),
         }
     }
@@ -103,6 +112,10 @@ impl Impl {
         match self {
             Impl::Lapin => client::run(lapin_baseline::Client::connect(ctx).await?, ctx).await,
             Impl::Warren => client::run(warren_impl::Client::connect(ctx).await?, ctx).await,
+            Impl::WarrenMetrics => {
+                warren_impl::enable_metrics()?;
+                client::run(warren_impl::Client::connect(ctx).await?, ctx).await
+            }
             Impl::Nameko | Impl::Node => Err(PEER.into()),
         }
     }
