@@ -45,6 +45,14 @@ pub enum NameError {
         /// A description of the allowed characters.
         allowed: &'static str,
     },
+    /// Text that is not an address (see [`Address`]'s `FromStr`).
+    #[error(
+        "`{text}` is not an address; write instance(<id>), any(<type>), every(<type>) or all()"
+    )]
+    Address {
+        /// The refused text.
+        text: String,
+    },
 }
 
 fn check_segment(what: &'static str, name: &str) -> Result<(), NameError> {
@@ -239,6 +247,36 @@ impl Address {
     #[must_use]
     pub fn is_multicast(&self) -> bool {
         matches!(self, Self::Every(_) | Self::All)
+    }
+}
+
+/// Reads an address as it prints: `instance(calc-1)`, `any(calc)`,
+/// `every(calc)`, `all()` (or `all`).
+///
+/// ```
+/// use warren::Address;
+/// let a: Address = "any(calculator)".parse()?;
+/// assert_eq!(a, Address::any("calculator")?);
+/// assert!("calculator".parse::<Address>().is_err());
+/// # Ok::<(), warren::NameError>(())
+/// ```
+impl std::str::FromStr for Address {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        let s = s.trim();
+        if s == "all" || s == "all()" {
+            return Ok(Self::All);
+        }
+        let bad = || NameError::Address { text: s.to_owned() };
+        let (kind, rest) = s.split_once('(').ok_or_else(bad)?;
+        let name = rest.strip_suffix(')').ok_or_else(bad)?;
+        match kind {
+            "instance" => Self::instance(name),
+            "any" => Self::any(name),
+            "every" => Self::every(name),
+            _ => Err(bad()),
+        }
     }
 }
 

@@ -49,6 +49,8 @@
 //! | publish and subscribe to `domain.action` events | [`events`]: [`events::Publisher`], [`events::Subscription`], `#[derive(warren::Event)]` |
 //! | keep calling while the broker is down | the `http` module (feature `http`): the HTTP endpoint, client and fallback |
 //! | publish events in the same database transaction as your writes, and handle each once | the `outbox` module (feature `outbox`): the transactional outbox, its relay and the inbox, on SQLite or PostgreSQL |
+//! | see how full a service's queues are | [`QueueStats`] (passive declares) |
+//! | expose metrics and readiness | the `metrics` module (feature `metrics`): `metrics::MetricsServer`, `metrics::registry`; the `health` module |
 //!
 //! The broker URL is `amqp://user:password@host:port/vhost` (or `amqps://`
 //! for TLS); the default vhost `/` is written `%2f`, so the local default
@@ -65,6 +67,8 @@
 //! | `http` | the `http` module: a node's HTTP endpoint, `HttpClient`, the fallback to HTTP while the broker is down, and the announcements peers are learned from | yes |
 //! | `tls` | `amqps://` broker URLs, and `https://` peers with `http` (rustls) | yes |
 //! | `outbox` | the `outbox` module: the transactional outbox and inbox on SQLite or PostgreSQL (sqlx) | no |
+//! | `metrics` | the `metrics` module: Prometheus metrics, `GET /metrics` and the readiness endpoints of the `health` module on a node's HTTP listener and on a `MetricsServer` | yes |
+//! | `cli` | the `warren` command line (a binary; nothing in the library) | no |
 //! | `full` | all of the above | no |
 //!
 //! `default-features = false` leaves the core alone; the docs on docs.rs
@@ -86,17 +90,25 @@ mod envelope;
 mod error;
 pub mod events;
 mod headers;
+#[cfg(any(feature = "http", feature = "metrics"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "http", feature = "metrics"))))]
+pub mod health;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod layer;
 mod local;
 mod message;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod node;
 #[cfg(feature = "outbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox;
+mod record;
 mod serve;
+mod stats;
 mod status;
 
 pub use address::{check_method, Address, NameError, Peer, ServiceId, ServiceType, MAX_NAME_LEN};
@@ -110,6 +122,7 @@ pub use local::Local;
 pub use message::{Delivery, Gather, Request, Response, Transport};
 pub use node::{NamedService, Node, NodeBuilder};
 pub use serve::{Serve, ServeLayer, PANIC_MESSAGE};
+pub use stats::{QueueKind, QueueStat, QueueStats};
 pub use status::{Code, Status};
 
 #[doc = include_str!("../docs/MACRO.md")]

@@ -344,6 +344,25 @@ pub trait Message {
     fn single_reply(&self) -> bool;
 }
 
+/// What a transport answers: one [`Response`], or a gather's replies.
+#[allow(unreachable_pub)] // Sealed: public only for the layers' bounds.
+pub trait Replies {
+    /// How many replies it holds, for a gather (`None` for one response).
+    fn replies(&self) -> Option<usize>;
+}
+
+impl Replies for Response {
+    fn replies(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl Replies for Vec<Response> {
+    fn replies(&self) -> Option<usize> {
+        Some(self.len())
+    }
+}
+
 impl Message for Request {
     fn request(&self) -> &Request {
         self

@@ -45,13 +45,14 @@ where
     let deadline = request.deadline;
     let ctx = Context::from_request(&request);
     let method = ctx.method.clone();
+    let handling = crate::record::Handling::start(&method);
     let work = ctx.scope(handler.oneshot(request));
     let work = AssertUnwindSafe(work).catch_unwind();
     let result = match deadline {
         Some(at) => tokio::time::timeout_at(at.into(), work).await.ok(),
         None => Some(work.await),
     };
-    match result {
+    let resp = match result {
         Some(Ok(Ok(resp))) => resp,
         Some(Ok(Err(e))) => Response::error(ct, &e.to_status()),
         Some(Err(panic)) => {
@@ -66,7 +67,9 @@ where
                 "the deadline passed while the handler ran",
             ),
         ),
-    }
+    };
+    handling.end(resp.status.as_str());
+    resp
 }
 
 /// A panic's message, for the log.

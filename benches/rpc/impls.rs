@@ -44,6 +44,9 @@ pub(crate) enum Impl {
     LapinWire,
     /// warren's typed client and server.
     Warren,
+    /// The same, recording Prometheus metrics on both sides (feature
+    /// `metrics`): against `warren`, what recording costs.
+    WarrenMetrics,
     /// Nameko (Python), a peer program.
     Nameko,
     /// node's `rabbitmq-client`, a peer program.
@@ -59,6 +62,7 @@ impl Impl {
             "lapin" => Some(Impl::Lapin),
             "lapin-wire" => Some(Impl::LapinWire),
             "warren" => Some(Impl::Warren),
+            "warren-metrics" => Some(Impl::WarrenMetrics),
             "nameko" => Some(Impl::Nameko),
             "node" => Some(Impl::Node),
             _ => None,
@@ -70,6 +74,7 @@ impl Impl {
             Impl::Lapin => "lapin",
             Impl::LapinWire => "lapin-wire",
             Impl::Warren => "warren",
+            Impl::WarrenMetrics => "warren-metrics",
             Impl::Nameko => "nameko",
             Impl::Node => "node",
         }
@@ -79,7 +84,7 @@ impl Impl {
     /// are that program, not this binary).
     pub(crate) fn peer(self) -> Option<Peer> {
         match self {
-            Impl::Lapin | Impl::LapinWire | Impl::Warren => None,
+            Impl::Lapin | Impl::LapinWire | Impl::Warren | Impl::WarrenMetrics => None,
             Impl::Nameko => Some(Peer::Nameko),
             Impl::Node => Some(Peer::Node),
         }
@@ -100,6 +105,10 @@ impl Impl {
         match self {
             Impl::Lapin | Impl::LapinWire => lapin_baseline::serve(ctx).await,
             Impl::Warren => warren_impl::serve(ctx).await,
+            Impl::WarrenMetrics => {
+                warren_impl::enable_metrics()?;
+                warren_impl::serve(ctx).await
+            }
             Impl::Nameko | Impl::Node => Err(PEER.into()),
         }
     }
@@ -118,6 +127,10 @@ impl Impl {
                 client::run(client, ctx).await
             }
             Impl::Warren => client::run(warren_impl::Client::connect(ctx).await?, ctx).await,
+            Impl::WarrenMetrics => {
+                warren_impl::enable_metrics()?;
+                client::run(warren_impl::Client::connect(ctx).await?, ctx).await
+            }
             Impl::Nameko | Impl::Node => Err(PEER.into()),
         }
     }

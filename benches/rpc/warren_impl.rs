@@ -59,6 +59,17 @@ impl Echo for EchoImpl {
     }
 }
 
+/// Starts recording metrics in this process (`warren-metrics`).
+pub(crate) fn enable_metrics() -> Result<(), BoxError> {
+    #[cfg(feature = "metrics")]
+    warren::metrics::enable();
+    if cfg!(feature = "metrics") {
+        Ok(())
+    } else {
+        Err("warren-metrics needs the `metrics` feature".into())
+    }
+}
+
 /// The server: one node of the mode's service type.
 pub(crate) async fn serve(ctx: ServerCtx) -> Result<(), BoxError> {
     let conn = Connection::connect(config(&ctx.url)?).await?;

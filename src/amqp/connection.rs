@@ -64,8 +64,22 @@ impl ConnectionState {
         matches!(self, Self::Connected { blocked: None, .. })
     }
 
+    /// Its short name: `connected`, `blocked`, `reconnecting`, `down`,
+    /// `refused` or `closed`.
+    #[cfg_attr(not(any(feature = "http", feature = "metrics")), allow(dead_code))]
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Self::Connected { blocked: None, .. } => "connected",
+            Self::Connected { .. } => "blocked",
+            Self::Reconnecting { .. } => "reconnecting",
+            Self::Down { .. } => "down",
+            Self::Refused { .. } => "refused",
+            Self::Closed => "closed",
+        }
+    }
+
     /// Why calls cannot be sent now, for error messages.
-    fn reason(&self) -> String {
+    pub(crate) fn reason(&self) -> String {
         match self {
             Self::Connected { blocked: None, .. } => "connected".into(),
             Self::Connected {
@@ -203,6 +217,7 @@ impl Connection {
             attempts: 0,
             last_error: None,
         });
+        crate::record::connection(&state);
         let (link, _) = watch::channel(None);
         let (closed, _) = watch::channel(false);
         let shared = Arc::new(Shared {

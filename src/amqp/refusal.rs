@@ -151,6 +151,13 @@ pub(crate) fn in_exclusive_use(e: &lapin::Error) -> bool {
         if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)))
 }
 
+/// Whether the broker answered that a queue or exchange does not exist
+/// (`NOT_FOUND`, as a passive declare of a missing queue is answered).
+pub(crate) fn not_found(e: &lapin::Error) -> bool {
+    matches!(e.kind(), ErrorKind::ProtocolError(p)
+        if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
+}
+
 /// Any other failed broker operation, with lapin's error as the source.
 /// What a failed TLS handshake means, from what rustls said.
 fn tls_reason(said: &str, uri: Option<&lapin::uri::AMQPUri>) -> String {

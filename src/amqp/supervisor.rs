@@ -183,6 +183,9 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
         };
 
         generation += 1;
+        if generation > 1 {
+            crate::record::reconnected();
+        }
         refused = None;
         let conn = Arc::new(conn);
         let mut events = conn.events_listener();

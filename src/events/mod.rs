@@ -59,6 +59,7 @@ mod publisher;
 mod retry;
 mod runner;
 mod subscriber;
+mod tail;
 mod topology;
 
 pub use dead_letters::{DeadLetter, DeadLetters};
@@ -69,6 +70,11 @@ pub use policy::{Overflow, QueueType};
 pub use publisher::{Publisher, Unroutable};
 pub use retry::RetryPolicy;
 pub use subscriber::{Subscriber, Subscription};
+pub use tail::{Tail, Tailed};
+
+pub(crate) use publisher::link;
+pub(crate) use retry::delay_queue;
+pub(crate) use topology::{dead_letter_queue, service_queue};
 
 use serde::{de::DeserializeOwned, Serialize};
 

@@ -234,7 +234,10 @@ impl Publisher {
             }
         };
         match settled {
-            Settled::Taken => return Ok(()),
+            Settled::Taken => {
+                crate::record::event(event_type, crate::record::EventFate::Published);
+                return Ok(());
+            }
             Settled::Refused => {
                 return Err(Error::Rejected {
                     event_type: event_type.to_owned(),
@@ -308,7 +311,7 @@ impl Publisher {
 
 /// The live connection, waiting for one as configured (up to
 /// `Config::default_timeout`, or not at all under `fail-fast`).
-pub(super) async fn link(conn: &Connection) -> Result<Link, Error> {
+pub(crate) async fn link(conn: &Connection) -> Result<Link, Error> {
     let mut links = conn.link();
     if let Some(link) = links.borrow_and_update().clone() {
         return Ok(link);

@@ -13,6 +13,7 @@ use crate::amqp::refusal::broker;
 use crate::amqp::wire::{without_forged_x_death, PERSISTENT};
 use crate::codec::ContentType;
 use crate::error::Error;
+use crate::record::{self, EventFate};
 use crate::Connection;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -210,17 +211,33 @@ fn failed_attempts(d: &Delivery) -> u32 {
 /// broker delivers again what was not acked.
 async fn handle(shared: &Shared, channel: &Channel, d: Delivery, mut lost: watch::Receiver<()>) {
     let attempt = failed_attempts(&d).saturating_add(1);
-    let outcome = decide(shared, &d, attempt).await;
+    let (outcome, event_type) = decide(shared, &d, attempt).await;
+    // Only types a handler knew label the metrics: the rest come from
+    // anyone and would have no bound.
+    let event_type = event_type.as_deref().unwrap_or("unknown");
     tokio::select! {
         biased;
-        () = settle(shared, channel, &d, attempt, outcome) => {}
+        () = settle(shared, channel, &d, attempt, outcome, event_type) => {}
         _ = lost.changed() => {}
     }
 }
 
 /// Acks `d`, after publishing it to a delay queue or the dead-letter queue
 /// as `outcome` asks.
-async fn settle(shared: &Shared, channel: &Channel, d: &Delivery, attempt: u32, outcome: Outcome) {
+async fn settle(
+    shared: &Shared,
+    channel: &Channel,
+    d: &Delivery,
+    attempt: u32,
+    outcome: Outcome,
+    event_type: &str,
+) {
+    let fate = match (&outcome, shared.retry.after(attempt)) {
+        (Outcome::Done, _) => EventFate::Consumed,
+        (Outcome::Retry(_), Some(_)) => EventFate::Retried,
+        _ => EventFate::DeadLettered,
+    };
+    record::event(event_type, fate);
     let next = match outcome {
         Outcome::Done => None,
         Outcome::Retry(reason) => match shared.retry.after(attempt) {
@@ -267,15 +284,16 @@ async fn settle(shared: &Shared, channel: &Channel, d: &Delivery, attempt: u32, 
     }
 }
 
-/// Reads the event and runs its handler (once per eventId with an inbox).
-async fn decide(shared: &Shared, d: &Delivery, attempt: u32) -> Outcome {
+/// Reads the event and runs its handler (once per eventId with an inbox);
+/// with the event's type once a handler for it was found.
+async fn decide(shared: &Shared, d: &Delivery, attempt: u32) -> (Outcome, Option<String>) {
     let content_type = match d.properties.content_type().as_ref() {
         None => Ok(ContentType::Json),
         Some(ct) => ContentType::parse(ct.as_str()).map_err(|e| e.to_string()),
     };
     let content_type = match content_type {
         Ok(ct) => ct,
-        Err(reason) => return Outcome::Dead(reason),
+        Err(reason) => return (Outcome::Dead(reason), None),
     };
     let routing_key =
         header_str(d, retry::ROUTING_KEY).unwrap_or_else(|| d.routing_key.to_string());
@@ -288,7 +306,7 @@ async fn decide(shared: &Shared, d: &Delivery, attempt: u32) -> Outcome {
     };
     let meta = match read_meta(shared.format, &wire) {
         Ok(meta) => meta,
-        Err(reason) => return Outcome::Dead(reason),
+        Err(reason) => return (Outcome::Dead(reason), None),
     };
     let handler = shared.typed.get(&meta.event_type).or_else(|| {
         shared
@@ -298,16 +316,18 @@ async fn decide(shared: &Shared, d: &Delivery, attempt: u32) -> Outcome {
             .map(|(_, h)| h)
     });
     let Some(handler) = handler else {
-        return Outcome::Dead(format!(
+        let reason = format!(
             "service `{}` has no handler for event type `{}`",
             shared.service, meta.event_type
-        ));
+        );
+        return (Outcome::Dead(reason), None);
     };
     let id = meta.id.clone();
+    let event_type = meta.event_type.clone();
     if let Some(inbox) = &shared.inbox {
         if !inbox.claim(&shared.service, &id).await {
             debug!(service = %shared.service, event_id = %id, "duplicate event; skipped");
-            return Outcome::Done;
+            return (Outcome::Done, Some(event_type));
         }
     }
     let outcome = handler(meta, attempt, &d.data, shared.format, &shared.upcasters).await;
@@ -317,7 +337,7 @@ async fn decide(shared: &Shared, d: &Delivery, attempt: u32) -> Outcome {
             _ => inbox.release(&shared.service, &id).await,
         }
     }
-    outcome
+    (outcome, Some(event_type))
 }
 
 /// Publishes `d` again to queue `to` (through the default exchange), with

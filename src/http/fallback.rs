@@ -205,10 +205,14 @@ impl Choice {
                 Err(e) if self.may_resend(&request, &e) => {
                     info!(error = %e, method = %request.method, "sending over HTTP instead");
                 }
-                other => return other,
+                other => {
+                    crate::record::fallback(false);
+                    return other;
+                }
             }
         }
         span.record("transport", "http");
+        crate::record::fallback(true);
         let address = request.address.clone();
         http(request).await.map_err(|e| match e {
             Error::NoRoute { .. } => Error::Unavailable {

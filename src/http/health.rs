@@ -30,12 +30,5 @@ pub(crate) type Probe = Arc<dyn Fn() -> Health + Send + Sync>;
 /// The short name of a connection state, as [`Health::broker`] shows it.
 #[must_use]
 pub fn state_name(state: &ConnectionState) -> &'static str {
-    match state {
-        ConnectionState::Connected { blocked: None, .. } => "connected",
-        ConnectionState::Connected { .. } => "blocked",
-        ConnectionState::Reconnecting { .. } => "reconnecting",
-        ConnectionState::Down { .. } => "down",
-        ConnectionState::Refused { .. } => "refused",
-        _ => "closed",
-    }
+    state.name()
 }

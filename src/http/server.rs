@@ -1,5 +1,6 @@
 //! The HTTP server: `POST /rpc/<method>` and `GET /health`, answered by the
-//! same handler as the broker's deliveries.
+//! same handler as the broker's deliveries, beside `GET /health/live`,
+//! `GET /health/ready` and (feature `metrics`) `GET /metrics`.
 //!
 //! A request is refused before the handler runs when its token is missing
 //! or wrong (401), its body is too large (413), its content type is not
@@ -35,6 +36,7 @@ use tracing::{warn, Instrument};
 #[must_use]
 pub struct HttpServer {
     shared: Shared,
+    checks: crate::health::Checks,
 }
 
 #[derive(Clone)]
@@ -86,6 +88,7 @@ impl HttpServer {
                 probe: None,
                 in_flight: Arc::new(AtomicUsize::new(0)),
             },
+            checks: crate::health::Checks::default(),
         }
     }
 
@@ -102,9 +105,15 @@ impl HttpServer {
     }
 
     /// Shares the node's concurrency limit and reports its health.
-    pub(crate) fn node(mut self, permits: Arc<Semaphore>, probe: Probe) -> Self {
+    pub(crate) fn node(
+        mut self,
+        permits: Arc<Semaphore>,
+        probe: Probe,
+        checks: crate::health::Checks,
+    ) -> Self {
         self.shared.permits = Some(permits);
         self.shared.probe = Some(probe);
+        self.checks = checks;
         self
     }
 
@@ -121,7 +130,8 @@ impl HttpServer {
         let app = Router::new()
             .route("/rpc/{*method}", post(rpc))
             .route("/health", get(health))
-            .with_state(self.shared);
+            .with_state(self.shared)
+            .merge(crate::health::routes(self.checks));
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .await

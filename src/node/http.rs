@@ -20,7 +20,9 @@ use tracing::{info, warn};
 impl NodeBuilder {
     /// Also serves HTTP (`POST /rpc/<method>`, `GET /health`) with the same
     /// handler, if `config.listen` is set, and announces the node's URL on
-    /// the broker. See `docs/FALLBACK.md`.
+    /// the broker. See `docs/FALLBACK.md`. The listener also answers
+    /// `GET /health/live`, `GET /health/ready` ([`crate::health`]) and,
+    /// with the `metrics` feature, `GET /metrics`.
     pub fn http(mut self, config: HttpConfig) -> Self {
         self.sides.http = config.listen.is_some().then_some(config);
         self
@@ -73,6 +75,9 @@ impl Serving {
             .unwrap_or_else(|| format!("http://{addr}"));
         let (stop, stopped) = watch::channel(false);
         let state = conn.state();
+        let checks = crate::health::Checks::default()
+            .connection(conn)
+            .node(node.service.to_string(), node.consumers.clone());
         let probe: Probe = {
             let (service, id) = (node.service.to_string(), node.id.to_string());
             let (permits, consumers) = (node.permits.clone(), node.consumers.clone());
@@ -88,7 +93,7 @@ impl Serving {
         let server = HttpServer::with_handler(node.service.clone(), node.id.clone(), node.handler)
             .token(config.token.clone())
             .max_body(config.max_body.unwrap_or(conn.config().max_body))
-            .node(node.permits, probe);
+            .node(node.permits, probe, checks);
         let mut until = stopped.clone();
         let server = tokio::spawn(async move {
             let shutdown = async move {

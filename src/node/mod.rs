@@ -118,6 +118,9 @@ pub struct Node {
     done: Option<tokio::task::JoinHandle<()>>,
     permits: Arc<Semaphore>,
     concurrency: usize,
+    /// Broker consumers running now (readiness reads it).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) consumers: Arc<AtomicUsize>,
     pub(crate) sides: Sides,
     grace: Duration,
 }
@@ -268,6 +271,7 @@ impl NodeBuilder {
         let (ready_tx, ready) = oneshot::channel();
         let handler = Handler::new(handler);
         let consumers = Arc::new(AtomicUsize::new(0));
+        crate::record::node(self.service.as_str(), &permits, concurrency, &consumers);
         let (serving, consuming) = watch::channel(None);
         let runner = Runner {
             conn: conn.clone(),
@@ -292,7 +296,7 @@ impl NodeBuilder {
             handler,
             permits: permits.clone(),
             concurrency,
-            consumers,
+            consumers: consumers.clone(),
             consuming,
         };
         let sides = match Sides::start(self.sides, conn, parts).await {
@@ -311,6 +315,7 @@ impl NodeBuilder {
             done: Some(done),
             permits,
             concurrency,
+            consumers,
             sides,
             grace: self.shutdown_grace,
         })

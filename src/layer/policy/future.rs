@@ -42,6 +42,7 @@ impl<F> PolicyFuture<F> {
 impl<F, T> Future for PolicyFuture<F>
 where
     F: Future<Output = Result<T, Error>>,
+    T: crate::message::Replies,
 {
     type Output = Result<T, Error>;
 

@@ -82,7 +82,12 @@ impl<S> Policy<S> {
     }
 }
 
-impl<S: Service<M, Error = crate::Error>, M: Message> Service<M> for Policy<S> {
+impl<S, M> Service<M> for Policy<S>
+where
+    S: Service<M, Error = crate::Error>,
+    S::Response: crate::message::Replies,
+    M: Message,
+{
     type Response = S::Response;
     type Error = crate::Error;
     type Future = PolicyFuture<S::Future>;

@@ -1,4 +1,6 @@
 use crate::error::Error;
+use crate::message::Replies;
+use crate::record;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -13,15 +15,17 @@ pin_project! {
         inner: F,
         span: Span,
         start: Instant,
+        call: record::Call,
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn new(inner: F, span: Span) -> Self {
+    pub(super) fn new(inner: F, span: Span, call: record::Call) -> Self {
         Self {
             inner,
             span,
             start: Instant::now(),
+            call,
         }
     }
 }
@@ -29,6 +33,7 @@ impl<F> ResponseFuture<F> {
 impl<F, T> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<T, Error>>,
+    T: Replies,
 {
     type Output = Result<T, Error>;
 
@@ -39,12 +44,15 @@ where
             ready!(this.inner.poll(cx))
         };
         let span = &*this.span;
-        span.record("duration_us", this.start.elapsed().as_micros() as u64);
-        match &result {
-            Ok(_) => span.record("outcome", "ok"),
-            Err(Error::Remote(status)) => span.record("outcome", status.code().as_str()),
-            Err(e) => span.record("outcome", kind(e)),
+        let elapsed = this.start.elapsed();
+        span.record("duration_us", elapsed.as_micros() as u64);
+        let (outcome, replies) = match &result {
+            Ok(r) => ("ok", r.replies()),
+            Err(Error::Remote(status)) => (status.code().as_str(), None),
+            Err(e) => (kind(e), None),
         };
+        span.record("outcome", outcome);
+        this.call.end(outcome, elapsed, replies);
         Poll::Ready(result)
     }
 }

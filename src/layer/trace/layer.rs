@@ -23,7 +23,12 @@ pub(crate) struct Trace<S> {
     inner: S,
 }
 
-impl<S: Service<M, Error = Error>, M: Message> Service<M> for Trace<S> {
+impl<S, M> Service<M> for Trace<S>
+where
+    S: Service<M, Error = Error>,
+    S::Response: crate::message::Replies,
+    M: Message,
+{
     type Response = S::Response;
     type Error = Error;
     type Future = ResponseFuture<S::Future>;
@@ -42,7 +47,8 @@ impl<S: Service<M, Error = Error>, M: Message> Service<M> for Trace<S> {
             tracing::info_span!("warren.gather", method = %r.method, address = %r.address,
                 transport = Empty, correlation_id = Empty, outcome = Empty, duration_us = Empty)
         };
+        let call = crate::record::Call::start(&r.method, !message.single_reply());
         let inner = span.in_scope(|| self.inner.call(message));
-        ResponseFuture::new(inner, span)
+        ResponseFuture::new(inner, span, call)
     }
 }
