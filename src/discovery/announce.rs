@@ -12,10 +12,7 @@ use crate::address::{ServiceId, ServiceType};
 use crate::amqp::connection::{until_closed, Link, Links};
 use crate::amqp::Connection;
 use futures::{FutureExt, StreamExt};
-use lapin::options::{
-    BasicConsumeOptions, BasicPublishOptions, QueueBindOptions, QueueDeclareOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::BasicPublishOptions;
 use lapin::{BasicProperties, Channel};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -162,38 +159,8 @@ async fn learn(conn: Connection, peers: WeakPeers) {
 async fn subscribe(link: &Link, exchange_name: &str) -> Result<lapin::Consumer, lapin::Error> {
     let channel = link.conn.create_channel().await?;
     exchange(&channel, exchange_name).await?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            queue.name().clone(),
-            exchange_name.into(),
-            ANNOUNCE_KEY.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .basic_consume(
-            queue.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                exclusive: true,
-                ..BasicConsumeOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
+    let keys = [ANNOUNCE_KEY.into()];
+    crate::amqp::temporary_consumer(&channel, &exchange_name.into(), keys).await
 }
 
 /// Feeds announcements into the registry until the consumer ends (`true`)

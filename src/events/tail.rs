@@ -5,11 +5,10 @@
 use super::publisher::link;
 use super::topology::{declare_exchange, short};
 use crate::amqp::refusal::broker;
+use crate::amqp::temporary_consumer;
 use crate::error::Error;
 use crate::Connection;
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use lapin::Channel;
 
 /// Events as they are published, matching some patterns: see
@@ -75,43 +74,13 @@ impl Tail {
             .map_err(|e| broker("cannot open a channel", e))?;
         let exchange = &conn.config().events_exchange;
         declare_exchange(&channel, exchange).await?;
-        let queue = channel
-            .queue_declare(
-                "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
+        let keys = patterns
+            .into_iter()
+            .map(|p| short("pattern", p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let consumer = temporary_consumer(&channel, &short("exchange", exchange)?, keys)
             .await
-            .map_err(|e| broker("cannot declare a temporary queue", e))?;
-        for p in patterns {
-            channel
-                .queue_bind(
-                    queue.name().clone(),
-                    short("exchange", exchange)?,
-                    short("pattern", p.as_ref())?,
-                    QueueBindOptions::default(),
-                    FieldTable::default(),
-                )
-                .await
-                .map_err(|e| broker(format!("cannot bind `{}`", p.as_ref()), e))?;
-        }
-        let consumer = channel
-            .basic_consume(
-                queue.name().clone(),
-                "".into(),
-                BasicConsumeOptions {
-                    no_ack: true,
-                    exclusive: true,
-                    ..BasicConsumeOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await
-            .map_err(|e| broker("cannot consume the temporary queue", e))?;
+            .map_err(|e| broker("cannot watch the events exchange (a temporary queue)", e))?;
         Ok(Tail { consumer, channel })
     }
 
