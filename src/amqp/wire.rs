@@ -101,22 +101,26 @@ fn now_secs() -> u64 {
 /// The header RabbitMQ keeps a message's dead-letter history in.
 const X_DEATH: &str = "x-death";
 
-/// `headers` without an `x-death` header of a shape RabbitMQ does not
+/// Whether `headers` hold no `x-death` header of a shape RabbitMQ does not
 /// write (an array of tables, each `count` a long). RabbitMQ 3.10 crashes
 /// the queue that dead-letters a message carrying such a header and, when
 /// the message is persistent, crashes again at each restart; a sender must
-/// not be able to do that to a service's queues. `None` when nothing had
-/// to be removed.
-pub(crate) fn without_forged_x_death(headers: &FieldTable) -> Option<FieldTable> {
-    let well_formed = match headers.inner().get(X_DEATH) {
+/// not be able to do that to a service's queues.
+pub(crate) fn x_death_well_formed(headers: &FieldTable) -> bool {
+    match headers.inner().get(X_DEATH) {
         None => true,
         Some(AMQPValue::FieldArray(deaths)) => deaths.as_slice().iter().all(|death| {
             matches!(death, AMQPValue::FieldTable(t)
                 if matches!(t.inner().get("count"), None | Some(AMQPValue::LongLongInt(_))))
         }),
         Some(_) => false,
-    };
-    if well_formed {
+    }
+}
+
+/// `headers` without a forged `x-death` header ([`x_death_well_formed`]);
+/// `None` when nothing had to be removed.
+pub(crate) fn without_forged_x_death(headers: &FieldTable) -> Option<FieldTable> {
+    if x_death_well_formed(headers) {
         return None;
     }
     let mut kept = headers.inner().clone();

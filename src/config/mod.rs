@@ -272,21 +272,21 @@ impl Config {
             self = self.urls_from(var, urls.split(','))?;
         }
         let (cert, key) = (lookup("WARREN_TLS_CERT"), lookup("WARREN_TLS_KEY"));
-        let (cert_set, ca_set) = (cert.is_some(), lookup("WARREN_TLS_CA").is_some());
+        let ca = lookup("WARREN_TLS_CA");
         if cert.is_some() != key.is_some() {
             return Err(Error::Config(
                 "WARREN_TLS_CERT and WARREN_TLS_KEY go together: set both for mutual TLS, or neither"
                     .into(),
             ));
         }
+        if cert.is_some() || ca.is_some() {
+            self.tls.setting = "WARREN_TLS_CA / WARREN_TLS_CERT / WARREN_TLS_KEY";
+        }
         if let (Some(cert), Some(key)) = (cert, key) {
             self = self.tls_client(cert, key);
         }
-        if let Some(v) = lookup("WARREN_TLS_CA") {
-            self = self.tls_ca(v);
-        }
-        if self.tls.is_set() && [cert_set, ca_set].contains(&true) {
-            self.tls.setting = "WARREN_TLS_CA / WARREN_TLS_CERT / WARREN_TLS_KEY";
+        if let Some(ca) = ca {
+            self = self.tls_ca(ca);
         }
         if let Some(v) = lookup("WARREN_VHOST") {
             self = self.vhost_from("WARREN_VHOST", v)?;

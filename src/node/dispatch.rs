@@ -241,14 +241,10 @@ impl Dispatch {
     /// Rejects `d` without requeueing it (it is dead-lettered if its queue
     /// has a dead-letter exchange). One with a forged `x-death` header is
     /// dropped instead: dead-lettering it would crash the queue
-    /// ([`wire::without_forged_x_death`]).
+    /// ([`wire::x_death_well_formed`]).
     async fn reject(&self, d: &Delivery) {
-        let forged = d
-            .properties
-            .headers()
-            .as_ref()
-            .and_then(wire::without_forged_x_death);
-        if forged.is_some() {
+        let headers = d.properties.headers().as_ref();
+        if !headers.is_none_or(wire::x_death_well_formed) {
             warn!("dropping, not dead-lettering, a message with a malformed x-death header");
             return self.ack(d).await;
         }
