@@ -107,6 +107,7 @@ mod node;
 #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox;
 mod record;
+mod redact;
 mod serve;
 mod stats;
 mod status;
@@ -121,6 +122,7 @@ pub use headers::Headers;
 pub use local::Local;
 pub use message::{Delivery, Gather, Request, Response, Transport};
 pub use node::{NamedService, Node, NodeBuilder};
+pub use redact::RedactSecrets;
 pub use serve::{Serve, ServeLayer, PANIC_MESSAGE};
 pub use stats::{QueueKind, QueueStat, QueueStats};
 pub use status::{Code, Status};
