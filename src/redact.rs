@@ -9,7 +9,6 @@ use tracing_subscriber::layer::{Context, Filter, Layer};
 /// A [`tracing_subscriber`] layer and filter that drops the AMQP client
 /// library's log events holding credentials.
 ///
-///
 /// warren never logs a password: broker URLs print with `***` in its place
 /// ([`BrokerUrl`](crate::BrokerUrl)). The AMQP client library underneath
 /// logs, at `TRACE`, every frame it writes, and the frames that open a
