@@ -193,6 +193,8 @@ impl Drop for Cluster {
             .and_then(|p| p.parent())
             .expect("scripts/cluster sits in <repo>/scripts")
             .join(format!("target/cluster/{}", self.ports[0]));
-        let _ = std::fs::remove_dir_all(dir);
+        if std::env::var_os("WARREN_CLUSTER_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
