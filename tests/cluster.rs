@@ -7,7 +7,9 @@
 //! no clients. Each time, the calls in flight end within their deadline
 //! with a reply or a typed error, calls succeed again (the recovery time is
 //! printed), the event consumer resumes; at the end, every confirmed send
-//! and every confirmed event has arrived.
+//! and every confirmed event has arrived. Then a network stall between a
+//! caller and its node (the fault proxy) is detected by heartbeats and
+//! survived the same way.
 mod support;
 
 use serde::{Deserialize, Serialize};
@@ -16,9 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use support::cluster::Cluster;
 use support::load::{check, Load};
+use support::proxy::Proxy;
 use support::sends::{all_received, Sends};
 use support::service::Service;
-use support::state::reconnected;
+use support::state::{lost, reconnected};
 use tokio::sync::watch;
 use tower::service_fn;
 use warren::events::{Delivery, Publisher, QueueType, Subscription};
@@ -40,9 +43,14 @@ async fn connect(
     order: [usize; 3],
     exchanges: &Config,
 ) -> Connection {
+    connect_to(cluster.urls(order), name, exchanges).await
+}
+
+/// A connection named `name` trying `urls` in order.
+async fn connect_to(urls: Vec<String>, name: &str, exchanges: &Config) -> Connection {
     let cfg = exchanges
         .clone()
-        .urls(cluster.urls(order))
+        .urls(urls)
         .unwrap()
         .url_order(UrlOrder::InOrder)
         .connection_name(name)
@@ -249,6 +257,43 @@ async fn calls_sends_and_events_survive_the_loss_of_any_node() {
         cluster.restart(victim).await;
         println!("node {victim} restarted in {:?}", restarted.elapsed());
     }
+
+    // A network stall between a caller and its node: nothing is closed,
+    // only the missed heartbeats (2 s) tell; the caller moves on to the
+    // next URL (the stalled path still accepts, and would stall again).
+    let proxy = Proxy::to_url(&cluster.url(2)).await;
+    let staller = connect_to(
+        vec![proxy.url(), cluster.url(3), cluster.url(1)],
+        "staller",
+        &base,
+    )
+    .await;
+    let stalled_client = Client::new(&staller);
+    let stalled_load = Load::start(&stalled_client, &address, 4, DEADLINE);
+    stalled_load
+        .successes_after(Instant::now(), 10, Duration::from_secs(10))
+        .await;
+    let in_flight = stalled_load.in_flight();
+    let (stalled, at) = (Instant::now(), SystemTime::now());
+    proxy.stall();
+    let noticed = lost(&staller, Duration::from_secs(10)).await;
+    reconnected(&staller, at, Duration::from_secs(10)).await;
+    let ended = check(
+        &stalled_load
+            .ended(&in_flight, DEADLINE + Duration::from_secs(1))
+            .await,
+    );
+    let first_ok = stalled_load
+        .successes_after(stalled, 10, Duration::from_secs(20))
+        .await;
+    println!(
+        "network stall: noticed after {:?} (heartbeat 2 s); calls in flight {ended:?}; calls \
+         succeed again after {:?}",
+        noticed - stalled,
+        first_ok - stalled
+    );
+    check(&stalled_load.stop().await);
+    proxy.resume();
 
     let outcomes = load.stop().await;
     let counts = check(&outcomes);
