@@ -200,9 +200,14 @@ async fn main() {
     }
     script("broker", &["stop"], broker_env);
     script("cluster", &["stop"], cluster_env);
-    let _ = std::fs::remove_dir_all(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/target/cluster/").to_owned() + &ports[1].to_string(),
-    );
+    for dir in [
+        format!("broker/{}", ports[0]),
+        format!("cluster/{}", ports[1]),
+    ] {
+        let _ = std::fs::remove_dir_all(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/target/").to_owned() + &dir,
+        );
+    }
 
     println!("| broker | calls/s ({CALLERS} callers) | events/s ({CALLERS} publishers) |");
     println!("| --- | --- | --- |");
