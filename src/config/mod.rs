@@ -664,12 +664,21 @@ mod tests {
             ("RABBITMQ_RETRY_ATTEMPTS", "3"),
             ("WARREN_SETTLE_MS", "2500"),
             ("WARREN_EVENTS_EXCHANGE", "shop.events"),
+            ("WARREN_URL_ORDER", "in-order"),
+            ("WARREN_QUEUE_TYPE", "quorum"),
         ]
         .into_iter()
         .collect();
         let cfg = Config::default()
             .with_env_from(|k| env.get(k).map(|v| (*v).to_owned()))
             .unwrap();
+        assert_eq!(cfg.url_order, UrlOrder::InOrder);
+        assert_eq!(cfg.queue_type, crate::events::QueueType::Quorum);
+        assert_eq!(Config::default().url_order, UrlOrder::Spread);
+        assert_eq!(
+            Config::default().queue_type,
+            crate::events::QueueType::Classic
+        );
         assert_eq!(cfg.events_exchange, "shop.events");
         assert_eq!(cfg.urls.len(), 2);
         assert_eq!(cfg.prefetch, 7);
@@ -686,6 +695,13 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid configuration: WARREN_PREFETCH=`lots` is not a valid number"
+        );
+        let err = Config::default()
+            .with_env_from(|k| (k == "WARREN_QUEUE_TYPE").then(|| "mirrored".to_owned()))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`mirrored` is not a queue type"),
+            "{err}"
         );
         assert!(Config::default().prefetch(0).validate().is_err());
         assert!(Config::default()
