@@ -6,7 +6,7 @@
 //! directory is removed when it is dropped. Set `WARREN_CLUSTER` to use a
 //! script elsewhere than `scripts/cluster`.
 
-use super::broker::free_port;
+use super::broker::{free_port, script};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -21,15 +21,7 @@ pub struct Cluster {
 impl Cluster {
     /// Starts the three nodes and joins them; returns once all have booted.
     pub async fn start() -> Self {
-        let script = std::env::var_os("WARREN_CLUSTER").map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/cluster"),
-            PathBuf::from,
-        );
-        assert!(
-            script.exists(),
-            "{} not found; set WARREN_CLUSTER",
-            script.display()
-        );
+        let script = script("WARREN_CLUSTER", "cluster");
         let mut ports = [0; 3];
         for i in 0..3 {
             ports[i] = loop {
