@@ -115,7 +115,7 @@ mod status;
 pub use address::{check_method, Address, NameError, Peer, ServiceId, ServiceType, MAX_NAME_LEN};
 pub use amqp::{Client, Connection, ConnectionState};
 pub use codec::{CodecError, ContentType, MAX_DEPTH};
-pub use config::{Backoff, BrokerUrl, Config, TlsFiles, WhenDisconnected, DEFAULT_URL};
+pub use config::{Backoff, BrokerUrl, Config, TlsFiles, UrlOrder, WhenDisconnected, DEFAULT_URL};
 pub use context::Context;
 pub use error::{Cause, Error};
 pub use headers::Headers;

@@ -8,7 +8,7 @@ use support::proxy::Proxy;
 use support::service::{echo, Service};
 use support::state::reconnected;
 use warren::{Address, Client, Connection, ConnectionState, Error, Node};
-use warren::{Backoff, WhenDisconnected};
+use warren::{Backoff, UrlOrder, WhenDisconnected};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn broker_not_there_at_start_up() {
@@ -114,7 +114,8 @@ async fn several_urls_are_tried_in_turn() {
     let second = Proxy::to_url(&support::url()).await;
     let cfg = support::recovering_config(&dead_url)
         .urls([dead_url.clone(), first.url(), second.url()])
-        .unwrap();
+        .unwrap()
+        .url_order(UrlOrder::InOrder);
     let conn = support::connect(cfg).await;
     let t = support::service_type("urls");
     let node = Node::builder(t.clone())

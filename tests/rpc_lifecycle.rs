@@ -10,6 +10,7 @@ use std::time::Duration;
 use support::handler::{echo, Hits};
 use support::raw::Raw;
 use support::request;
+use warren::events::QueueType;
 use warren::{Address, Client, ContentType, Delivery, Error, Node, ServiceId};
 
 /// Waits until `queue` has exactly `n` consumers; fails the test after 10 s.
@@ -216,6 +217,48 @@ async fn a_queue_declared_with_other_arguments_is_a_topology_mismatch() {
         "{msg}"
     );
     first.shutdown().await;
+}
+
+/// Every process of a deployment must use the same `Config::queue_type`: a
+/// work queue that exists as classic is not declared again as quorum, nor
+/// the other way round; either is a typed mismatch naming `x-queue-type`.
+#[tokio::test]
+async fn a_work_queue_of_another_type_is_a_topology_mismatch() {
+    let classic = support::connect(support::config()).await;
+    let quorum = support::connect(support::config().queue_type(QueueType::Quorum)).await;
+    // (A classic queue is declared without `x-queue-type`: not set.)
+    for (first, second, existing) in [
+        (&classic, &quorum, None),
+        (&quorum, &classic, Some("quorum")),
+    ] {
+        let t = support::service_type("typed");
+        let node = Node::builder(t.clone())
+            .serve(first, echo(&Hits::default()))
+            .await
+            .unwrap();
+        let err = Node::builder(t.clone())
+            .serve(second, echo(&Hits::default()))
+            .await
+            .unwrap_err();
+        let Error::TopologyMismatch {
+            entity,
+            existing: theirs,
+            hint,
+            ..
+        } = &err
+        else {
+            panic!("not TopologyMismatch: {err}");
+        };
+        assert_eq!(entity, &format!("queue `{t}`"), "{err}");
+        assert!(
+            theirs
+                .get("x-queue-type")
+                .is_some_and(|v| v.as_deref() == existing),
+            "{err}"
+        );
+        assert!(hint.contains("WARREN_QUEUE_TYPE"), "{hint}");
+        node.shutdown().await;
+    }
 }
 
 /// The broker cancels a node's consumer when its queue goes away (deleted,

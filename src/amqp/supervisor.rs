@@ -105,7 +105,8 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
     let mut generation = 0u64;
     let mut attempts = 0u32;
     let mut since = SystemTime::now();
-    let mut next_url = 0usize;
+    // Where this connection starts: spread over a cluster's nodes, or the first.
+    let mut next_url = config.url_order.first(config.urls.len());
     let mut last_error = None::<String>;
     // The last refusal retrying cannot fix, since the last connection.
     let mut refused = None::<Error>;
@@ -113,7 +114,8 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
         if *closed.borrow() {
             break;
         }
-        // One round: every URL once, starting from the last that worked.
+        // One round: every URL once, starting from the last that worked (or,
+        // after a loss, from the one after it).
         let mut connected = None;
         let mut permanent = None;
         for i in 0..config.urls.len() {
@@ -240,6 +242,8 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
             }
         };
         warn!(error = %lost, generation, "lost the broker connection; reconnecting");
+        // Its node may be the one that died: try the others first.
+        next_url = (next_url + 1) % config.urls.len();
         shared.link.send_replace(None);
         since = SystemTime::now();
         last_error = Some(lost.clone());

@@ -1,9 +1,11 @@
 //! Configuration, from code or from the environment (the variables are
 //! listed on [`Config::from_env`]).
 
+mod placement;
 mod retry;
 mod tls;
 
+pub use placement::UrlOrder;
 pub use retry::{Backoff, WhenDisconnected};
 pub use tls::TlsFiles;
 
@@ -150,10 +152,24 @@ impl fmt::Debug for BrokerUrl {
 #[must_use]
 #[non_exhaustive]
 pub struct Config {
-    /// Broker URLs, tried in turn.
+    /// Broker URLs, tried in turn (the nodes of a cluster, or standbys),
+    /// starting where [`Config::url_order`] says.
     pub urls: Vec<BrokerUrl>,
+    /// Which URL a connection tries first: see [`UrlOrder`] (by default
+    /// each connection starts at a random one, spreading processes over a
+    /// cluster's nodes).
+    pub url_order: UrlOrder,
     /// The topic exchange (`stage7`).
     pub exchange: String,
+    /// The type of the durable queues that must outlive a broker node: a
+    /// node's work queue (`<type>`), and the queues of event subscriptions
+    /// that set no [`queue_type`](crate::events::Subscription::queue_type).
+    /// [`QueueType::Quorum`](crate::events::QueueType::Quorum) on a
+    /// cluster (see `docs/CLUSTER.md`); classic by default, declared
+    /// without `x-queue-type`. With quorum, a node's own instance queue is
+    /// declared transient (not durable), so that it is declared again on a
+    /// surviving node after its node is lost.
+    pub queue_type: crate::events::QueueType,
     /// The durable topic exchange [events](crate::events) are published
     /// on (`app.events`).
     pub events_exchange: String,
@@ -200,7 +216,9 @@ impl Default for Config {
                 // Unset, so the default: setting it is the fix.
                 setting: "RABBITMQ_URL",
             }],
+            url_order: UrlOrder::default(),
             exchange: "stage7".to_owned(),
+            queue_type: crate::events::QueueType::Classic,
             events_exchange: "app.events".to_owned(),
             prefetch: 64,
             default_timeout: Duration::from_secs(30),
@@ -225,10 +243,12 @@ impl Config {
     /// | --- | --- | --- |
     /// | `RABBITMQ_URL` | broker URL; several, comma-separated, for a cluster | `amqp://guest:guest@127.0.0.1:5672/%2f` |
     /// | `WARREN_AMQP_URL` | same, takes precedence (used by the test scripts) | |
+    /// | `WARREN_URL_ORDER` | `spread` or `in-order`: which URL a connection tries first, see [`UrlOrder`] | `spread` |
     /// | `WARREN_VHOST` | the vhost, plain (`/`, `orders`); replaces the one in every URL | the URLs' |
     /// | `WARREN_TLS_CA` | PEM file of CA certificates to trust for `amqps://`, besides the platform's | none |
     /// | `WARREN_TLS_CERT`, `WARREN_TLS_KEY` | PEM files of a client certificate and its PKCS#8 key (mutual TLS); both or neither | none |
     /// | `WARREN_EXCHANGE` | the topic exchange | `stage7` |
+    /// | `WARREN_QUEUE_TYPE` | `classic` or `quorum`: the type of the durable queues, see [`Config::queue_type`] | `classic` |
     /// | `WARREN_EVENTS_EXCHANGE` | the topic exchange of [events](crate::events) | `app.events` |
     /// | `WARREN_PREFETCH` | unacknowledged deliveries per consumer | `64` |
     /// | `WARREN_DEADLINE_MS` | default call deadline | `30000` |
@@ -294,6 +314,9 @@ impl Config {
         if let Some(v) = lookup("WARREN_EXCHANGE") {
             self.exchange = v;
         }
+        if let Some(v) = lookup("WARREN_QUEUE_TYPE") {
+            self.queue_type = v.parse()?;
+        }
         if let Some(v) = lookup("WARREN_EVENTS_EXCHANGE") {
             self.events_exchange = v;
         }
@@ -325,6 +348,9 @@ impl Config {
         }
         if let Some(v) = lookup("WARREN_SETTLE_MS") {
             self.settle = Duration::from_millis(num("WARREN_SETTLE_MS", &v)?);
+        }
+        if let Some(v) = lookup("WARREN_URL_ORDER") {
+            self.url_order = v.parse()?;
         }
         if let Some(v) = lookup("WARREN_WHEN_DISCONNECTED") {
             self.when_disconnected = v.parse()?;
@@ -416,6 +442,18 @@ impl Config {
     /// [`BrokerUrl::new`]).
     pub fn url(self, url: impl Into<String>) -> Result<Self, Error> {
         self.urls([url])
+    }
+
+    /// Sets the type of the durable queues ([`Config::queue_type`]).
+    pub fn queue_type(mut self, queue_type: crate::events::QueueType) -> Self {
+        self.queue_type = queue_type;
+        self
+    }
+
+    /// Sets which URL a connection tries first ([`UrlOrder`]).
+    pub fn url_order(mut self, order: UrlOrder) -> Self {
+        self.url_order = order;
+        self
     }
 
     /// Sets the exchange name.
@@ -626,12 +664,21 @@ mod tests {
             ("RABBITMQ_RETRY_ATTEMPTS", "3"),
             ("WARREN_SETTLE_MS", "2500"),
             ("WARREN_EVENTS_EXCHANGE", "shop.events"),
+            ("WARREN_URL_ORDER", "in-order"),
+            ("WARREN_QUEUE_TYPE", "quorum"),
         ]
         .into_iter()
         .collect();
         let cfg = Config::default()
             .with_env_from(|k| env.get(k).map(|v| (*v).to_owned()))
             .unwrap();
+        assert_eq!(cfg.url_order, UrlOrder::InOrder);
+        assert_eq!(cfg.queue_type, crate::events::QueueType::Quorum);
+        assert_eq!(Config::default().url_order, UrlOrder::Spread);
+        assert_eq!(
+            Config::default().queue_type,
+            crate::events::QueueType::Classic
+        );
         assert_eq!(cfg.events_exchange, "shop.events");
         assert_eq!(cfg.urls.len(), 2);
         assert_eq!(cfg.prefetch, 7);
@@ -648,6 +695,13 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "invalid configuration: WARREN_PREFETCH=`lots` is not a valid number"
+        );
+        let err = Config::default()
+            .with_env_from(|k| (k == "WARREN_QUEUE_TYPE").then(|| "mirrored".to_owned()))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`mirrored` is not a queue type"),
+            "{err}"
         );
         assert!(Config::default().prefetch(0).validate().is_err());
         assert!(Config::default()

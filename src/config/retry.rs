@@ -80,7 +80,7 @@ impl Backoff {
             self.max
         };
         let half = exp / 2;
-        half + half.mul_f64(jitter())
+        half + half.mul_f64(random())
     }
 
     pub(super) fn validate(&self) -> Result<(), Error> {
@@ -100,8 +100,9 @@ impl Backoff {
     }
 }
 
-/// A number in `[0, 1)`, random enough for spreading reconnects.
-fn jitter() -> f64 {
+/// A number in `[0, 1)`, random enough for spreading reconnects and
+/// connections.
+pub(super) fn random() -> f64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u64(

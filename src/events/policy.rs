@@ -9,10 +9,15 @@ use std::time::Duration;
 /// The delay queues and the dead-letter queue follow the service queue's
 /// type: a quorum service queue's failed events wait, and end, in quorum
 /// queues too, so that an event survives what its queue survives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// [`Config::queue_type`](crate::Config::queue_type) sets it for all the
+/// durable queues of a process at once: a node's work queue, and the queues
+/// of subscriptions that set none.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum QueueType {
     /// A classic queue (`x-queue-type: classic`): one node's copy.
+    #[default]
     Classic,
     /// A quorum queue (`x-queue-type: quorum`): replicated with Raft,
     /// for events that must survive the loss of a node. Its delay queues
@@ -20,8 +25,22 @@ pub enum QueueType {
     Quorum,
 }
 
+impl std::str::FromStr for QueueType {
+    type Err = crate::Error;
+
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "classic" => Ok(Self::Classic),
+            "quorum" => Ok(Self::Quorum),
+            other => Err(crate::Error::Config(format!(
+                "`{other}` is not a queue type; use `classic` or `quorum`"
+            ))),
+        }
+    }
+}
+
 impl QueueType {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Classic => "classic",
             Self::Quorum => "quorum",

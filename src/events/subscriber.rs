@@ -252,8 +252,9 @@ impl Subscription {
     /// Declares the subscription's queues (`<service>.q`, its delay queues
     /// and `<service>.dlq`) as `queue_type`: [`QueueType::Quorum`] for
     /// events that must survive the loss of a broker node. Unset, the
-    /// broker's default type (classic) is used and no `x-queue-type` is
-    /// declared.
+    /// connection's [`Config::queue_type`](crate::Config::queue_type)
+    /// applies: quorum if it is, else the broker's default type (classic)
+    /// with no `x-queue-type` declared.
     pub fn queue_type(mut self, queue_type: QueueType) -> Self {
         self.policy.queue_type = Some(queue_type);
         self
@@ -330,7 +331,14 @@ impl Subscription {
             prefetch,
             concurrency: self.concurrency.unwrap_or(usize::from(prefetch)),
             grace: self.grace,
-            policy: self.policy,
+            policy: Policy {
+                queue_type: self
+                    .policy
+                    .queue_type
+                    .or((conn.config().queue_type == QueueType::Quorum)
+                        .then_some(QueueType::Quorum)),
+                ..self.policy
+            },
         });
         let (stop, stopped) = watch::channel(false);
         let (ready, is_ready) = oneshot::channel();

@@ -265,6 +265,7 @@ impl NodeBuilder {
             id: self.id.clone(),
             queue_expires: self.queue_expires,
             dead_letter_exchange: self.dead_letter_exchange.clone(),
+            queue_type: conn.config().queue_type,
         };
         let permits = Arc::new(Semaphore::new(concurrency));
         let (stop, stopped) = watch::channel(false);

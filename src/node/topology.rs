@@ -3,12 +3,13 @@
 //! | thing | name | notes |
 //! | --- | --- | --- |
 //! | exchange | `stage7` (configurable) | topic, durable |
-//! | instance queue | `<type>-<id>` | bound to `message.<id>`, `message.<type>`, `message.all`; expires when unused |
-//! | work queue | `<type>` | shared by every instance of the type; expires when unused |
+//! | instance queue | `<type>-<id>` | bound to `message.<id>`, `message.<type>`, `message.all`; expires when unused; transient with quorum work queues |
+//! | work queue | `<type>` | shared by every instance of the type; expires when unused; of [`Config::queue_type`](crate::Config::queue_type) |
 
 use crate::address::{ServiceId, ServiceType};
 use crate::amqp::refusal::{broker, mismatch};
 use crate::error::Error;
+use crate::events::QueueType;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::Channel;
@@ -16,7 +17,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 const QUEUE_HINT: &str = "every instance of a type must use the same queue_expires and \
-    dead_letter_exchange (NodeBuilder); if the old arguments are no longer wanted, delete \
+    dead_letter_exchange (NodeBuilder) and queue type (Config::queue_type, WARREN_QUEUE_TYPE); if the old arguments are no longer wanted, delete \
     the queue (rabbitmqctl delete_queue) while no instance of the type runs";
 const EXCHANGE_HINT: &str = "warren needs a durable topic exchange; use another exchange \
     (WARREN_EXCHANGE, Config::exchange), or delete this one";
@@ -31,6 +32,9 @@ pub(crate) struct Topology {
     pub(crate) queue_expires: Duration,
     /// Where rejected messages go, if anywhere.
     pub(crate) dead_letter_exchange: Option<String>,
+    /// The work queue's type; with quorum, the instance queue is transient,
+    /// so that it can be declared again on another node when its own is lost.
+    pub(crate) queue_type: QueueType,
 }
 
 impl Topology {
@@ -40,6 +44,25 @@ impl Topology {
 
     pub(crate) fn work_queue(&self) -> String {
         self.service.to_string()
+    }
+
+    /// Whether the instance queue is durable: not beside a quorum work
+    /// queue (a durable classic queue whose node is down cannot be declared
+    /// anywhere else until that node is back).
+    fn instance_durable(&self) -> bool {
+        self.queue_type == QueueType::Classic
+    }
+
+    /// The work queue's arguments: the instance queue's, and its type.
+    fn work_args(&self) -> FieldTable {
+        let mut args = self.queue_args();
+        if self.queue_type == QueueType::Quorum {
+            args.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString(self.queue_type.as_str().into()),
+            );
+        }
+        args
     }
 
     fn queue_args(&self) -> FieldTable {
@@ -55,10 +78,9 @@ impl Topology {
         args
     }
 
-    /// The queues' arguments as a [`Error::TopologyMismatch`] shows them.
-    fn queue_arguments(&self) -> BTreeMap<String, String> {
-        let mut shown: BTreeMap<String, String> = self
-            .queue_args()
+    /// A queue's arguments as a [`Error::TopologyMismatch`] shows them.
+    fn queue_arguments(args: &FieldTable, durable: bool) -> BTreeMap<String, String> {
+        let mut shown: BTreeMap<String, String> = args
             .inner()
             .iter()
             .map(|(k, v)| {
@@ -70,7 +92,7 @@ impl Topology {
                 (k.to_string(), v)
             })
             .collect();
-        shown.insert("durable".into(), "true".into());
+        shown.insert("durable".into(), durable.to_string());
         shown
     }
 
@@ -81,23 +103,24 @@ impl Topology {
     /// other arguments; [`Error::Broker`] if the broker refuses otherwise.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
         let exchange = declare_exchange(channel, &self.exchange, EXCHANGE_HINT).await?;
-        let queue_refused = |e, queue: &str| {
+        let queue_refused = |e, queue: &str, args: &FieldTable, durable: bool| {
             refused(
                 e,
                 format!("queue `{queue}`"),
-                self.queue_arguments(),
+                Self::queue_arguments(args, durable),
                 QUEUE_HINT,
             )
         };
-        let durable = QueueDeclareOptions {
-            durable: true,
+        let options = |durable| QueueDeclareOptions {
+            durable,
             ..QueueDeclareOptions::default()
         };
         let instance = self.instance_queue();
+        let (args, durable) = (self.queue_args(), self.instance_durable());
         channel
-            .queue_declare(instance.as_str().into(), durable, self.queue_args())
+            .queue_declare(instance.as_str().into(), options(durable), args.clone())
             .await
-            .map_err(|e| queue_refused(e, &instance))?;
+            .map_err(|e| queue_refused(e, &instance, &args, durable))?;
         for key in [
             format!("message.{}", self.id),
             format!("message.{}", self.service),
@@ -115,10 +138,11 @@ impl Topology {
                 .map_err(|e| broker(format!("cannot bind queue `{instance}` to `{key}`"), e))?;
         }
         let work = self.work_queue();
+        let args = self.work_args();
         channel
-            .queue_declare(work.as_str().into(), durable, self.queue_args())
+            .queue_declare(work.as_str().into(), options(true), args.clone())
             .await
-            .map_err(|e| queue_refused(e, &work))?;
+            .map_err(|e| queue_refused(e, &work, &args, true))?;
         Ok(())
     }
 }

@@ -21,18 +21,9 @@ pub struct PrivateBroker {
 impl PrivateBroker {
     /// A node on a free port (not started yet).
     pub fn new() -> Self {
-        let script = std::env::var_os("WARREN_BROKER_SCRIPT").map_or_else(
-            || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/broker"),
-            PathBuf::from,
-        );
-        assert!(
-            script.exists(),
-            "{} not found; set WARREN_BROKER_SCRIPT",
-            script.display()
-        );
         Self {
             port: free_port(),
-            script,
+            script: script("WARREN_BROKER_SCRIPT", "broker"),
         }
     }
 
@@ -162,6 +153,21 @@ fn command(script: &Path, port: u16, args: &[&str]) -> Command {
         .env_remove("WARREN_BROKER_NODE")
         .stdin(Stdio::null());
     cmd
+}
+
+/// The repository's `scripts/<name>`, or the script the variable `var`
+/// names.
+pub fn script(var: &str, name: &str) -> PathBuf {
+    let script = std::env::var_os(var).map_or_else(
+        || {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("scripts")
+                .join(name)
+        },
+        PathBuf::from,
+    );
+    assert!(script.exists(), "{} not found; set {var}", script.display());
+    script
 }
 
 /// A port free now below 45000 whose Erlang distribution port (20000

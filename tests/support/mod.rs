@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod broker;
+pub mod cluster;
 pub mod handler;
 pub mod load;
 pub mod proxy;
