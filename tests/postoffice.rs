@@ -541,3 +541,84 @@ async fn reqwest_get(addr: SocketAddr, path: &str) -> Value {
     );
     serde_json::from_str(body).unwrap()
 }
+
+#[tokio::test]
+async fn with_the_broker_cut_calls_go_over_http_and_pushes_wait_for_the_postoffice() {
+    let http = HttpConfig::default()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .announce_every(Duration::from_millis(300));
+    let s = services(2, Some(http)).await;
+    // The PostOffice's broker connection runs through a proxy that can cut it.
+    let proxy = support::proxy::Proxy::to_url(&support::url()).await;
+    let cfg = s
+        .conn
+        .config()
+        .clone()
+        .url(proxy.url_for(&support::url()))
+        .unwrap()
+        .when_disconnected(warren::WhenDisconnected::FailFast)
+        .backoff(
+            warren::Backoff::default()
+                .initial(Duration::from_millis(50))
+                .max(Duration::from_millis(300))
+                .max_attempts(None),
+        );
+    let po_conn = support::connect(cfg).await;
+    let g = gateway(&po_conn, &s.office_type, Limits::default()).await;
+    tokio::time::timeout(
+        WAIT,
+        g.office
+            .peers()
+            .wait_until(|p| p.iter().filter(|p| p.service == s.echo).count() >= 2),
+    )
+    .await
+    .expect("the echo nodes' announcements arrive");
+    let (mut ws, welcome) = login(g.addr, "ann-token").await;
+    let any = format!("any:{}", s.echo);
+    for n in 0..3 {
+        say(&mut ws, &any, n).await;
+    }
+
+    // Cut: calls go on over HTTP to the announced endpoints.
+    proxy.partition();
+    let mut state = po_conn.state();
+    tokio::time::timeout(
+        Duration::from_secs(20),
+        state.wait_for(|s| !s.is_connected()),
+    )
+    .await
+    .expect("the PostOffice sees the cut")
+    .unwrap();
+    for n in 10..15 {
+        say(&mut ws, &any, n).await;
+    }
+    // A push meanwhile waits in the PostOffice's queue on the broker.
+    let pusher = Pusher::new(s.nodes[0].client().clone()).service(s.office_type.clone());
+    let connection = welcome["connection"].as_str().unwrap();
+    pusher
+        .to_connection(connection, "waited", &1)
+        .await
+        .unwrap();
+
+    // Restored: the push arrives, and calls go on.
+    proxy.resume();
+    let p = recv(&mut ws).await;
+    assert_eq!((&p["push"], &p["body"]), (&json!("waited"), &json!(1)));
+    for n in 20..25 {
+        say(&mut ws, &any, n).await;
+    }
+}
+
+/// One `Echo.say` call through the PostOffice, its reply checked.
+async fn say(ws: &mut Ws, to: &str, n: u64) {
+    let r = call(
+        ws,
+        json!({"id": n, "to": to, "method": "Echo.say", "body": n}),
+    )
+    .await;
+    assert_eq!(
+        (&r["id"], &r["status"], &r["body"]),
+        (&json!(n), &json!("ok"), &json!(n)),
+        "{r}"
+    );
+}
