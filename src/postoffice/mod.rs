@@ -137,6 +137,9 @@ impl ConnectionId {
     }
 }
 
+/// The read buffer of a connection (bytes).
+const READ_BUFFER: usize = 8 * 1024;
+
 /// The transport requests are routed with: the broker, HTTP while it is down.
 pub(crate) type Transport = crate::http::Fallback<Client, HttpClient>;
 
@@ -373,7 +376,11 @@ async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, "connection limit reached").into_response();
     };
     let hard = shared.limits.hard_frame_limit();
+    // tungstenite reserves 128 KiB to read into by default: most of an
+    // idle connection's memory. Frames larger than this still arrive, the
+    // buffer grows for them.
     upgrade
+        .read_buffer_size(READ_BUFFER)
         .max_message_size(hard)
         .max_frame_size(hard)
         .on_upgrade(move |socket| session::run(shared, socket, permit))

@@ -103,9 +103,23 @@ async fn write(
             },
             _ = slow.wait_for(|s| *s) => break,
         };
-        let closing = matches!(message, Message::Close(_));
+        // Whatever else is queued goes out with it, in one flush.
+        let mut batch = vec![message];
+        while batch.len() < 64 {
+            match queue.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let closing = batch.iter().any(|m| matches!(m, Message::Close(_)));
+        let send = async {
+            for m in batch {
+                sink.feed(m).await?;
+            }
+            sink.flush().await
+        };
         tokio::select! {
-            sent = sink.send(message) => if sent.is_err() || closing { return },
+            sent = send => if sent.is_err() || closing { return },
             _ = slow.wait_for(|s| *s) => break,
         }
     }
