@@ -165,7 +165,7 @@ async fn services(n: usize, http: Option<HttpConfig>) -> Services {
     let gate = Arc::new(Semaphore::new(0));
     let mut nodes = Vec::new();
     for _ in 0..n {
-        let mut b = Node::builder(echo_type.clone());
+        let mut b = Node::builder(echo_type.clone()).methods(["Echo.say", "Echo.whoami"]);
         if let Some(h) = &http {
             b = b.http(h.clone());
         }
@@ -514,6 +514,10 @@ async fn pushes_reach_clients_on_another_postoffice_through_the_broker() {
     assert_eq!(r["id"], 9);
     assert_eq!(r["services"][0]["id"], s.nodes[0].id().to_string());
     assert_eq!(r["services"][0]["http_url"], s.nodes[0].http_url().unwrap());
+    assert_eq!(
+        r["services"][0]["methods"],
+        json!(["Echo.say", "Echo.whoami"])
+    );
     let listed: Value = reqwest_get(one.addr, "/services").await;
     assert!(
         listed

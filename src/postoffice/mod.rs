@@ -170,6 +170,7 @@ impl Shared {
                 id: p.id.to_string(),
                 service: p.service.to_string(),
                 http_url: p.url,
+                methods: p.methods,
             })
             .collect()
     }
@@ -182,6 +183,7 @@ pub(crate) struct ServiceInfo {
     #[serde(rename = "type")]
     service: String,
     http_url: String,
+    methods: Vec<String>,
 }
 
 /// Counters of a PostOffice since it started.
