@@ -626,3 +626,63 @@ async fn say(ws: &mut Ws, to: &str, n: u64) {
         "{r}"
     );
 }
+
+#[tokio::test]
+async fn idle_clients_are_closed_and_connections_over_the_limit_refused() {
+    let s = services(1, None).await;
+    let limits = Limits {
+        ping_every: Duration::from_millis(100),
+        idle_timeout: Duration::from_millis(400),
+        max_connections: 1,
+        ..Limits::default()
+    };
+    let g = gateway(&s.conn, &s.office_type, limits).await;
+    let (mut idle, _) = login(g.addr, "ann-token").await;
+
+    // One connection at most: the next upgrade is refused with 503.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected a 503 refusal, got {other:?}"),
+    }
+
+    // Not reading, it answers no ping: closed as idle. (Reading before
+    // then would answer the pings.)
+    tokio::time::timeout(WAIT, async {
+        while g.office.stats().connections > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the idle connection is closed");
+    assert_eq!(close_code(&mut idle).await, Some(4002));
+}
+
+#[test]
+fn the_binary_lists_its_settings_and_refuses_to_start_without_an_authenticator() {
+    let bin = env!("CARGO_BIN_EXE_postoffice");
+    let help = std::process::Command::new(bin)
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for var in [
+        "WARREN_POSTOFFICE_LISTEN",
+        "WARREN_AMQP_URL",
+        "WARREN_POSTOFFICE_TOKENS",
+        "WARREN_POSTOFFICE_JWT_SECRET",
+        "WARREN_POSTOFFICE_MAX_IN_FLIGHT",
+    ] {
+        assert!(text.contains(var), "--help does not list {var}:\n{text}");
+    }
+    let bare = std::process::Command::new(bin)
+        .env_remove("WARREN_POSTOFFICE_TOKENS")
+        .env_remove("WARREN_POSTOFFICE_JWT_SECRET")
+        .env_remove("WARREN_POSTOFFICE_JWT_PUBLIC_KEY")
+        .output()
+        .unwrap();
+    assert_eq!(bare.status.code(), Some(1));
+    let err = String::from_utf8(bare.stderr).unwrap();
+    assert!(err.contains("set one authenticator"), "{err}");
+}

@@ -21,6 +21,10 @@ use tracing::debug;
 /// How long a close frame to a slow or leaving client may take to go out.
 const CLOSE_GRACE: Duration = Duration::from_millis(200);
 
+/// How long a client closed by the PostOffice has to answer the close
+/// frame, before the socket is dropped.
+const CLOSE_WAIT: Duration = Duration::from_secs(1);
+
 fn close(code: u16, reason: &str) -> Message {
     Message::Close(Some(CloseFrame {
         code,
@@ -35,7 +39,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket, _permit: Own
         Err(reason) => {
             shared.hub.stats.refused.fetch_add(1, Ordering::Relaxed);
             let refusal = socket.send(close(CLOSE_UNAUTHENTICATED, &reason));
-            let _ = tokio::time::timeout(CLOSE_GRACE, refusal).await;
+            if let Ok(Ok(())) = tokio::time::timeout(CLOSE_GRACE, refusal).await {
+                drain(&mut socket).await;
+            }
             return;
         }
     };
@@ -47,7 +53,7 @@ pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket, _permit: Own
     let welcome =
         json!({"welcome": {"connection": id, "user": identity.user, "client": identity.client}});
     outbox.text(welcome.to_string());
-    let (sink, stream) = socket.split();
+    let (sink, mut stream) = socket.split();
     let writer = tokio::spawn(write(sink, queue, slow.clone()));
     let connection = Connection {
         shared: shared.clone(),
@@ -56,8 +62,11 @@ pub(crate) async fn run(shared: Arc<Shared>, mut socket: WebSocket, _permit: Own
         identity,
         id: id.clone(),
     };
-    connection.read(stream, slow).await;
+    let closing = connection.read(&mut stream, slow).await;
     shared.hub.remove(&id);
+    if closing {
+        drain(&mut stream).await;
+    }
     // The writer ends once every request of the connection answered (they
     // hold the queue), or at once for a slow reader.
     drop(connection);
@@ -134,6 +143,23 @@ async fn write(
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.close()).await;
 }
 
+/// Reads (and ignores) what the client still sends until it answers our
+/// close frame: a socket dropped with unread data is reset, and a reset
+/// makes the client lose the close frame it has not read yet.
+async fn drain<S>(stream: &mut S)
+where
+    S: futures::Stream<Item = Result<Message, axum::Error>> + Unpin,
+{
+    let answered = async {
+        while let Some(Ok(m)) = stream.next().await {
+            if matches!(m, Message::Close(_)) {
+                return;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_WAIT, answered).await;
+}
+
 struct Connection {
     shared: Arc<Shared>,
     outbox: Outbox,
@@ -143,12 +169,13 @@ struct Connection {
 }
 
 impl Connection {
-    /// Reads frames until the client leaves, idles out or is too slow.
+    /// Reads frames until the client leaves, idles out or is too slow;
+    /// `true` when the PostOffice closed an idle connection.
     async fn read(
         &self,
-        mut stream: futures::stream::SplitStream<WebSocket>,
+        stream: &mut futures::stream::SplitStream<WebSocket>,
         mut slow: watch::Receiver<bool>,
-    ) {
+    ) -> bool {
         let limits = &self.shared.limits;
         let mut ping = tokio::time::interval(limits.ping_every);
         ping.tick().await;
@@ -159,12 +186,12 @@ impl Connection {
                 _ = ping.tick() => {
                     if last_heard.elapsed() >= limits.idle_timeout {
                         self.outbox.send(close(CLOSE_IDLE, "idle"));
-                        return;
+                        return true;
                     }
                     self.outbox.send(Message::Ping(Default::default()));
                     continue;
                 }
-                _ = slow.wait_for(|s| *s) => return,
+                _ = slow.wait_for(|s| *s) => return false,
             };
             last_heard = Instant::now();
             match message {
@@ -174,10 +201,10 @@ impl Connection {
                     "frames are JSON text frames",
                 )),
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                Some(Ok(Message::Close(_))) | None => return,
+                Some(Ok(Message::Close(_))) | None => return false,
                 Some(Err(e)) => {
                     debug!(connection = %self.id, error = %e, "WebSocket error; closing");
-                    return;
+                    return false;
                 }
             }
         }
