@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use warren::http::HttpConfig;
 use warren::postoffice::{Caller, Identity, Limits, PostOffice, Pusher, TokenList};
-use warren::{Client, Code, Connection, Error, Node, Request, Response, ServiceType, Status};
+use warren::{Client, Code, Connection, Node, Request, Response, ServiceType, Status};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -108,15 +108,8 @@ async fn call(ws: &mut Ws, frame: Value) -> Value {
 /// Echoes (`Echo.say`), tells who called (`Echo.whoami`), fails
 /// (`Echo.fail`), holds until released (`Echo.hold`), records one-way
 /// notes (`Echo.note`).
-fn echo(
-    notes: mpsc::UnboundedSender<Value>,
-    gate: Arc<Semaphore>,
-) -> impl tower::Service<Request, Response = Response, Error = Error, Future = impl Send>
-       + Clone
-       + Send
-       + Sync
-       + 'static {
-    tower::service_fn(move |req: Request| {
+fn echo(notes: mpsc::UnboundedSender<Value>, gate: Arc<Semaphore>) -> support::handler::Handler {
+    support::handler::Handler::new(tower::service_fn(move |req: Request| {
         let (notes, gate) = (notes.clone(), gate.clone());
         async move {
             match req.method.as_str() {
@@ -145,7 +138,7 @@ fn echo(
                 )),
             }
         }
-    })
+    }))
 }
 
 struct Services {
