@@ -262,6 +262,51 @@ mod tests {
         assert!(jwt.authenticate("not.a.jwt").is_err());
     }
 
+    /// An RSA key pair made with the `openssl` command (as tests/tls.rs
+    /// makes its certificates): (private PEM, public PEM).
+    fn rsa_pair() -> (Vec<u8>, Vec<u8>) {
+        let private = std::process::Command::new("openssl")
+            .args([
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+            ])
+            .output()
+            .expect("the openssl command (apt-get install openssl)");
+        let mut public = std::process::Command::new("openssl")
+            .args(["pkey", "-pubout"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::io::Write::write_all(&mut public.stdin.take().unwrap(), &private.stdout).unwrap();
+        let public = public.wait_with_output().unwrap();
+        (private.stdout, public.stdout)
+    }
+
+    #[test]
+    fn jwt_rs256_checks_with_the_public_key() {
+        let (private, public) = rsa_pair();
+        let jwt = Jwt::rs256_pem(&public).unwrap();
+        let exp = jsonwebtoken::get_current_timestamp() + 600;
+        let token = jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &serde_json::json!({"sub": "ann", "client_id": "app", "exp": exp}),
+            &jsonwebtoken::EncodingKey::from_rsa_pem(&private).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            jwt.authenticate(&token).unwrap(),
+            Identity::user("ann").with_client("app")
+        );
+        // An HS256 token signed with the public key as a secret: refused.
+        let confused = hs256(&public, &serde_json::json!({"sub": "ann", "exp": exp}));
+        assert!(jwt.authenticate(&confused).is_err());
+        assert!(Jwt::rs256_pem(b"not a key").is_err());
+    }
+
     #[test]
     fn token_lists_read_pairs() {
         let list = TokenList::parse("a1=ann, b2=bob").unwrap();
