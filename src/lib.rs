@@ -50,6 +50,7 @@
 //! | keep calling while the broker is down | the `http` module (feature `http`): the HTTP endpoint, client and fallback |
 //! | publish events in the same database transaction as your writes, and handle each once | the `outbox` module (feature `outbox`): the transactional outbox, its relay and the inbox, on SQLite or PostgreSQL |
 //! | see how full a service's queues are | [`QueueStats`] (passive declares) |
+//! | let browsers and apps call services over WebSocket, and push to them | the `postoffice` module (feature `postoffice`): the WebSocket gateway, its authenticators and `Pusher` |
 //! | expose metrics and readiness | the `metrics` module (feature `metrics`): `metrics::MetricsServer`, `metrics::registry`; the `health` module |
 //!
 //! The broker URL is `amqp://user:password@host:port/vhost` (or `amqps://`
@@ -69,6 +70,7 @@
 //! | `outbox` | the `outbox` module: the transactional outbox and inbox on SQLite or PostgreSQL (sqlx) | no |
 //! | `metrics` | the `metrics` module: Prometheus metrics, `GET /metrics` and the readiness endpoints of the `health` module on a node's HTTP listener and on a `MetricsServer` | yes |
 //! | `cli` | the `warren` command line (a binary; nothing in the library) | no |
+//! | `postoffice` | the `postoffice` module and binary: the WebSocket gateway (with `http`) | no |
 //! | `full` | all of the above | no |
 //!
 //! `default-features = false` leaves the core alone; the docs on docs.rs
@@ -106,6 +108,9 @@ mod node;
 #[cfg(feature = "outbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox;
+#[cfg(feature = "postoffice")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postoffice")))]
+pub mod postoffice;
 mod record;
 mod redact;
 mod serve;

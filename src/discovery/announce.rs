@@ -4,7 +4,8 @@
 //!
 //! An announcement is a JSON object published on the topic exchange with
 //! routing key `warren.announce`:
-//! `{"id": "calc-1", "type": "calc", "http_url": "http://10.0.0.5:8080", "interval_ms": 10000}`.
+//! `{"id": "calc-1", "type": "calc", "http_url": "http://10.0.0.5:8080", "interval_ms": 10000,
+//! "methods": ["Calc.add"]}` (`methods` when the node knows them).
 //! A listener forgets an instance not heard from in `3 × interval_ms`.
 
 use super::peers::{Peers, WeakPeers};
@@ -34,6 +35,10 @@ pub struct Announcement {
     pub http_url: String,
     /// How often it announces itself, in milliseconds.
     pub interval_ms: u64,
+    /// The wire names of the methods it serves (`Calculator.add`), when it
+    /// says; absent from the JSON when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub methods: Vec<String>,
 }
 
 async fn exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
@@ -173,7 +178,7 @@ async fn listen(mut consumer: lapin::Consumer, peers: &WeakPeers) -> bool {
                 Some(Ok(d)) => {
                     let Some(p) = peers.upgrade() else { return false };
                     match read(&d.data) {
-                        Some((t, id, url, every)) => p.learn(t, id, url, every),
+                        Some((t, id, url, every, methods)) => p.learn(t, id, url, every, methods),
                         None => debug!("ignoring a malformed announcement"),
                     }
                 }
@@ -184,7 +189,7 @@ async fn listen(mut consumer: lapin::Consumer, peers: &WeakPeers) -> bool {
     }
 }
 
-fn read(body: &[u8]) -> Option<(ServiceType, ServiceId, String, Duration)> {
+fn read(body: &[u8]) -> Option<(ServiceType, ServiceId, String, Duration, Vec<String>)> {
     let a: Announcement = serde_json::from_slice(body).ok()?;
     let url = a.http_url.trim_end_matches('/');
     if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -195,6 +200,10 @@ fn read(body: &[u8]) -> Option<(ServiceType, ServiceId, String, Duration)> {
         ServiceId::new(&a.id).ok()?,
         url.to_owned(),
         Duration::from_millis(a.interval_ms.max(1)),
+        a.methods
+            .into_iter()
+            .filter(|m| crate::address::check_method(m).is_ok())
+            .collect(),
     ))
 }
 
@@ -209,13 +218,15 @@ mod tests {
             service: "calc".into(),
             http_url: "http://10.0.0.5:8080/".into(),
             interval_ms: 10_000,
+            methods: Vec::new(),
         };
         let json = serde_json::to_string(&a).unwrap();
         assert_eq!(
             json,
             r#"{"id":"calc-1","type":"calc","http_url":"http://10.0.0.5:8080/","interval_ms":10000}"#
         );
-        let (t, id, url, every) = read(json.as_bytes()).unwrap();
+        let (t, id, url, every, methods) = read(json.as_bytes()).unwrap();
+        assert!(methods.is_empty());
         assert_eq!((t.as_str(), id.as_str()), ("calc", "calc-1"));
         assert_eq!(url, "http://10.0.0.5:8080");
         assert_eq!(every, Duration::from_secs(10));
@@ -223,5 +234,7 @@ mod tests {
             read(br#"{"id":"a.b","type":"t","http_url":"http://h","interval_ms":1}"#).is_none()
         );
         assert!(read(br#"{"id":"a","type":"t","http_url":"ftp://h","interval_ms":1}"#).is_none());
+        let with = br#"{"id":"a","type":"t","http_url":"http://h","interval_ms":1,"methods":["T.m","bad name"]}"#;
+        assert_eq!(read(with).unwrap().4, vec!["T.m".to_owned()]);
     }
 }

@@ -23,6 +23,8 @@ struct Entry {
     url: String,
     /// `None` for a configured peer, which never expires.
     learned: Option<Learned>,
+    /// The methods it announced (none for a configured peer).
+    methods: Vec<String>,
     down_until: Option<Instant>,
     /// Whether it consumes on the broker, as far as we know: cleared when
     /// our connection is lost (the broker may have been restarted), set
@@ -111,6 +113,8 @@ pub struct KnownPeer {
     pub learned: bool,
     /// Whether it refused a connection recently.
     pub down: bool,
+    /// The methods it announced (empty if it did not say, or configured).
+    pub methods: Vec<String>,
 }
 
 /// A [`Peers`] that does not keep the registry alive.
@@ -175,6 +179,7 @@ impl Peers {
                     service: peer.service,
                     url: peer.url,
                     learned: None,
+                    methods: Vec::new(),
                     down_until: None,
                     consuming: true,
                 },
@@ -183,7 +188,14 @@ impl Peers {
     }
 
     /// Records an announcement. A configured peer keeps its configured URL.
-    pub(crate) fn learn(&self, service: ServiceType, id: ServiceId, url: String, every: Duration) {
+    pub(crate) fn learn(
+        &self,
+        service: ServiceType,
+        id: ServiceId,
+        url: String,
+        every: Duration,
+        methods: Vec<String>,
+    ) {
         self.write(|s| {
             let seen = Learned {
                 last_seen: Instant::now(),
@@ -191,6 +203,7 @@ impl Peers {
             };
             match s.entries.get_mut(&id) {
                 Some(e) if e.learned.is_none() => {
+                    e.methods = methods;
                     e.down_until = None;
                     e.consuming = true;
                 }
@@ -201,6 +214,7 @@ impl Peers {
                             service,
                             url,
                             learned: Some(seen),
+                            methods,
                             down_until: None,
                             consuming: true,
                         },
@@ -299,6 +313,7 @@ impl Peers {
                 url: e.url.clone(),
                 learned: e.learned.is_some(),
                 down: e.down_until.is_some_and(|t| t > now),
+                methods: e.methods.clone(),
             })
             .collect()
     }
@@ -419,7 +434,7 @@ mod tests {
     fn learned_peers_expire_only_while_listening() {
         let peers = Peers::new();
         let (t, id) = ("calc".parse().unwrap(), "a".parse().unwrap());
-        peers.learn(t, id, "http://a:1".into(), Duration::ZERO);
+        peers.learn(t, id, "http://a:1".into(), Duration::ZERO, Vec::new());
         std::thread::sleep(Duration::from_millis(5));
         // Not listening (the broker is down): kept.
         assert_eq!(peers.list().len(), 1);
@@ -438,6 +453,7 @@ mod tests {
                 id.parse().unwrap(),
                 format!("http://{id}:1"),
                 Duration::from_secs(10),
+                Vec::new(),
             );
         };
         hear("a");
@@ -481,9 +497,11 @@ mod tests {
             "a".parse().unwrap(),
             "http://elsewhere:2".into(),
             Duration::from_secs(1),
+            vec!["Calc.add".into()],
         );
         let list = peers.list();
         assert_eq!(list[0].url, "http://a:1");
+        assert_eq!(list[0].methods, ["Calc.add"]);
         assert!(!list[0].learned);
     }
 }

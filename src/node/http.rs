@@ -108,6 +108,7 @@ impl Serving {
             service: node.service.to_string(),
             http_url: url.clone(),
             interval_ms: config.announce_every.as_millis() as u64,
+            methods: node.methods,
         };
         tokio::spawn(announce(
             conn.clone(),

@@ -72,6 +72,8 @@ pub struct NodeBuilder {
     queue_expires: Duration,
     dead_letter_exchange: Option<String>,
     shutdown_grace: Duration,
+    /// The methods it announces (with an HTTP endpoint).
+    methods: Vec<String>,
     pub(crate) sides: SidesConfig,
 }
 
@@ -135,6 +137,7 @@ impl Node {
             queue_expires: Duration::from_secs(300),
             dead_letter_exchange: None,
             shutdown_grace: Duration::from_secs(10),
+            methods: Vec::new(),
             sides: SidesConfig::default(),
         }
     }
@@ -157,6 +160,7 @@ impl Node {
         S::Future: Send + 'static,
     {
         Self::builder(ServiceType::new(S::SERVICE)?)
+            .methods(S::METHODS.iter().copied())
             .serve(conn, handler)
             .await
     }
@@ -223,6 +227,18 @@ impl NodeBuilder {
     /// Sends rejected messages (those that cannot be answered) to this exchange.
     pub fn dead_letter_exchange(mut self, exchange: impl Into<String>) -> Self {
         self.dead_letter_exchange = Some(exchange.into());
+        self
+    }
+
+    /// The wire names of the methods the node serves (`Greeter.hello`),
+    /// which its announcements tell (discovery; a PostOffice lists them).
+    /// [`Node::serve`] sets those of a generated server.
+    pub fn methods<I, S>(mut self, methods: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.methods = methods.into_iter().map(Into::into).collect();
         self
     }
 
@@ -299,6 +315,7 @@ impl NodeBuilder {
             concurrency,
             consumers: consumers.clone(),
             consuming,
+            methods: self.methods.clone(),
         };
         let sides = match Sides::start(self.sides, conn, parts).await {
             Ok(sides) => sides,

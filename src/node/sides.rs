@@ -26,6 +26,8 @@ pub(crate) struct NodeParts {
     /// The generation of the connection the node's consumers run on, if
     /// any: the announcements wait for it.
     pub(crate) consuming: watch::Receiver<Option<u64>>,
+    /// The methods it announces.
+    pub(crate) methods: Vec<String>,
 }
 
 /// Which parts a node runs beside its queues, and their settings.

@@ -46,7 +46,9 @@ impl<S: Service<M, Error = Error>, M: Message> Service<M> for Validate<S> {
 
     fn call(&mut self, message: M) -> Self::Future {
         let request = message.request();
-        let checked = if message.single_reply() {
+        // A one-way request awaits no reply, so any address takes it.
+        let one_reply = request.delivery != crate::message::Delivery::OneWay;
+        let checked = if message.single_reply() && one_reply {
             single_reply(&request.address)
         } else {
             Ok(())

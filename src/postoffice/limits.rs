@@ -1,0 +1,125 @@
+//! The bounds a PostOffice keeps, so that no client can make it grow
+//! without bound.
+
+use crate::error::Error;
+use std::time::Duration;
+
+/// Limits of a PostOffice, per connection and in all. The defaults are
+/// those of docs/POSTOFFICE.md.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections held at once; one more is refused with HTTP 503
+    /// before the upgrade (default 10 000).
+    pub max_connections: usize,
+    /// The largest frame answered normally; a larger one gets a
+    /// `frame_too_large` error frame. One over 4× this closes the
+    /// connection (1009) without being read whole (default 64 KiB).
+    pub max_frame_bytes: usize,
+    /// Requests of one connection in flight at once; one more is
+    /// answered with a `too_many_in_flight` error frame (default 64).
+    pub max_in_flight: usize,
+    /// Frames queued for one connection; a client that lets the queue
+    /// fill is closed with `4008` (default 256).
+    pub send_queue: usize,
+    /// How often an idle connection is pinged (default 20 s).
+    pub ping_every: Duration,
+    /// A connection from which nothing (not even a pong) came for this
+    /// long is closed with `4002` (default 60 s).
+    pub idle_timeout: Duration,
+    /// How long a new connection has to send its `auth` frame (default 10 s).
+    pub auth_timeout: Duration,
+    /// The deadline of a request without `timeout_ms` (default 10 s).
+    pub default_timeout: Duration,
+    /// The longest `timeout_ms` taken; longer ones are cut to it
+    /// (default 60 s).
+    pub max_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_frame_bytes: 64 * 1024,
+            max_in_flight: 64,
+            send_queue: 256,
+            ping_every: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(60),
+            auth_timeout: Duration::from_secs(10),
+            default_timeout: Duration::from_secs(10),
+            max_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, overridden by `WARREN_POSTOFFICE_MAX_CONNECTIONS`,
+    /// `…_MAX_FRAME_BYTES`, `…_MAX_IN_FLIGHT`, `…_SEND_QUEUE`,
+    /// `…_PING_MS`, `…_IDLE_TIMEOUT_MS`, `…_AUTH_TIMEOUT_MS`,
+    /// `…_DEFAULT_TIMEOUT_MS` and `…_MAX_TIMEOUT_MS` where `lookup` has them.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming a variable that is not a whole number.
+    pub fn with_env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        let number = |name: &str| -> Result<Option<u64>, Error> {
+            let var = format!("WARREN_POSTOFFICE_{name}");
+            lookup(&var)
+                .map(|v| {
+                    v.trim().parse::<u64>().map_err(|_| {
+                        Error::Config(format!("{var} must be a whole number, not `{v}`"))
+                    })
+                })
+                .transpose()
+        };
+        let count = |name: &str, into: &mut usize| -> Result<(), Error> {
+            if let Some(n) = number(name)? {
+                *into = usize::try_from(n.max(1)).unwrap_or(usize::MAX);
+            }
+            Ok(())
+        };
+        count("MAX_CONNECTIONS", &mut self.max_connections)?;
+        count("MAX_FRAME_BYTES", &mut self.max_frame_bytes)?;
+        count("MAX_IN_FLIGHT", &mut self.max_in_flight)?;
+        count("SEND_QUEUE", &mut self.send_queue)?;
+        let millis = |name: &str, into: &mut Duration| -> Result<(), Error> {
+            if let Some(n) = number(name)? {
+                *into = Duration::from_millis(n.max(1));
+            }
+            Ok(())
+        };
+        millis("PING_MS", &mut self.ping_every)?;
+        millis("IDLE_TIMEOUT_MS", &mut self.idle_timeout)?;
+        millis("AUTH_TIMEOUT_MS", &mut self.auth_timeout)?;
+        millis("DEFAULT_TIMEOUT_MS", &mut self.default_timeout)?;
+        millis("MAX_TIMEOUT_MS", &mut self.max_timeout)?;
+        Ok(self)
+    }
+
+    /// The frame size past which a connection is closed unread.
+    pub(crate) fn hard_frame_limit(&self) -> usize {
+        self.max_frame_bytes.saturating_mul(4)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_the_environment() {
+        let env = |k: &str| match k {
+            "WARREN_POSTOFFICE_MAX_IN_FLIGHT" => Some("3".to_owned()),
+            "WARREN_POSTOFFICE_IDLE_TIMEOUT_MS" => Some("1500".to_owned()),
+            _ => None,
+        };
+        let l = Limits::default().with_env_from(env).unwrap();
+        assert_eq!(l.max_in_flight, 3);
+        assert_eq!(l.idle_timeout, Duration::from_millis(1500));
+        assert_eq!(l.max_connections, 10_000);
+        let bad = |k: &str| (k == "WARREN_POSTOFFICE_SEND_QUEUE").then(|| "lots".to_owned());
+        let err = Limits::default().with_env_from(bad).unwrap_err();
+        assert!(
+            err.to_string().contains("WARREN_POSTOFFICE_SEND_QUEUE"),
+            "{err}"
+        );
+    }
+}
