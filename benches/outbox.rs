@@ -12,9 +12,12 @@
 //! | --- | --- | --- |
 //! | `WARREN_BENCH_EVENTS` | events per run | `4000` |
 //! | `WARREN_BENCH_WRITERS` | writer tasks (each its own ordering key) | `16` |
+//! | `WARREN_BENCH_RATE` | events/s of the steady load | `500` |
 //!
-//! Reported per store and way: events/s (first commit to last event
-//! handled) and commit-to-handler latency (p50, p99).
+//! Two loads per store and way: as fast as the writers commit (events/s
+//! from the first commit to the last event handled), and a steady load of
+//! `WARREN_BENCH_RATE` events/s, whose commit-to-handler latency (p50,
+//! p99) is the relay's lag.
 
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -76,6 +79,7 @@ async fn measure<W, Fut>(
     exchange: &str,
     events: usize,
     writers: usize,
+    rate: Option<f64>,
     write: W,
 ) -> Figures
 where
@@ -106,7 +110,14 @@ where
     for w in 0..writers {
         let write = write.clone();
         tasks.push(tokio::spawn(async move {
+            // At a steady rate, writer `w` commits at its own offset in
+            // each period, so that the commits spread evenly.
+            let period = rate.map(|r| Duration::from_secs_f64(writers as f64 / r));
             for i in 0..per_writer {
+                if let Some(period) = period {
+                    let at = period.mul_f64(i as f64 + w as f64 / writers as f64);
+                    tokio::time::sleep_until((start + at).into()).await;
+                }
                 write(w, (w * per_writer + i) as u64).await;
             }
         }));
@@ -140,6 +151,7 @@ async fn outbox<DB: Backend>(
     exchange: &str,
     events: usize,
     writers: usize,
+    rate: Option<f64>,
 ) -> Figures
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -148,7 +160,7 @@ where
 {
     let relay = Relay::new(&store, Publisher::new(conn).exchange(exchange)).start();
     let out = Outbox::new(&store);
-    let figures = measure(conn, exchange, events, writers, move |w, seq| {
+    let figures = measure(conn, exchange, events, writers, rate, move |w, seq| {
         let store = store.clone();
         let out = out.clone();
         async move {
@@ -176,6 +188,7 @@ async fn dual_write<DB: Backend>(
     exchange: &str,
     events: usize,
     writers: usize,
+    rate: Option<f64>,
 ) -> Figures
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
@@ -183,7 +196,7 @@ where
     i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
 {
     let publisher = Publisher::new(conn).exchange(exchange);
-    measure(conn, exchange, events, writers, move |_, seq| {
+    measure(conn, exchange, events, writers, rate, move |_, seq| {
         let store = store.clone();
         let publisher = publisher.clone();
         async move {
@@ -238,18 +251,44 @@ where
         .unwrap();
 }
 
-fn print(store: &str, outbox: &Figures, baseline: &Figures) {
+fn print(store: &str, load: &str, outbox: &Figures, baseline: &Figures) {
     println!(
-        "| {store} | outbox | {:.0} | {:.2} | {:.2} | {:.2}x |",
+        "| {store} | {load} | outbox | {:.0} | {:.2} | {:.2} | {:.2}x |",
         outbox.per_s,
         outbox.p50_ms,
         outbox.p99_ms,
         outbox.per_s / baseline.per_s
     );
     println!(
-        "| {store} | dual write (baseline) | {:.0} | {:.2} | {:.2} | 1.00x |",
+        "| {store} | {load} | dual write (baseline) | {:.0} | {:.2} | {:.2} | 1.00x |",
         baseline.per_s, baseline.p50_ms, baseline.p99_ms
     );
+}
+
+/// Both ways on `store`, at full speed and at the steady rate.
+async fn compare<DB: Backend>(
+    name: &str,
+    store: &Store<DB>,
+    conn: &Connection,
+    exchange: &str,
+    events: usize,
+    writers: usize,
+    rate: f64,
+) where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: for<'q> sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    prepare(store).await;
+    let base = dual_write(store.clone(), conn, exchange, events, writers, None).await;
+    let out = outbox(store.clone(), conn, exchange, events, writers, None).await;
+    print(name, "full speed", &out, &base);
+    // The steady load runs for about as long as the full-speed one did,
+    // and at least 2 s.
+    let steady = ((rate * 2.0) as usize).max(writers) / writers * writers;
+    let base = dual_write(store.clone(), conn, exchange, steady, writers, Some(rate)).await;
+    let out = outbox(store.clone(), conn, exchange, steady, writers, Some(rate)).await;
+    print(name, &format!("{rate:.0}/s"), &out, &base);
 }
 
 #[tokio::main]
@@ -262,6 +301,7 @@ async fn main() {
     };
     let events = env("WARREN_BENCH_EVENTS", 4000);
     let writers = env("WARREN_BENCH_WRITERS", 16).max(1);
+    let rate = env("WARREN_BENCH_RATE", 500).max(1) as f64;
     let events = (events / writers).max(1) * writers;
     let url = std::env::var("WARREN_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_owned());
@@ -269,19 +309,16 @@ async fn main() {
         .await
         .expect("connect to the broker");
     let exchange = format!("bench-outbox-{}", uuid_ish());
-    println!("{events} events from {writers} writers");
-    println!("| store | way | events/s | p50 ms | p99 ms | vs baseline |");
-    println!("| --- | --- | --- | --- | --- | --- |");
+    println!("{events} events from {writers} writers at full speed; {rate:.0} events/s steady");
+    println!("| store | load | way | events/s | p50 ms | p99 ms | vs baseline |");
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
 
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let path = dir.join(format!("bench-outbox-{}.db", std::process::id()));
     let sqlite = Store::<Sqlite>::sqlite(&path.display().to_string())
         .await
         .expect("the SQLite store");
-    prepare(&sqlite).await;
-    let base = dual_write(sqlite.clone(), &conn, &exchange, events, writers).await;
-    let out = outbox(sqlite.clone(), &conn, &exchange, events, writers).await;
-    print("SQLite", &out, &base);
+    compare("SQLite", &sqlite, &conn, &exchange, events, writers, rate).await;
     sqlite.pool().close().await;
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -292,10 +329,7 @@ async fn main() {
         let pg = Store::<Postgres>::open(&db, StoreOptions::new().table_prefix(&prefix))
             .await
             .expect("the PostgreSQL store");
-        prepare(&pg).await;
-        let base = dual_write(pg.clone(), &conn, &exchange, events, writers).await;
-        let out = outbox(pg.clone(), &conn, &exchange, events, writers).await;
-        print("PostgreSQL", &out, &base);
+        compare("PostgreSQL", &pg, &conn, &exchange, events, writers, rate).await;
         for t in ["outbox", "inbox", "migrations"] {
             let _ = sqlx::query(&format!("DROP TABLE IF EXISTS {prefix}{t}"))
                 .execute(pg.pool())

@@ -69,7 +69,10 @@ pub struct Request {
     pub idempotent: bool,
     /// Who sent it (filled in on the receiving side).
     pub from: Peer,
-    /// The unique id of this message (filled in on the receiving side).
+    /// The unique id of this message: filled in on the receiving side; a
+    /// one-way sender may set it, and then it stays the same each time the
+    /// request is published again (the outbox does, so that a server can
+    /// recognise a request it has had).
     pub message_id: Option<String>,
     /// Whether a [`Policy`](crate::layer::Policy) applies to it already:
     /// one under it leaves it alone.

@@ -4,8 +4,10 @@
 //! published; committed ones are published once, in order per key; events
 //! committed while the broker is down arrive once it is back; events
 //! committed by a process killed before its relay ran are published by the
-//! next relay; two relays on one PostgreSQL database publish each event
-//! once, in order per key; the inbox skips an event published again.
+//! next relay; a relay killed between publishing and marking sent leaves
+//! its events to the next, deduplicated by the inbox; two relays on one
+//! PostgreSQL database publish each event once, in order per key; the inbox
+//! skips an event published again.
 //!
 //! The killed process is this test binary run again as a child, running
 //! only the ignored test `child_commits`. The broker-outage test runs its
@@ -24,7 +26,7 @@ use warren::events::{Delivery, Publisher, Subscriber, Subscription};
 use warren::outbox::{
     sqlx, Backend, Outbox, Postgres, Relay, Sqlite, Store, StoreOptions, TxInbox,
 };
-use warren::{Connection, Error};
+use warren::{Address, Connection, Error, Request, Response};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, warren::Event)]
 #[event(name = "ticket.changed", version = 1)]
@@ -152,6 +154,27 @@ async fn commit<DB: Backend>(store: &Store<DB>, ticket: &str, seqs: std::ops::Ra
     }
 }
 
+/// Commits `n` events of `ticket` (seq 1..=n), `per_tx` to a transaction.
+async fn commit_batches<DB: Backend>(store: &Store<DB>, ticket: &str, n: u32, per_tx: u32) {
+    let outbox = Outbox::new(store);
+    let mut seq = 1;
+    while seq <= n {
+        let mut tx = store.pool().begin().await.unwrap();
+        for _ in 0..per_tx.min(n - seq + 1) {
+            let event = TicketChanged {
+                ticket: ticket.into(),
+                seq,
+            };
+            outbox.add_keyed(&mut tx, ticket, &event).await.unwrap();
+            seq += 1;
+        }
+        tx.commit().await.unwrap();
+    }
+}
+
+/// Events of each of the four keys committed while the broker is down.
+const PER_KEY_DOWN: u32 = 2_500;
+
 /// A rolled-back event is never published; committed ones once each, in
 /// order per key.
 async fn rolled_back_never_committed_once<DB: Backend>(store: &Store<DB>) {
@@ -215,6 +238,108 @@ async fn postgres_rolled_back_events_are_never_published_committed_ones_once_in_
     rolled_back_never_committed_once(&postgres_store().await).await;
 }
 
+/// A request as the server saw it: method, body, message id.
+type Got = (String, serde_json::Value, Option<String>);
+
+/// One-way requests in the outbox: sent once the transaction commits,
+/// with the message id `send` returned, in commit order per key; a
+/// rolled-back one never.
+async fn one_way_requests_are_sent_after_commit<DB: Backend>(store: &Store<DB>) {
+    let conn = support::connect(support::config()).await;
+    let service = support::service_type("mailer");
+    let got: Arc<Mutex<Vec<Got>>> = Arc::default();
+    let node = warren::Node::builder(service.clone())
+        .concurrency(1)
+        .serve(
+            &conn,
+            service_fn({
+                let got = got.clone();
+                move |req: Request| {
+                    let body = serde_json::from_slice(&req.body).unwrap();
+                    got.lock()
+                        .unwrap()
+                        .push((req.method.clone(), body, req.message_id.clone()));
+                    async move { Ok::<_, Error>(Response::ok(req.content_type, Vec::new())) }
+                }
+            }),
+        )
+        .await
+        .unwrap();
+    let relay = Relay::new(store, Publisher::new(&conn)).start();
+    let outbox = Outbox::new(store);
+    let to = Address::any(service.as_str()).unwrap();
+
+    let mut tx = store.pool().begin().await.unwrap();
+    outbox
+        .send(
+            &mut tx,
+            "m",
+            &to,
+            "Mailer.send",
+            &serde_json::json!({"n": 99}),
+        )
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let mut tx = store.pool().begin().await.unwrap();
+        let id = outbox
+            .send(
+                &mut tx,
+                "m",
+                &to,
+                "Mailer.send",
+                &serde_json::json!({"n": n}),
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        ids.push(id);
+    }
+    // A bad method name is refused before the commit.
+    let mut tx = store.pool().begin().await.unwrap();
+    let bad = outbox
+        .send(&mut tx, "m", &to, "bad method", &serde_json::json!({}))
+        .await;
+    assert!(matches!(bad, Err(Error::Name(_))), "{bad:?}");
+    tx.rollback().await.unwrap();
+
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while got.lock().unwrap().len() < 3 || store.pending().await.unwrap() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the requests arrive");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got = got.lock().unwrap().clone();
+    let expected: Vec<_> = (1..=3)
+        .zip(&ids)
+        .map(|(n, id)| {
+            (
+                "Mailer.send".to_owned(),
+                serde_json::json!({ "n": n }),
+                Some(id.clone()),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected, "each committed request once, in order");
+    relay.shutdown().await;
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_one_way_requests_are_sent_after_commit() {
+    let store = Store::<Sqlite>::sqlite(&sqlite_url("sends")).await.unwrap();
+    one_way_requests_are_sent_after_commit(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_one_way_requests_are_sent_after_commit() {
+    one_way_requests_are_sent_after_commit(&postgres_store().await).await;
+}
+
 #[tokio::test]
 async fn a_newer_schema_is_refused_with_a_typed_error() {
     let url = sqlite_url("schema");
@@ -268,9 +393,12 @@ async fn events_committed_while_the_broker_is_down_arrive_once_it_is_back() {
 
     broker.stop();
     // Each commit returns at once: the event waits in the database.
-    commit(&store, "a", 1..=10).await;
-    commit(&store, "b", 1..=10).await;
-    assert_eq!(store.pending().await.unwrap(), 20);
+    let keys = ["a", "b", "c", "d"];
+    for key in keys {
+        commit_batches(&store, key, PER_KEY_DOWN, 50).await;
+    }
+    let total = PER_KEY_DOWN as usize * keys.len();
+    assert_eq!(store.pending().await.unwrap(), total as u64);
     let mut status = relay.watch();
     tokio::time::timeout(
         Duration::from_secs(30),
@@ -281,7 +409,7 @@ async fn events_committed_while_the_broker_is_down_arrive_once_it_is_back() {
     .unwrap();
     assert_eq!(
         relay.pending().await.unwrap(),
-        20,
+        total as u64,
         "nothing published while down"
     );
 
@@ -289,12 +417,12 @@ async fn events_committed_while_the_broker_is_down_arrive_once_it_is_back() {
     received
         .until(
             "the events after the restart",
-            Duration::from_secs(60),
-            |n| n >= 20,
+            Duration::from_secs(120),
+            |n| n >= total,
         )
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    received.assert_once_in_order(&BTreeMap::from([("a".into(), 10), ("b".into(), 10)]));
+    received.assert_once_in_order(&keys.map(|k| (k.into(), PER_KEY_DOWN)).into());
     assert_eq!(relay.pending().await.unwrap(), 0);
     assert_eq!(relay.status().failures, 0);
     relay.shutdown().await;
@@ -368,6 +496,140 @@ async fn events_committed_by_a_killed_process_are_published_by_the_next_relay() 
     sub.shutdown().await;
 }
 
+/// Runs a relay for the PostgreSQL outbox `OUTBOX_CHILD_PREFIX` on the
+/// events exchange `OUTBOX_CHILD_EXCHANGE`, until killed.
+#[tokio::test]
+#[ignore = "run as a child process by another test"]
+async fn child_relays() {
+    let (Ok(prefix), Ok(exchange)) = (
+        std::env::var("OUTBOX_CHILD_PREFIX"),
+        std::env::var("OUTBOX_CHILD_EXCHANGE"),
+    ) else {
+        return;
+    };
+    let store = Store::<Postgres>::open(
+        &database_url(),
+        StoreOptions::new().table_prefix(prefix).migrate(false),
+    )
+    .await
+    .unwrap();
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let _relay = Relay::new(&store, Publisher::new(&conn)).start();
+    println!("relaying");
+    std::future::pending::<()>().await;
+}
+
+/// A relay process killed after the broker confirmed its events and before
+/// it marked them sent: the next relay publishes them again, with the same
+/// eventIds, and the inbox runs the handler once for each.
+///
+/// The test holds a `SHARE` lock on the outbox table: the child relay can
+/// lock and read the rows and publish them, but its `UPDATE` marking them
+/// sent waits for the lock; the test kills it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_between_publishing_and_marking_sent_publishes_again_deduplicated() {
+    let p = prefix();
+    let store = Store::<Postgres>::open(&database_url(), StoreOptions::new().table_prefix(&p))
+        .await
+        .unwrap();
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let (sub, handled) = inbox_subscriber(&store, &conn, &format!("{p}handled")).await;
+    let seen = Received::default();
+    let raw = subscribe(&conn, &support::unique("raw"), &seen).await;
+    commit(&store, "k", 1..=5).await;
+
+    let mut lock = store.pool().begin().await.unwrap();
+    sqlx::query(&format!("LOCK TABLE {p}outbox IN SHARE MODE"))
+        .execute(&mut *lock)
+        .await
+        .unwrap();
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "child_relays", "--nocapture"])
+        .env("OUTBOX_CHILD_PREFIX", &p)
+        .env("OUTBOX_CHILD_EXCHANGE", &exchange)
+        .stdout(Stdio::null())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("run the child");
+    // Published and confirmed: the subscriber has them.
+    seen.until("the child's events", Duration::from_secs(60), |n| n >= 5)
+        .await;
+    // Not marked: the child's UPDATE waits for the test's lock.
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let waiting: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_locks WHERE NOT granted AND relation = $1::regclass",
+            )
+            .bind(format!("{p}outbox"))
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the child marks the rows sent only after the lock");
+    assert_eq!(store.pending().await.unwrap(), 5, "none marked sent");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    lock.rollback().await.unwrap();
+    // The killed relay's transaction ends with its connection: the rows
+    // are still pending.
+    let pending = async {
+        while store.pending().await.unwrap() != 5 || locked(&store, &p).await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .expect("the killed relay's rows are pending and free");
+
+    let relay = Relay::new(&store, Publisher::new(&conn)).start();
+    seen.until("published again", Duration::from_secs(30), |n| n >= 10)
+        .await;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while store.pending().await.unwrap() != 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the second relay marks them sent");
+    // Each eventId arrived twice; the inbox ran the handler once for each.
+    let all = seen.all();
+    let ids: BTreeMap<&str, usize> = all.iter().fold(BTreeMap::new(), |mut m, (_, _, id)| {
+        *m.entry(id.as_str()).or_default() += 1;
+        m
+    });
+    assert_eq!(ids.len(), 5, "{all:?}");
+    assert!(ids.values().all(|&n| n == 2), "each event twice: {all:?}");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    handled.assert_once_in_order(&BTreeMap::from([("k".into(), 5)]));
+    let rows: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {p}handled"))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(rows, 5, "the handler's writes committed once per event");
+    relay.shutdown().await;
+    sub.shutdown().await;
+    raw.shutdown().await;
+}
+
+/// Whether a backend still holds a lock on the outbox table.
+async fn locked(store: &Store<Postgres>, prefix: &str) -> bool {
+    let n: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_locks WHERE relation = $1::regclass AND pid <> pg_backend_pid()",
+    )
+    .bind(format!("{prefix}outbox"))
+    .fetch_one(store.pool())
+    .await
+    .unwrap();
+    n > 0
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_relays_on_one_postgres_database_publish_each_event_once_in_order() {
     let exchange = support::unique("events");
@@ -416,21 +678,20 @@ async fn two_relays_on_one_postgres_database_publish_each_event_once_in_order() 
     sub.shutdown().await;
 }
 
-/// The inbox on `store` (tables prefixed `prefix`): an event published
-/// again with the same eventId (as after a crash between publishing and
-/// marking it sent) runs the handler, and its writes, once.
-async fn the_inbox_skips_an_event_published_again<DB: Backend>(store: &Store<DB>, prefix: &str)
+/// A subscriber of `ticket.changed` running its handler through a
+/// [`TxInbox`] on `store`, one at a time: each run inserts a row into
+/// `table` (created here) in the inbox's transaction, and is recorded in
+/// the `Received`, in arrival order.
+async fn inbox_subscriber<DB: Backend>(
+    store: &Store<DB>,
+    conn: &Connection,
+    table: &str,
+) -> (Subscriber, Received)
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
 {
-    let exchange = support::unique("events");
-    let conn = support::connect(support::config().events_exchange(&exchange)).await;
     let service = support::unique("search");
-    // The handler's own table, written in the inbox's transaction.
-    let table = format!("{prefix}handled");
     sqlx::query(&format!("CREATE TABLE {table} (n BIGINT)"))
         .execute(store.pool())
         .await
@@ -439,6 +700,7 @@ where
     let handled = Received::default();
     let inbox = TxInbox::new(store, &service);
     let sub = Subscription::new(&service)
+        .concurrency(1)
         .on(inbox.handler({
             let handled = handled.clone();
             move |mut tx: sqlx::Transaction<'static, DB>, d: Delivery<TicketChanged>| {
@@ -455,9 +717,26 @@ where
                 }
             }
         }))
-        .start(&conn)
+        .start(conn)
         .await
         .unwrap();
+    (sub, handled)
+}
+
+/// The inbox on `store` (tables prefixed `prefix`): an event published
+/// again with the same eventId (as after a crash between publishing and
+/// marking it sent) runs the handler, and its writes, once.
+async fn the_inbox_skips_an_event_published_again<DB: Backend>(store: &Store<DB>, prefix: &str)
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let table = format!("{prefix}handled");
+    let (sub, handled) = inbox_subscriber(store, &conn, &table).await;
     let relay = Relay::new(store, Publisher::new(&conn)).start();
     commit(store, "x", 1..=1).await;
     handled

@@ -363,7 +363,12 @@ impl Amqp {
     async fn send(&self, request: Request) -> Result<(), Error> {
         let deadline = request.fixed_deadline();
         let timeout = deadline.saturating_duration_since(Instant::now());
-        let message_id = uuid::Uuid::new_v4().to_string();
+        // A sender's own id (such as the outbox's, kept however many times
+        // it is sent) or a fresh one.
+        let message_id = request
+            .message_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         {
             let mut policy = self.inner.conn.config().when_disconnected;
             let mut retry = false;

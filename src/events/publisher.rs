@@ -12,6 +12,7 @@ use crate::config::WhenDisconnected;
 use crate::error::Error;
 use crate::Connection;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
+use lapin::types::ShortString;
 use lapin::{BasicProperties, Channel};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -19,6 +20,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::warn;
+
+/// An event encoded and ready to publish ([`Publisher::outgoing`]).
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Its eventId.
+    pub(crate) id: String,
+    /// Its type, the routing key.
+    pub(crate) event_type: String,
+    exchange: ShortString,
+    key: ShortString,
+    body: bytes::Bytes,
+    props: BasicProperties,
+}
 
 /// The pause before publishing again after the channel was lost.
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
@@ -89,6 +103,11 @@ impl Publisher {
             unroutable: Unroutable::default(),
             state: Arc::default(),
         }
+    }
+
+    /// The connection it publishes on.
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
     }
 
     /// Publishes on `exchange` instead.
@@ -173,6 +192,93 @@ impl Publisher {
         at: SystemTime,
         payload: &P,
     ) -> Result<(), Error> {
+        let out = self.outgoing(id, event_type, version, at, payload)?;
+        // A connection lost before the confirm leaves the event's fate
+        // unknown: it is published again, with the same eventId, on the
+        // next connection, until the deadline (at least once; consumers
+        // dedupe by eventId).
+        let deadline = tokio::time::Instant::now() + self.conn.config().default_timeout;
+        let mut lost = false;
+        let settled = loop {
+            let sent = match self.channel().await {
+                Ok(channel) => self.send(&channel, &out).await,
+                // No channel yet after the loss: tried again.
+                Err(e @ (Error::Unavailable { .. } | Error::Broker { .. })) if lost => Err(e),
+                Err(e) => return Err(e),
+            };
+            let settled = match sent {
+                Ok(mut confirm) => confirm.settled().await,
+                Err(e) => Err(e),
+            };
+            match settled {
+                Ok(settled) => break settled,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(if lost { Error::ConnectionLost } else { e });
+                }
+                Err(e) => {
+                    lost = lost || matches!(e, Error::ConnectionLost);
+                    warn!(error = %e, event_id = %out.id,
+                        "the events channel closed before the confirm; publishing again");
+                    self.forget();
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        };
+        self.outcome(settled, &out.event_type)
+    }
+
+    /// Publishes `events` in their order on one channel, without waiting
+    /// for a confirm between them, then takes the broker's answers in the
+    /// same order: the outbox relay's pipeline for one ordering key (the
+    /// broker keeps a channel's order). Returns how many of the first
+    /// `events` are settled (taken, or dropped as unroutable when that is
+    /// not an error) and the error that stopped the rest, whose fate is
+    /// then unknown: they are published again by the caller, with the same
+    /// eventIds.
+    pub(crate) async fn publish_in_order(&self, events: &[Outgoing]) -> (usize, Option<Error>) {
+        let channel = match self.channel().await {
+            Ok(channel) => channel,
+            Err(e) => return (0, Some(e)),
+        };
+        let mut confirms = Vec::with_capacity(events.len());
+        let mut failed = None;
+        for out in events {
+            match self.send(&channel, out).await {
+                Ok(confirm) => confirms.push(confirm),
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let sent = confirms.len();
+        for (done, (mut confirm, out)) in confirms.into_iter().zip(events).enumerate() {
+            let settled = match confirm.settled().await {
+                Ok(settled) => settled,
+                Err(e) => {
+                    self.forget();
+                    return (done, Some(e));
+                }
+            };
+            if let Err(e) = self.outcome(settled, &out.event_type) {
+                return (done, Some(e));
+            }
+        }
+        if failed.is_some() {
+            self.forget();
+        }
+        (sent, failed)
+    }
+
+    /// The message for an event: its envelope and properties.
+    pub(crate) fn outgoing<P: Serialize + ?Sized>(
+        &self,
+        id: &str,
+        event_type: &str,
+        version: u32,
+        at: SystemTime,
+        payload: &P,
+    ) -> Result<Outgoing, Error> {
         let meta = EventMeta {
             id: id.to_owned(),
             event_type: event_type.to_owned(),
@@ -188,51 +294,37 @@ impl Publisher {
             .with_timestamp(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
             .with_content_type(self.content_type.as_str().into())
             .with_delivery_mode(PERSISTENT);
-        let exchange = short("exchange", &self.exchange)?;
-        let key = short("event type", event_type)?;
-        // A connection lost before the confirm leaves the event's fate
-        // unknown: it is published again, with the same eventId, on the
-        // next connection, until the deadline (at least once; consumers
-        // dedupe by eventId).
-        let deadline = tokio::time::Instant::now() + self.conn.config().default_timeout;
-        let mut lost = false;
-        let settled = loop {
-            let sent = match self.channel().await {
-                Ok(channel) => channel
-                    .basic_publish(
-                        exchange.clone(),
-                        key.clone(),
-                        BasicPublishOptions {
-                            mandatory: true,
-                            ..BasicPublishOptions::default()
-                        },
-                        &body,
-                        props.clone(),
-                    )
-                    .await
-                    .map_err(|e| broker("cannot publish the event", e)),
-                // No channel yet after the loss: tried again.
-                Err(e @ (Error::Unavailable { .. } | Error::Broker { .. })) if lost => Err(e),
-                Err(e) => return Err(e),
-            };
-            let settled = match sent {
-                Ok(confirm) => Confirm::new(confirm).settled().await,
-                Err(e) => Err(e),
-            };
-            match settled {
-                Ok(settled) => break settled,
-                Err(e) if tokio::time::Instant::now() >= deadline => {
-                    return Err(if lost { Error::ConnectionLost } else { e });
-                }
-                Err(e) => {
-                    lost = lost || matches!(e, Error::ConnectionLost);
-                    warn!(error = %e, event_id = %meta.id,
-                        "the events channel closed before the confirm; publishing again");
-                    self.forget();
-                    tokio::time::sleep(RETRY_PAUSE).await;
-                }
-            }
-        };
+        Ok(Outgoing {
+            key: short("event type", event_type)?,
+            exchange: short("exchange", &self.exchange)?,
+            id: meta.id,
+            event_type: meta.event_type,
+            body,
+            props,
+        })
+    }
+
+    /// Publishes `out` on `channel` (persistent, mandatory): its confirm.
+    async fn send(&self, channel: &Channel, out: &Outgoing) -> Result<Confirm, Error> {
+        channel
+            .basic_publish(
+                out.exchange.clone(),
+                out.key.clone(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                &out.body,
+                out.props.clone(),
+            )
+            .await
+            .map(Confirm::new)
+            .map_err(|e| broker("cannot publish the event", e))
+    }
+
+    /// What the broker's answer to an event means for the publisher: `Ok`
+    /// when taken, or dropped as unroutable while that is not an error.
+    fn outcome(&self, settled: Settled, event_type: &str) -> Result<(), Error> {
         match settled {
             Settled::Taken => {
                 crate::record::event(event_type, crate::record::EventFate::Published);

@@ -116,6 +116,8 @@ pub(crate) mod backend {
         pub payload: String,
         /// When it was added (ms since the epoch).
         pub created_ms: i64,
+        /// Where a one-way request goes; `None` for an event.
+        pub address: Option<String>,
     }
 
     /// An outbox row as read from `r`.
@@ -125,6 +127,7 @@ pub(crate) mod backend {
         for<'a> &'a str: sqlx::ColumnIndex<R>,
         i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     {
         Ok(Row {
             id: r.try_get("id")?,
@@ -134,6 +137,7 @@ pub(crate) mod backend {
             version: r.try_get("version")?,
             payload: r.try_get("payload")?,
             created_ms: r.try_get("created_ms")?,
+            address: r.try_get("address")?,
         })
     }
 
@@ -152,6 +156,8 @@ pub(crate) mod backend {
         pub payload: String,
         /// Now (ms since the epoch).
         pub created_ms: i64,
+        /// Where a one-way request goes; `None` for an event.
+        pub address: Option<String>,
     }
 
     /// The statements of one database.
@@ -544,10 +550,64 @@ impl<DB: Backend> Outbox<DB> {
             version: i64::from(version),
             payload,
             created_ms: tables::now_ms(),
+            address: None,
         };
+        self.insert(tx, row, "cannot add the event to the outbox")
+            .await
+    }
+
+    /// Adds a one-way request to the outbox in `tx`, with the ordering key
+    /// `key`: once `tx` commits, the relay sends `method` with `body` (as
+    /// JSON) to `address` as [`Delivery::OneWay`](crate::Delivery::OneWay)
+    /// does (persistent, confirmed), in commit order with the key's events
+    /// and other requests, and never if `tx` rolls back. Returns its
+    /// message id, which it keeps however many times it is sent (the
+    /// server sees it as [`Request::message_id`](crate::Request::message_id)).
+    ///
+    /// A request no queue takes ([`Error::NoRoute`]: the service has never
+    /// started) is not dropped: it waits, and the key behind it, until a
+    /// queue is there; [`RelayHandle::status`] shows the error.
+    ///
+    /// # Errors
+    /// [`Error::Name`] for a bad method name; [`Error::Codec`] if `body` does not encode (refused before the
+    /// commit); [`Error::Database`] if the insert fails.
+    pub async fn send<B: serde::Serialize + ?Sized>(
+        &self,
+        tx: &mut Transaction<'_, DB>,
+        key: &str,
+        address: &crate::Address,
+        method: &str,
+        body: &B,
+    ) -> Result<String, Error> {
+        crate::address::check_method(method)?;
+        let payload = serde_json::to_string(body).map_err(|e| {
+            Error::Codec(crate::codec::CodecError::Encode {
+                content_type: crate::ContentType::Json,
+                message: e.to_string(),
+            })
+        })?;
+        let row = backend::NewRow {
+            event_id: uuid::Uuid::new_v4().to_string(),
+            key: key.to_owned(),
+            event_type: method.to_owned(),
+            version: 1,
+            payload,
+            created_ms: tables::now_ms(),
+            address: Some(address.to_string()),
+        };
+        self.insert(tx, row, "cannot add the request to the outbox")
+            .await
+    }
+
+    async fn insert(
+        &self,
+        tx: &mut Transaction<'_, DB>,
+        row: backend::NewRow,
+        context: &str,
+    ) -> Result<String, Error> {
         DB::insert(&mut **tx, self.store.tables(), &row)
             .await
-            .map_err(|e| database("cannot add the event to the outbox", e))?;
+            .map_err(|e| database(context, e))?;
         if DB::WAKE_ON_ADD {
             self.store.wake().notify_one();
         }

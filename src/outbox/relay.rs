@@ -21,9 +21,9 @@ const EAGER: Duration = Duration::from_millis(1);
 /// [`Publisher`] (persistent, confirmed), and marks them sent.
 ///
 /// - Each round takes up to [`batch`](Relay::batch) pending rows, the
-///   oldest first, and publishes each ordering key's rows one after the
-///   other (each after the previous one's confirm), up to
-///   [`concurrency`](Relay::concurrency) keys at once.
+///   oldest first, and publishes each ordering key's rows in order on one
+///   channel, [`pipeline`](Relay::pipeline) of them before it awaits their
+///   confirms, up to [`concurrency`](Relay::concurrency) keys at once.
 /// - It is woken at once after a commit (PostgreSQL `LISTEN/NOTIFY`; on
 ///   SQLite by [`Outbox::add`](super::Outbox::add) in this process) and
 ///   polls every [`poll`](Relay::poll) (1 s) as the fallback.
@@ -45,6 +45,7 @@ pub struct Relay<DB: Backend> {
     poll: Duration,
     batch: usize,
     concurrency: usize,
+    pipeline: usize,
     backoff: Backoff,
 }
 
@@ -55,6 +56,7 @@ impl<DB: Backend> fmt::Debug for Relay<DB> {
             .field("poll", &self.poll)
             .field("batch", &self.batch)
             .field("concurrency", &self.concurrency)
+            .field("pipeline", &self.pipeline)
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +71,7 @@ impl<DB: Backend> Relay<DB> {
             poll: Duration::from_secs(1),
             batch: 256,
             concurrency: 16,
+            pipeline: 32,
             backoff: Backoff::default()
                 .initial(Duration::from_millis(100))
                 .max(Duration::from_secs(5))
@@ -91,6 +94,18 @@ impl<DB: Backend> Relay<DB> {
     /// How many ordering keys it publishes at once (default 16).
     pub fn concurrency(mut self, keys: usize) -> Self {
         self.concurrency = keys.max(1);
+        self
+    }
+
+    /// How many events of one ordering key it publishes before it waits
+    /// for their confirms (default 32). They go out in order on one
+    /// channel, which the broker keeps; if the broker refuses one (a full
+    /// queue that rejects publishes), the later ones already taken arrive
+    /// before its next attempt. `1` waits for each confirm before the next
+    /// publish, which keeps a key's order even then, at a fraction of the
+    /// rate.
+    pub fn pipeline(mut self, events: usize) -> Self {
+        self.pipeline = events.max(1);
         self
     }
 
@@ -123,11 +138,13 @@ impl<DB: Backend> Relay<DB> {
             store.wake().clone(),
         )
         .map(tokio::spawn);
-        let publishing = Publishing::new(self.publisher.clone(), self.concurrency);
+        let publishing = Publishing::new(self.publisher.clone(), self.concurrency, self.pipeline);
         let batch = i64::try_from(self.batch).unwrap_or(i64::MAX);
         let purge_every =
             (store.options().keep_sent / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
-        let mut next_purge = Instant::now();
+        // The first clean-up comes after the first interval: what waits
+        // is published first.
+        let mut next_purge = Instant::now() + purge_every;
         let mut failures = 0u32;
         let mut eager: Option<Duration> = None;
         while !*stop.borrow() {

@@ -5,7 +5,7 @@ use crate::error::Error;
 
 /// The schema version this build writes and reads; a database at a higher
 /// one is refused ([`Error::SchemaMismatch`]).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The names of one store's tables.
 #[derive(Clone, Debug)]
@@ -123,6 +123,9 @@ impl Tables {
                     bare("inbox_handled")
                 ),
             ],
+            // One-way requests: the address they go to (an event has none);
+            // their method is in `event_type`, their id in `event_id`.
+            2 => vec![format!("ALTER TABLE {outbox} ADD COLUMN address TEXT")],
             _ => Vec::new(),
         }
     }
