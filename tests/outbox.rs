@@ -618,6 +618,57 @@ async fn a_relay_killed_between_publishing_and_marking_sent_publishes_again_dedu
     raw.shutdown().await;
 }
 
+/// Two relays on one SQLite file: one publishes at a time (the lease), so
+/// each event once and in order; when it shuts down the other takes over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_sqlite_file_take_turns() {
+    let store = Store::<Sqlite>::sqlite(&sqlite_url("turns")).await.unwrap();
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let received = Received::default();
+    let sub = subscribe(&conn, &support::unique("tickets"), &received).await;
+    let relays = [
+        Relay::new(&store, Publisher::new(&conn)).start(),
+        Relay::new(&store, Publisher::new(&conn)).start(),
+    ];
+    let writers: Vec<_> = ["a", "b", "c", "d"]
+        .into_iter()
+        .map(|key| {
+            let store = store.clone();
+            tokio::spawn(async move { commit(&store, key, 1..=25).await })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    received
+        .until("the first half", Duration::from_secs(30), |n| n >= 100)
+        .await;
+    let published = relays.each_ref().map(|r| r.status().published);
+    assert!(
+        published.contains(&0) && published.contains(&100),
+        "one relay published them all: {published:?}"
+    );
+    let [first, second] = relays;
+    let (active, standby) = if published[0] == 100 {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    active.shutdown().await;
+    for key in ["a", "b", "c", "d"] {
+        commit(&store, key, 26..=50).await;
+    }
+    received
+        .until("the second half", Duration::from_secs(30), |n| n >= 200)
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    received.assert_once_in_order(&["a", "b", "c", "d"].map(|k| (k.into(), 50)).into());
+    assert_eq!(standby.status().published, 100, "the other took over");
+    standby.shutdown().await;
+    sub.shutdown().await;
+}
+
 /// Whether a backend still holds a lock on the outbox table.
 async fn locked(store: &Store<Postgres>, prefix: &str) -> bool {
     let n: i64 = sqlx::query_scalar(

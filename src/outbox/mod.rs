@@ -217,6 +217,13 @@ pub(crate) mod backend {
             now_ms: i64,
         ) -> BoxFuture<'a, Result<bool, sqlx::Error>>;
 
+        /// Gives up the relay's lease, if the database has one (SQLite).
+        fn release<'a>(
+            pool: &'a Pool<Self>,
+            tables: &'a Tables,
+            relay: &'a str,
+        ) -> BoxFuture<'a, Result<(), sqlx::Error>>;
+
         /// A task that wakes the relay on each commit notification, if the
         /// database sends them; it ends when the pool closes.
         fn listen(

@@ -237,6 +237,14 @@ impl Ops for Postgres {
         })
     }
 
+    fn release<'a>(
+        _: &'a Pool<Self>,
+        _: &'a Tables,
+        _: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        boxed(async { Ok(()) })
+    }
+
     fn listen(
         pool: Pool<Self>,
         tables: Tables,

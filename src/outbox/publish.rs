@@ -26,6 +26,8 @@ pub struct Publishing {
     client: Client,
     concurrency: usize,
     pipeline: usize,
+    /// The relay's own id, for the lease.
+    pub(crate) relay: String,
 }
 
 impl Publishing {
@@ -35,6 +37,7 @@ impl Publishing {
             publisher,
             concurrency: concurrency.max(1),
             pipeline: pipeline.max(1),
+            relay: uuid::Uuid::new_v4().to_string(),
         }
     }
 

@@ -36,8 +36,10 @@ const EAGER: Duration = Duration::from_millis(1);
 ///   does).
 /// - Several relays on one PostgreSQL database share the rows: a key's
 ///   oldest pending row is locked by one relay at a time, so no row is
-///   published twice while they run and each key stays in order. On
-///   SQLite run one relay per database file.
+///   published twice while they run and each key stays in order. On a
+///   SQLite file one relay publishes at a time (a lease it renews each
+///   round); the others wait, and one takes over when it shuts down or
+///   has not renewed the lease for 60 s.
 #[must_use]
 pub struct Relay<DB: Backend> {
     store: Store<DB>,
@@ -217,6 +219,9 @@ impl<DB: Backend> Relay<DB> {
         }
         if let Some(listener) = listener {
             listener.abort();
+        }
+        if let Err(e) = DB::release(store.pool(), store.tables(), &publishing.relay).await {
+            debug!(error = %e, "the outbox relay could not give up its lease");
         }
     }
 }

@@ -97,6 +97,9 @@ impl Ops for Sqlite {
         publishing: &'a Publishing,
     ) -> BoxFuture<'a, Result<Published, sqlx::Error>> {
         boxed(async move {
+            if !lease(pool, tables, &publishing.relay).await? {
+                return Ok(Published::default());
+            }
             let sql = format!(
                 "SELECT id, event_id, ordering_key, event_type, version, payload, created_ms, address
                  FROM {} WHERE sent_ms IS NULL ORDER BY id LIMIT ?",
@@ -181,9 +184,45 @@ impl Ops for Sqlite {
         })
     }
 
+    fn release<'a>(
+        pool: &'a Pool<Self>,
+        tables: &'a Tables,
+        relay: &'a str,
+    ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
+        boxed(async move {
+            let sql = format!("DELETE FROM {} WHERE owner = ?", tables.lease());
+            sqlx::query(&sql).bind(relay).execute(pool).await.map(drop)
+        })
+    }
+
     fn listen(_: Pool<Self>, _: Tables, _: Arc<Notify>) -> Option<BoxFuture<'static, ()>> {
         None
     }
+}
+
+/// How long a relay's lease on a SQLite file lasts unless renewed; each
+/// round renews it. Longer than a round can take (a one-way request waits
+/// for its confirm up to the default deadline).
+const LEASE: i64 = 60_000;
+
+/// Takes or renews the lease that lets one relay at a time publish from
+/// the file: `true` if `relay` holds it now. Another relay takes over when
+/// the holder gives it up (shutdown) or stops renewing it ([`LEASE`]).
+async fn lease(pool: &Pool<Sqlite>, tables: &Tables, relay: &str) -> Result<bool, sqlx::Error> {
+    let now = now_ms();
+    let sql = format!(
+        "INSERT INTO {} (name, owner, expires_ms) VALUES ('relay', ?1, ?2)
+         ON CONFLICT (name) DO UPDATE SET owner = ?1, expires_ms = ?2
+         WHERE owner = ?1 OR expires_ms < ?3",
+        tables.lease()
+    );
+    let done = sqlx::query(&sql)
+        .bind(relay)
+        .bind(now + LEASE)
+        .bind(now)
+        .execute(pool)
+        .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Creates or upgrades the tables in the open transaction on `conn`.

@@ -64,6 +64,11 @@ impl Tables {
         self.name("inbox")
     }
 
+    /// The table of the relays' lease (SQLite).
+    pub(crate) fn lease(&self) -> String {
+        self.name("lease")
+    }
+
     /// The table recording the migrations applied.
     pub(crate) fn migrations(&self) -> String {
         self.name("migrations")
@@ -125,7 +130,19 @@ impl Tables {
             ],
             // One-way requests: the address they go to (an event has none);
             // their method is in `event_type`, their id in `event_id`.
-            2 => vec![format!("ALTER TABLE {outbox} ADD COLUMN address TEXT")],
+            // And the lease that lets one relay at a time publish from a
+            // SQLite file (PostgreSQL's relays share the work by row locks).
+            2 => vec![
+                format!("ALTER TABLE {outbox} ADD COLUMN address TEXT"),
+                format!(
+                    "CREATE TABLE IF NOT EXISTS {} (
+                        name TEXT PRIMARY KEY,
+                        owner TEXT NOT NULL,
+                        expires_ms BIGINT NOT NULL
+                    )",
+                    self.lease()
+                ),
+            ],
             _ => Vec::new(),
         }
     }
