@@ -3,7 +3,9 @@
 //! for a client certificate. A call works over it; an untrusted CA, a host
 //! name the certificate does not list, a missing client certificate and
 //! TLS files with a plain `amqp://` URL each fail at once with an error
-//! that says which.
+//! that says which. A server name given apart lets a client reach the
+//! broker by IP address; EXTERNAL logs in as the client certificate's
+//! common name.
 #![cfg(feature = "tls")]
 mod support;
 
@@ -91,7 +93,7 @@ fn certificates(dir: &Path) {
 struct Tls {
     dir: PathBuf,
     port: u16,
-    _broker: PrivateBroker,
+    broker: PrivateBroker,
 }
 
 impl Tls {
@@ -107,11 +109,7 @@ impl Tls {
                 ("WARREN_BROKER_TLS_CLIENT_CERT", "required".to_owned()),
             ])
             .await;
-        Self {
-            dir,
-            port,
-            _broker: broker,
-        }
+        Self { dir, port, broker }
     }
 
     fn file(&self, name: &str) -> PathBuf {
@@ -133,6 +131,26 @@ impl Tls {
     }
 }
 
+/// Serves an echo node on `conn` and calls it with `text` over `conn`.
+async fn echo_call(conn: &Connection, text: &str) {
+    let t = support::service_type("tls");
+    let node = Node::builder(t.clone())
+        .serve(conn, echo(&Hits::default()))
+        .await
+        .unwrap();
+    let reply = Client::new(conn)
+        .call(request(
+            Address::any(&t).unwrap(),
+            "Echo.say",
+            ContentType::Json,
+            &text,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.decode::<String>().unwrap(), text);
+    node.shutdown().await;
+}
+
 /// Connects, and says how long the failure took.
 async fn refused(cfg: Config) -> (Error, Duration) {
     let start = Instant::now();
@@ -148,22 +166,7 @@ async fn mutual_tls_with_a_private_ca_and_errors_that_say_which() {
     let tls = Tls::start().await;
 
     let conn = Connection::connect(tls.trusted()).await.unwrap();
-    let t = support::service_type("tls");
-    let node = Node::builder(t.clone())
-        .serve(&conn, echo(&Hits::default()))
-        .await
-        .unwrap();
-    let reply = Client::new(&conn)
-        .call(request(
-            Address::any(&t).unwrap(),
-            "Echo.say",
-            ContentType::Json,
-            &"over TLS",
-        ))
-        .await
-        .unwrap();
-    assert_eq!(reply.decode::<String>().unwrap(), "over TLS");
-    node.shutdown().await;
+    echo_call(&conn, "over TLS").await;
 
     let client = |cfg: Config| cfg.tls_client(tls.file("client.pem"), tls.file("client.key"));
     for (what, cfg, says) in [
@@ -200,6 +203,47 @@ async fn mutual_tls_with_a_private_ca_and_errors_that_say_which() {
         assert!(matches!(err, Error::Tls { .. }), "{what}: not Tls: {err}");
         assert!(err.to_string().contains(says), "{what}: {err}");
     }
+
+    // By IP address, with the name the certificate lists given apart.
+    let by_ip = client(tls.config("127.0.0.1").tls_ca(tls.file("ca.pem")))
+        .tls_server_name("localhost")
+        .unwrap();
+    let conn = Connection::connect(by_ip)
+        .await
+        .expect("the server name override");
+    echo_call(&conn, "by IP address").await;
+    assert!(matches!(
+        tls.trusted().tls_server_name("not a name!"),
+        Err(Error::Config(m)) if m.contains("not a name!")
+    ));
+
+    // EXTERNAL: the client certificate's common name (`client`) is the
+    // user; no password in the URL (EXTERNAL does not check the one the
+    // user has).
+    tls.broker.ctl(&["add_user", "client", "unused"]).await;
+    tls.broker
+        .ctl(&["set_permissions", "-p", "/", "client", ".*", ".*", ".*"])
+        .await;
+    let external = support::config()
+        .url(format!(
+            "amqps://localhost:{}/%2f?auth_mechanism=external",
+            tls.port
+        ))
+        .unwrap()
+        .tls_ca(tls.file("ca.pem"))
+        .tls_client(tls.file("client.pem"), tls.file("client.key"));
+    let conn = Connection::connect(external).await.expect("EXTERNAL login");
+    echo_call(&conn, "as the certificate's user").await;
+    let users = tls
+        .broker
+        .ctl(&["list_connections", "user", "auth_mechanism"])
+        .await;
+    assert!(
+        users
+            .lines()
+            .any(|l| l.split_whitespace().eq(["client", "EXTERNAL"])),
+        "a connection logged in as `client` by EXTERNAL: {users}"
+    );
 
     // TLS files with a plain URL, and a file that is not there.
     let plain = support::config().tls_ca(tls.file("ca.pem"));

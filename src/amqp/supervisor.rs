@@ -58,7 +58,20 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Con
         #[cfg(feature = "tls")]
         {
             let runtime = lapin::runtime::default_runtime()?;
-            lapin::Connection::connect_uri_with_config(uri, props, tls, runtime).await
+            match config.tls.server_name.clone() {
+                None => lapin::Connection::connect_uri_with_config(uri, props, tls, runtime).await,
+                // The connection goes to the URL's host; the certificate
+                // is checked against `name`.
+                Some(name) => {
+                    let connect = async move |uri: lapin::uri::AMQPUri, runtime| {
+                        let host = (uri.authority.host.as_str(), uri.authority.port);
+                        let addrs: Vec<_> = tokio::net::lookup_host(host).await?.collect();
+                        let stream = lapin::tcp::AsyncTcpStream::connect(&runtime, addrs).await?;
+                        Ok(stream.into_tls(&name, tls.as_ref()).await?)
+                    };
+                    lapin::Connection::connector(uri, runtime, connect, props).await
+                }
+            }
         }
         #[cfg(not(feature = "tls"))]
         unreachable!("TLS files are refused above without the tls feature")

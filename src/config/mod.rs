@@ -299,8 +299,13 @@ impl Config {
                     .into(),
             ));
         }
-        if cert.is_some() || ca.is_some() {
-            self.tls.setting = "WARREN_TLS_CA / WARREN_TLS_CERT / WARREN_TLS_KEY";
+        let server_name = lookup("WARREN_TLS_SERVER_NAME");
+        if cert.is_some() || ca.is_some() || server_name.is_some() {
+            self.tls.setting =
+                "WARREN_TLS_CA / WARREN_TLS_CERT / WARREN_TLS_KEY / WARREN_TLS_SERVER_NAME";
+        }
+        if let Some(name) = server_name {
+            self = self.tls_server_name(name)?;
         }
         if let (Some(cert), Some(key)) = (cert, key) {
             self = self.tls_client(cert, key);
@@ -414,6 +419,36 @@ impl Config {
     ) -> Self {
         (self.tls.cert, self.tls.key) = (Some(cert.into()), Some(key.into()));
         self
+    }
+
+    /// Checks the broker's certificate against `name` rather than the
+    /// URL's host: for a broker reached by IP address, or through a load
+    /// balancer or tunnel whose name its certificate does not list. The
+    /// connection still goes to the URL's host.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if `name` is not a DNS name or an IP address.
+    pub fn tls_server_name(mut self, name: impl Into<String>) -> Result<Self, Error> {
+        let name = name.into();
+        let dns = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.split('.').all(|label| {
+                    !label.is_empty()
+                        && label.len() <= 63
+                        && !label.starts_with('-')
+                        && !label.ends_with('-')
+                        && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                })
+        };
+        if name.parse::<std::net::IpAddr>().is_err() && !dns(&name) {
+            return Err(Error::Config(format!(
+                "{}: TLS server name `{name}` is neither a DNS name nor an IP address",
+                self.tls.setting
+            )));
+        }
+        self.tls.server_name = Some(name);
+        Ok(self)
     }
 
     /// Sets the broker URLs read from `setting`; empty items are skipped.
@@ -614,6 +649,17 @@ mod tests {
             "{err}"
         );
         assert!(!Config::default().tls.is_set());
+        let cfg = Config::default()
+            .with_env_from(env(&[("WARREN_TLS_SERVER_NAME", "rabbit.internal")]))
+            .unwrap();
+        assert_eq!(cfg.tls.server_name.as_deref(), Some("rabbit.internal"));
+        let err = Config::default()
+            .with_env_from(env(&[("WARREN_TLS_SERVER_NAME", "rabbit/internal")]))
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Config(m) if m.contains("WARREN_TLS_SERVER_NAME") && m.contains("rabbit/internal")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -12,8 +12,10 @@ use std::path::PathBuf;
 /// broker (mutual TLS). Read at each connection attempt, so a renewed
 /// certificate is picked up on the next reconnection. Set with
 /// [`Config::tls_ca`](crate::Config::tls_ca) and
-/// [`Config::tls_client`](crate::Config::tls_client), or `WARREN_TLS_CA`,
-/// `WARREN_TLS_CERT` and `WARREN_TLS_KEY`.
+/// [`Config::tls_client`](crate::Config::tls_client) and
+/// [`Config::tls_server_name`](crate::Config::tls_server_name), or
+/// `WARREN_TLS_CA`, `WARREN_TLS_CERT`, `WARREN_TLS_KEY` and
+/// `WARREN_TLS_SERVER_NAME`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TlsFiles {
@@ -24,6 +26,10 @@ pub struct TlsFiles {
     pub cert: Option<PathBuf>,
     /// PEM file of the client certificate's private key (PKCS#8).
     pub key: Option<PathBuf>,
+    /// The name the broker's certificate must be valid for, when it is not
+    /// the URL's host (connecting by IP address, or through a load
+    /// balancer or tunnel whose name the certificate does not list).
+    pub server_name: Option<String>,
     /// Where they were set, for the errors that name it.
     pub(crate) setting: &'static str,
 }
@@ -34,6 +40,7 @@ impl Default for TlsFiles {
             ca: None,
             cert: None,
             key: None,
+            server_name: None,
             setting: "Config::tls_ca / Config::tls_client",
         }
     }
@@ -50,7 +57,7 @@ impl TlsFiles {
     /// Whether any file is set.
     #[must_use]
     pub fn is_set(&self) -> bool {
-        self.ca.is_some() || self.cert.is_some() || self.key.is_some()
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some() || self.server_name.is_some()
     }
 
     /// Reads the files.

@@ -67,6 +67,7 @@ pub use envelope::{EventMeta, Format};
 pub use handler::{permanent, Delivery, Permanent};
 pub use inbox::{Inbox, MemoryInbox};
 pub use policy::{Overflow, QueueType};
+#[cfg(feature = "outbox")]
 pub(crate) use publisher::Outgoing;
 pub use publisher::{Publisher, Unroutable};
 pub use retry::RetryPolicy;

@@ -106,6 +106,7 @@ impl Publisher {
     }
 
     /// The connection it publishes on.
+    #[cfg(feature = "outbox")]
     pub(crate) fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -235,6 +236,7 @@ impl Publisher {
     /// not an error) and the error that stopped the rest, whose fate is
     /// then unknown: they are published again by the caller, with the same
     /// eventIds.
+    #[cfg(feature = "outbox")]
     pub(crate) async fn publish_in_order(&self, events: &[Outgoing]) -> (usize, Option<Error>) {
         let channel = match self.channel().await {
             Ok(channel) => channel,
