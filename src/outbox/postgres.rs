@@ -130,38 +130,30 @@ impl Ops for Postgres {
         boxed(async move {
             let outbox = tables.outbox();
             let mut tx = pool.begin().await?;
-            // The oldest pending row of each key, locked; a key whose
-            // oldest row another relay holds is skipped.
-            let heads: Vec<(i64, String)> = sqlx::query_as(&format!(
-                "SELECT id, ordering_key FROM {outbox}
-                 WHERE sent_ms IS NULL
-                   AND id IN (SELECT MIN(id) FROM {outbox} WHERE sent_ms IS NULL GROUP BY ordering_key)
-                 ORDER BY id LIMIT $1
-                 FOR UPDATE SKIP LOCKED"
+            // The oldest pending row of each key, locked (a key whose
+            // oldest row another relay holds is skipped), and the rows
+            // after it in its key: nobody else takes those while the
+            // first is locked. One statement, one round trip.
+            let rows = sqlx::query(&format!(
+                "WITH heads AS (
+                    SELECT id, ordering_key FROM {outbox}
+                    WHERE sent_ms IS NULL
+                      AND id IN (SELECT MIN(id) FROM {outbox} WHERE sent_ms IS NULL GROUP BY ordering_key)
+                    ORDER BY id LIMIT $1
+                    FOR UPDATE SKIP LOCKED)
+                 SELECT o.id, o.event_id, o.ordering_key, o.event_type, o.version, o.payload, o.created_ms, o.address
+                 FROM {outbox} o
+                 JOIN heads h ON o.ordering_key = h.ordering_key AND o.id >= h.id
+                 WHERE o.sent_ms IS NULL
+                 ORDER BY o.id LIMIT $1"
             ))
             .bind(batch)
             .fetch_all(&mut *tx)
             .await?;
-            if heads.is_empty() {
+            if rows.is_empty() {
                 tx.rollback().await?;
                 return Ok(Published::default());
             }
-            let (firsts, keys): (Vec<i64>, Vec<String>) = heads.into_iter().unzip();
-            // The locked rows and those after them in their keys: nobody
-            // else takes those while the first is locked.
-            let rows = sqlx::query(&format!(
-                "SELECT o.id, o.event_id, o.ordering_key, o.event_type, o.version, o.payload, o.created_ms, o.address
-                 FROM {outbox} o
-                 JOIN UNNEST($1::TEXT[], $2::BIGINT[]) AS h(k, first)
-                   ON o.ordering_key = h.k AND o.id >= h.first
-                 WHERE o.sent_ms IS NULL
-                 ORDER BY o.id LIMIT $3"
-            ))
-            .bind(&keys)
-            .bind(&firsts)
-            .bind(batch)
-            .fetch_all(&mut *tx)
-            .await?;
             let rows = rows.iter().map(row).collect::<Result<Vec<_>, _>>()?;
             let published = publishing.publish(rows).await;
             if !published.sent.is_empty() {
