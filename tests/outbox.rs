@@ -175,6 +175,38 @@ async fn commit_batches<DB: Backend>(store: &Store<DB>, ticket: &str, n: u32, pe
 /// Events of each of the four keys committed while the broker is down.
 const PER_KEY_DOWN: u32 = 2_500;
 
+/// Runs `child_commits` on the SQLite file `url` (5 events; uncommitted
+/// when `uncommitted` names the line it prints then) and kills it with
+/// SIGKILL once it said so: no clean shutdown, nothing flushed after.
+async fn kill_child_after(url: &str, uncommitted: Option<&str>) {
+    let mut child = Command::new(std::env::current_exe().unwrap());
+    child
+        .args(["--ignored", "--exact", "child_commits", "--nocapture"])
+        .env("OUTBOX_CHILD_DB", url)
+        .env("OUTBOX_CHILD_EVENTS", "5")
+        .stdout(Stdio::piped())
+        .stdin(Stdio::null());
+    if uncommitted.is_some() {
+        child.env("OUTBOX_CHILD_UNCOMMITTED", "1");
+    }
+    let mut child = child.spawn().expect("run the child");
+    let stdout = child.stdout.take().unwrap();
+    let line = uncommitted.unwrap_or("committed").to_owned();
+    let said = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l == line)
+    });
+    let said = tokio::time::timeout(Duration::from_secs(30), said)
+        .await
+        .expect("the child gets there within 30 s")
+        .unwrap();
+    assert!(said, "the child ended before it got there");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
 /// A rolled-back event is never published; committed ones once each, in
 /// order per key.
 async fn rolled_back_never_committed_once<DB: Backend>(store: &Store<DB>) {
@@ -445,6 +477,20 @@ async fn child_commits() {
         .parse()
         .unwrap();
     let store = Store::<Sqlite>::sqlite(&url).await.unwrap();
+    if std::env::var_os("OUTBOX_CHILD_UNCOMMITTED").is_some() {
+        // Added, never committed: the process dies first.
+        let outbox = Outbox::new(&store);
+        let mut tx = store.pool().begin().await.unwrap();
+        for seq in 1..=n {
+            let event = TicketChanged {
+                ticket: "u".into(),
+                seq,
+            };
+            outbox.add_keyed(&mut tx, "u", &event).await.unwrap();
+        }
+        println!("added");
+        std::future::pending::<()>().await;
+    }
     commit(&store, "k", 1..=n).await;
     println!("committed");
     std::future::pending::<()>().await;
@@ -453,29 +499,10 @@ async fn child_commits() {
 #[tokio::test]
 async fn events_committed_by_a_killed_process_are_published_by_the_next_relay() {
     let url = sqlite_url("killed");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "child_commits", "--nocapture"])
-        .env("OUTBOX_CHILD_DB", &url)
-        .env("OUTBOX_CHILD_EVENTS", "5")
-        .stdout(Stdio::piped())
-        .stdin(Stdio::null())
-        .spawn()
-        .expect("run the child");
-    let stdout = child.stdout.take().unwrap();
-    let said = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .any(|l| l == "committed")
-    });
-    let said = tokio::time::timeout(Duration::from_secs(30), said)
-        .await
-        .expect("the child commits within 30 s")
-        .unwrap();
-    assert!(said, "the child ended without committing");
-    // SIGKILL: no clean shutdown, nothing flushed by the child after this.
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // Killed before its commit: its events never existed.
+    kill_child_after(&url, Some("added")).await;
+    // Killed after its commit, before any relay ran.
+    kill_child_after(&url, None).await;
 
     let exchange = support::unique("events");
     let conn = support::connect(support::config().events_exchange(&exchange)).await;
