@@ -498,11 +498,14 @@ async fn pushes_reach_clients_on_another_postoffice_through_the_broker() {
         .await
         .is_err());
 
-    // Discovery: the frame and GET /services list the announced echo node.
-    one.office
-        .peers()
-        .wait_until(|p| p.iter().any(|p| p.service == s.echo))
-        .await;
+    // Discovery: the frame (asked of `two`) and GET /services (of `one`)
+    // list the announced echo node, once each has heard of it.
+    for office in [&one.office, &two.office] {
+        office
+            .peers()
+            .wait_until(|p| p.iter().any(|p| p.service == s.echo))
+            .await;
+    }
     let r = call(&mut bob2, json!({"services": s.echo.to_string(), "id": 9})).await;
     assert_eq!(r["id"], 9);
     assert_eq!(r["services"][0]["id"], s.nodes[0].id().to_string());
