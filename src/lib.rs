@@ -105,6 +105,9 @@ mod message;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod node;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 #[cfg(feature = "outbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox;
@@ -116,6 +119,7 @@ mod redact;
 mod serve;
 mod stats;
 mod status;
+mod tracecontext;
 
 pub use address::{check_method, Address, NameError, Peer, ServiceId, ServiceType, MAX_NAME_LEN};
 pub use amqp::{Client, Connection, ConnectionState};
@@ -131,6 +135,7 @@ pub use redact::RedactSecrets;
 pub use serve::{Serve, ServeLayer, PANIC_MESSAGE};
 pub use stats::{QueueKind, QueueStat, QueueStats};
 pub use status::{Code, Status};
+pub use tracecontext::{BadTraceparent, SpanId, TraceContext, TraceId, TRACEPARENT};
 
 #[doc = include_str!("../docs/MACRO.md")]
 pub use warren_macros::service;

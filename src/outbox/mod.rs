@@ -116,6 +116,8 @@ pub(crate) mod backend {
         pub payload: String,
         /// When it was added (ms since the epoch).
         pub created_ms: i64,
+        /// The trace it was added in, if any.
+        pub traceparent: Option<String>,
     }
 
     /// An outbox row as read from `r`.
@@ -125,6 +127,7 @@ pub(crate) mod backend {
         for<'a> &'a str: sqlx::ColumnIndex<R>,
         i64: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<String>: for<'r> sqlx::Decode<'r, R::Database>,
     {
         Ok(Row {
             id: r.try_get("id")?,
@@ -134,6 +137,7 @@ pub(crate) mod backend {
             version: r.try_get("version")?,
             payload: r.try_get("payload")?,
             created_ms: r.try_get("created_ms")?,
+            traceparent: r.try_get("traceparent")?,
         })
     }
 
@@ -152,6 +156,8 @@ pub(crate) mod backend {
         pub payload: String,
         /// Now (ms since the epoch).
         pub created_ms: i64,
+        /// The trace it is added in (`traceparent`), published with it.
+        pub traceparent: Option<String>,
     }
 
     /// The statements of one database.
@@ -544,6 +550,7 @@ impl<DB: Backend> Outbox<DB> {
             version: i64::from(version),
             payload,
             created_ms: tables::now_ms(),
+            traceparent: crate::tracecontext::outgoing(),
         };
         DB::insert(&mut **tx, self.store.tables(), &row)
             .await

@@ -101,9 +101,9 @@ impl Ops for Postgres {
             // never if it rolls back.
             let sql = format!(
                 "WITH added AS (
-                    INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms)
-                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING id)
-                 SELECT pg_notify($7, '') FROM added",
+                    INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms, traceparent)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id)
+                 SELECT pg_notify($8, '') FROM added",
                 tables.outbox()
             );
             sqlx::query(&sql)
@@ -113,6 +113,7 @@ impl Ops for Postgres {
                 .bind(row.version)
                 .bind(&row.payload)
                 .bind(row.created_ms)
+                .bind(&row.traceparent)
                 .bind(tables.channel())
                 .execute(conn)
                 .await
@@ -149,7 +150,7 @@ impl Ops for Postgres {
             // The locked rows and those after them in their keys: nobody
             // else takes those while the first is locked.
             let rows = sqlx::query(&format!(
-                "SELECT o.id, o.event_id, o.ordering_key, o.event_type, o.version, o.payload, o.created_ms
+                "SELECT o.id, o.event_id, o.ordering_key, o.event_type, o.version, o.payload, o.created_ms, o.traceparent
                  FROM {outbox} o
                  JOIN UNNEST($1::TEXT[], $2::BIGINT[]) AS h(k, first)
                    ON o.ordering_key = h.k AND o.id >= h.first

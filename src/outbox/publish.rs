@@ -86,6 +86,7 @@ impl Publishing {
                 &row.event_type,
                 version,
                 time_of(row.created_ms),
+                row.traceparent.as_deref(),
                 &payload,
             )
             .await

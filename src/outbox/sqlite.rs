@@ -72,8 +72,8 @@ impl Ops for Sqlite {
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         boxed(async move {
             let sql = format!(
-                "INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms)
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms, traceparent)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
                 tables.outbox()
             );
             sqlx::query(&sql)
@@ -83,6 +83,7 @@ impl Ops for Sqlite {
                 .bind(row.version)
                 .bind(&row.payload)
                 .bind(row.created_ms)
+                .bind(&row.traceparent)
                 .execute(conn)
                 .await
                 .map(drop)
@@ -97,7 +98,7 @@ impl Ops for Sqlite {
     ) -> BoxFuture<'a, Result<Published, sqlx::Error>> {
         boxed(async move {
             let sql = format!(
-                "SELECT id, event_id, ordering_key, event_type, version, payload, created_ms
+                "SELECT id, event_id, ordering_key, event_type, version, payload, created_ms, traceparent
                  FROM {} WHERE sent_ms IS NULL ORDER BY id LIMIT ?",
                 tables.outbox()
             );

@@ -5,7 +5,7 @@ use crate::error::Error;
 
 /// The schema version this build writes and reads; a database at a higher
 /// one is refused ([`Error::SchemaMismatch`]).
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// The names of one store's tables.
 #[derive(Clone, Debug)]
@@ -123,6 +123,9 @@ impl Tables {
                     bare("inbox_handled")
                 ),
             ],
+            // The trace each event was added in, so that the relay
+            // publishes it in that trace.
+            2 => vec![format!("ALTER TABLE {outbox} ADD COLUMN traceparent TEXT")],
             _ => Vec::new(),
         }
     }
