@@ -30,7 +30,7 @@
 //! [`opentelemetry_sdk`], [`tracing_opentelemetry`]) so that your versions
 //! match warren's.
 
-use crate::tracecontext::{format_traceparent, SpanId, TraceContext, TraceId};
+use crate::tracecontext::{SpanId, TraceContext, TraceId};
 use opentelemetry::trace::{
     SpanContext, TraceContextExt, TraceFlags, TraceState, TracerProvider as _,
 };
@@ -163,12 +163,24 @@ fn ids(sc: &SpanContext) -> (TraceId, SpanId, bool) {
     )
 }
 
-/// The current span's `traceparent`, when an OpenTelemetry layer gave it
-/// one.
-pub(crate) fn current_traceparent() -> Option<String> {
-    let sc = span_context(&Span::current())?;
-    let (trace_id, span_id, sampled) = ids(&sc);
-    Some(format_traceparent(trace_id, span_id, sampled))
+/// The current span's ids, when an OpenTelemetry layer gave it some.
+pub(crate) fn current_ids() -> Option<(TraceId, SpanId, bool)> {
+    span_context(&Span::current()).map(|sc| ids(&sc))
+}
+
+/// Makes `span` (a call's) a child of the current [`Context`]'s span when
+/// the current exported span is not in that trace: code that started a
+/// trace with [`Context::with_trace`] outside any exported span.
+///
+/// [`Context`]: crate::Context
+/// [`Context::with_trace`]: crate::Context::with_trace
+pub(crate) fn follow_context(span: &Span) {
+    if span.is_disabled() {
+        return;
+    }
+    if let Some(trace) = crate::context::current_trace() {
+        set_remote_parent(span, &trace.child());
+    }
 }
 
 /// Makes `span` a child of the remote span named by `traceparent`, unless

@@ -155,6 +155,16 @@ impl TraceContext {
         self.sampled
     }
 
+    /// A span of this trace started from this one.
+    #[cfg_attr(not(feature = "otel"), allow(dead_code))]
+    pub(crate) fn child(&self) -> Self {
+        Self {
+            span_id: SpanId::random(),
+            parent_id: Some(self.span_id),
+            ..*self
+        }
+    }
+
     /// The same work under other ids: what an exporter assigned.
     #[cfg_attr(not(feature = "otel"), allow(dead_code))]
     pub(crate) fn with_ids(self, trace_id: TraceId, span_id: SpanId, sampled: bool) -> Self {
@@ -208,11 +218,24 @@ fn parse(s: &str) -> Option<(TraceId, SpanId, bool)> {
 /// installed), else the current [`Context`](crate::Context)'s trace, else
 /// none, and then nothing is allocated.
 pub(crate) fn outgoing() -> Option<String> {
+    let current = crate::context::current_trace();
     #[cfg(feature = "otel")]
-    if let Some(tp) = crate::otel::current_traceparent() {
-        return Some(tp);
+    if let Some((trace_id, span_id, sampled)) = crate::otel::current_ids() {
+        if current.is_none_or(|t| t.trace_id() == trace_id) {
+            return Some(format_traceparent(trace_id, span_id, sampled));
+        }
     }
-    crate::context::current_trace().map(|t| t.traceparent())
+    current.map(|t| t.traceparent())
+}
+
+/// With the `otel` feature, makes a call's `span` a child of the current
+/// [`Context`](crate::Context)'s span if the exported span is not in its
+/// trace yet.
+pub(crate) fn follow_context(span: &tracing::Span) {
+    #[cfg(feature = "otel")]
+    crate::otel::follow_context(span);
+    #[cfg(not(feature = "otel"))]
+    let _ = span;
 }
 
 /// Starts a span's trace context: the one received (`traceparent`), or a
