@@ -99,6 +99,7 @@ pub mod health;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod layer;
+mod layout;
 mod local;
 mod message;
 #[cfg(feature = "metrics")]
@@ -128,6 +129,7 @@ pub use config::{Backoff, BrokerUrl, Config, TlsFiles, UrlOrder, WhenDisconnecte
 pub use context::Context;
 pub use error::{Cause, Error};
 pub use headers::Headers;
+pub use layout::{BindingLayout, ExchangeLayout, Layout, QueueLayout};
 pub use local::Local;
 pub use message::{Delivery, Gather, Request, Response, Transport};
 pub use node::{NamedService, Node, NodeBuilder};

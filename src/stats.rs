@@ -80,12 +80,12 @@ impl QueueStats {
         service: &ServiceType,
         instances: &[ServiceId],
     ) -> Result<Vec<QueueStat>, Error> {
-        let mut queues = vec![(service.to_string(), QueueKind::Work)];
-        queues.extend(
-            instances
-                .iter()
-                .map(|id| (format!("{service}-{id}"), QueueKind::Instance)),
-        );
+        let layout = crate::Layout::service(self.conn.config(), service, instances);
+        let queues = layout
+            .queues
+            .into_iter()
+            .map(|q| (q.name, q.kind))
+            .collect();
         self.read(queues).await
     }
 
@@ -99,17 +99,12 @@ impl QueueStats {
         service: &str,
         retry: &RetryPolicy,
     ) -> Result<Vec<QueueStat>, Error> {
-        let mut queues = vec![(crate::events::service_queue(service), QueueKind::Events)];
-        queues.extend(
-            retry
-                .delay_queues()
-                .into_iter()
-                .map(|d| (crate::events::delay_queue(service, d), QueueKind::Retry)),
-        );
-        queues.push((
-            crate::events::dead_letter_queue(service),
-            QueueKind::DeadLetter,
-        ));
+        let layout = crate::Layout::events(self.conn.config(), service, &[], retry);
+        let queues = layout
+            .queues
+            .into_iter()
+            .map(|q| (q.name, q.kind))
+            .collect();
         self.read(queues).await
     }
 

@@ -331,14 +331,7 @@ impl Subscription {
             prefetch,
             concurrency: self.concurrency.unwrap_or(usize::from(prefetch)),
             grace: self.grace,
-            policy: Policy {
-                queue_type: self
-                    .policy
-                    .queue_type
-                    .or((conn.config().queue_type == QueueType::Quorum)
-                        .then_some(QueueType::Quorum)),
-                ..self.policy
-            },
+            policy: self.policy.under(conn.config()),
         });
         let (stop, stopped) = watch::channel(false);
         let (ready, is_ready) = oneshot::channel();

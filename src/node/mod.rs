@@ -134,7 +134,7 @@ impl Node {
             service,
             id: ServiceId::random(),
             concurrency: None,
-            queue_expires: Duration::from_secs(300),
+            queue_expires: topology::DEFAULT_QUEUE_EXPIRES,
             dead_letter_exchange: None,
             shutdown_grace: Duration::from_secs(10),
             methods: Vec::new(),
