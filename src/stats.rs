@@ -28,6 +28,20 @@ pub enum QueueKind {
     DeadLetter,
 }
 
+impl QueueKind {
+    /// Its name in JSON and in metric labels.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Instance => "instance",
+            Self::Work => "work",
+            Self::Events => "events",
+            Self::Retry => "retry",
+            Self::DeadLetter => "dead_letter",
+        }
+    }
+}
+
 /// One queue, as the broker saw it at the moment of asking.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -108,7 +122,10 @@ impl QueueStats {
         self.read(queues).await
     }
 
-    async fn read(&self, queues: Vec<(String, QueueKind)>) -> Result<Vec<QueueStat>, Error> {
+    pub(crate) async fn read(
+        &self,
+        queues: Vec<(String, QueueKind)>,
+    ) -> Result<Vec<QueueStat>, Error> {
         let link = crate::events::link(&self.conn).await?;
         let open = || async {
             link.conn

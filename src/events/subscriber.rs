@@ -316,6 +316,11 @@ impl Subscription {
             )));
         }
         let prefetch = self.prefetch.unwrap_or(conn.config().prefetch).max(1);
+        let queues = super::layout(conn.config(), &self.service, &[], &self.retry)
+            .queues
+            .into_iter()
+            .map(|q| (q.name, q.kind))
+            .collect();
         let shared = Arc::new(Shared {
             exchange: self
                 .exchange
@@ -338,6 +343,7 @@ impl Subscription {
         let task = tokio::spawn(runner::run(shared, conn.clone(), stopped, Some(ready)));
         match is_ready.await {
             Ok(Ok(())) => Ok(Subscriber {
+                _queue_gauges: crate::record::queues(conn, queues),
                 service: self.service,
                 stop: Some(stop),
                 task: Some(task),
@@ -355,6 +361,8 @@ pub struct Subscriber {
     service: String,
     stop: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<()>>,
+    /// Its queues' gauges, read while it runs.
+    _queue_gauges: crate::record::QueueGauges,
 }
 
 impl Subscriber {
