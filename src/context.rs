@@ -2,12 +2,14 @@
 //!
 //! Servers run each handler inside [`Context::scope`]; code in the handler
 //! reads it with [`Context::current`]. Calls a handler makes inherit the
-//! remaining deadline and the `traceparent` automatically, so a deadline set
-//! by the first caller holds across every hop.
+//! remaining deadline and the trace automatically, so a deadline set by the
+//! first caller holds across every hop, and every hop is a span of one
+//! trace ([`TraceContext`]).
 
 use crate::address::Peer;
 use crate::headers::Headers;
 use crate::message::Request;
+use crate::tracecontext::{TraceContext, TRACEPARENT};
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -29,6 +31,10 @@ pub struct Context {
     pub headers: Headers,
     /// The request's message id.
     pub message_id: Option<String>,
+    /// The trace this work belongs to and its span (the parent being the
+    /// sender's, from the request's `traceparent`); `None` when the
+    /// request carried none and nothing started a trace.
+    pub trace: Option<TraceContext>,
 }
 
 impl Context {
@@ -41,7 +47,20 @@ impl Context {
             method: request.method.clone(),
             headers: request.headers.clone(),
             message_id: request.message_id.clone(),
+            trace: request
+                .headers
+                .get(TRACEPARENT)
+                .and_then(|tp| TraceContext::child_of(tp).ok()),
         }
+    }
+
+    /// This context in trace `trace`: run code in [`Context::scope`] of
+    /// `Context::default().with_trace(TraceContext::new_root())` to start
+    /// a trace its calls and events carry on.
+    #[must_use]
+    pub fn with_trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
+        self
     }
 
     /// The context of the call being served by the current task, if any.
@@ -63,7 +82,9 @@ impl Context {
     }
 
     /// Applies the current context (if any) to an outgoing request: the
-    /// earlier of the two deadlines wins and `traceparent` is carried on.
+    /// earlier of the two deadlines wins, and the request carries the
+    /// current trace on (a `traceparent` naming the sending span) unless
+    /// it has one of its own.
     pub fn propagate(request: &mut Request) {
         let _ = CURRENT.try_with(|ctx| {
             if let Some(inherited) = ctx.deadline {
@@ -72,13 +93,18 @@ impl Context {
                     None => inherited,
                 });
             }
-            if request.headers.get("traceparent").is_none() {
-                if let Some(tp) = ctx.headers.get("traceparent") {
-                    request.headers.insert("traceparent", tp);
-                }
-            }
         });
+        if request.headers.get(TRACEPARENT).is_none() {
+            if let Some(tp) = crate::tracecontext::outgoing() {
+                request.headers.insert(TRACEPARENT, tp);
+            }
+        }
     }
+}
+
+/// The trace of the work the current task runs, if any.
+pub(crate) fn current_trace() -> Option<TraceContext> {
+    CURRENT.try_with(|ctx| ctx.trace).ok().flatten()
 }
 
 #[cfg(test)]
@@ -87,19 +113,29 @@ mod tests {
     use crate::{Address, ContentType};
 
     #[tokio::test]
-    async fn deadlines_and_traceparent_propagate() {
+    async fn deadlines_and_traces_propagate() {
         let outer = Instant::now() + Duration::from_secs(2);
-        let ctx = Context {
-            deadline: Some(outer),
-            headers: [("traceparent", "00-abc-def-01")].into_iter().collect(),
-            ..Context::default()
-        };
+        let received = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let incoming = Request::new(Address::all(), "m", ContentType::Json, "")
+            .unwrap()
+            .with_header(TRACEPARENT, received);
+        let mut ctx = Context::from_request(&incoming);
+        ctx.deadline = Some(outer);
+        let trace = ctx.trace.expect("the request's traceparent is read");
+        assert_eq!(trace.parent_id().unwrap().to_string(), "00f067aa0ba902b7");
         let mut req = Request::new(Address::all(), "m", ContentType::Json, "")
             .unwrap()
             .with_timeout(Duration::from_secs(60));
         ctx.scope(async { Context::propagate(&mut req) }).await;
         assert_eq!(req.deadline, Some(outer));
-        assert_eq!(req.headers.get("traceparent"), Some("00-abc-def-01"));
+        assert_eq!(
+            req.headers.get(TRACEPARENT),
+            Some(trace.traceparent().as_str())
+        );
         assert!(Context::current().is_none());
+
+        let mut untraced = Request::new(Address::all(), "m", ContentType::Json, "").unwrap();
+        Context::propagate(&mut untraced);
+        assert_eq!(untraced.headers.get(TRACEPARENT), None);
     }
 }

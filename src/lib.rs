@@ -99,12 +99,16 @@ pub mod health;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod layer;
+mod layout;
 mod local;
 mod message;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod node;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 #[cfg(feature = "outbox")]
 #[cfg_attr(docsrs, doc(cfg(feature = "outbox")))]
 pub mod outbox;
@@ -116,6 +120,7 @@ mod redact;
 mod serve;
 mod stats;
 mod status;
+mod tracecontext;
 
 pub use address::{check_method, Address, NameError, Peer, ServiceId, ServiceType, MAX_NAME_LEN};
 pub use amqp::{Client, Connection, ConnectionState};
@@ -124,6 +129,7 @@ pub use config::{Backoff, BrokerUrl, Config, TlsFiles, UrlOrder, WhenDisconnecte
 pub use context::Context;
 pub use error::{Cause, Error};
 pub use headers::Headers;
+pub use layout::{BindingLayout, ExchangeLayout, Layout, QueueLayout};
 pub use local::Local;
 pub use message::{Delivery, Gather, Request, Response, Transport};
 pub use node::{NamedService, Node, NodeBuilder};
@@ -131,6 +137,7 @@ pub use redact::RedactSecrets;
 pub use serve::{Serve, ServeLayer, PANIC_MESSAGE};
 pub use stats::{QueueKind, QueueStat, QueueStats};
 pub use status::{Code, Status};
+pub use tracecontext::{BadTraceparent, SpanId, TraceContext, TraceId, TRACEPARENT};
 
 #[doc = include_str!("../docs/MACRO.md")]
 pub use warren_macros::service;

@@ -167,3 +167,26 @@ fn watched() -> &'static crate::metrics::Watched {
 fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
+
+/// Keeps the queue gauges of an owner's queues read while it lives.
+#[derive(Debug)]
+pub(crate) struct QueueGauges {
+    #[cfg(feature = "metrics")]
+    _alive: std::sync::Arc<()>,
+}
+
+/// The queues of a node or subscription, for the queue gauges.
+#[cfg_attr(not(feature = "metrics"), allow(clippy::needless_pass_by_value))]
+pub(crate) fn queues(
+    conn: &crate::Connection,
+    queues: Vec<(String, crate::QueueKind)>,
+) -> QueueGauges {
+    #[cfg(feature = "metrics")]
+    {
+        let alive = std::sync::Arc::new(());
+        crate::metrics::watch_queues(conn.clone(), queues, std::sync::Arc::downgrade(&alive));
+        QueueGauges { _alive: alive }
+    }
+    #[cfg(not(feature = "metrics"))]
+    QueueGauges {}
+}

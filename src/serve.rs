@@ -5,7 +5,8 @@
 //! a handler sees the same [`Context`], is cut off at the same deadline and
 //! fails with the same statuses whichever way the request came:
 //!
-//! - the handler runs inside the request's [`Context`] ([`Context::current`]);
+//! - the handler runs inside the request's [`Context`] ([`Context::current`]),
+//!   in a `warren.handle` span of the trace its `traceparent` names;
 //! - when the request's deadline passes first, the handler is dropped and
 //!   the reply is `deadline_exceeded`;
 //! - a panic is caught and answered `internal` with the message
@@ -27,6 +28,7 @@ use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::task::{Context as TaskContext, Poll};
 use tower::{Layer, Service, ServiceExt};
+use tracing::Instrument as _;
 
 /// A node's handler, whichever transport feeds it: every request goes
 /// through it.
@@ -43,10 +45,12 @@ where
 {
     let ct = request.content_type;
     let deadline = request.deadline;
-    let ctx = Context::from_request(&request);
+    let mut ctx = Context::from_request(&request);
+    let span = tracing::info_span!("warren.handle", method = %ctx.method);
+    ctx.trace = crate::tracecontext::adopt(ctx.trace, &span);
     let method = ctx.method.clone();
     let handling = crate::record::Handling::start(&method);
-    let work = ctx.scope(handler.oneshot(request));
+    let work = ctx.scope(handler.oneshot(request)).instrument(span);
     let work = AssertUnwindSafe(work).catch_unwind();
     let result = match deadline {
         Some(at) => tokio::time::timeout_at(at.into(), work).await.ok(),

@@ -28,6 +28,20 @@ pub enum QueueKind {
     DeadLetter,
 }
 
+impl QueueKind {
+    /// Its name in JSON and in metric labels.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Instance => "instance",
+            Self::Work => "work",
+            Self::Events => "events",
+            Self::Retry => "retry",
+            Self::DeadLetter => "dead_letter",
+        }
+    }
+}
+
 /// One queue, as the broker saw it at the moment of asking.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
@@ -80,12 +94,12 @@ impl QueueStats {
         service: &ServiceType,
         instances: &[ServiceId],
     ) -> Result<Vec<QueueStat>, Error> {
-        let mut queues = vec![(service.to_string(), QueueKind::Work)];
-        queues.extend(
-            instances
-                .iter()
-                .map(|id| (format!("{service}-{id}"), QueueKind::Instance)),
-        );
+        let layout = crate::Layout::service(self.conn.config(), service, instances);
+        let queues = layout
+            .queues
+            .into_iter()
+            .map(|q| (q.name, q.kind))
+            .collect();
         self.read(queues).await
     }
 
@@ -99,21 +113,19 @@ impl QueueStats {
         service: &str,
         retry: &RetryPolicy,
     ) -> Result<Vec<QueueStat>, Error> {
-        let mut queues = vec![(crate::events::service_queue(service), QueueKind::Events)];
-        queues.extend(
-            retry
-                .delay_queues()
-                .into_iter()
-                .map(|d| (crate::events::delay_queue(service, d), QueueKind::Retry)),
-        );
-        queues.push((
-            crate::events::dead_letter_queue(service),
-            QueueKind::DeadLetter,
-        ));
+        let layout = crate::Layout::events(self.conn.config(), service, &[], retry);
+        let queues = layout
+            .queues
+            .into_iter()
+            .map(|q| (q.name, q.kind))
+            .collect();
         self.read(queues).await
     }
 
-    async fn read(&self, queues: Vec<(String, QueueKind)>) -> Result<Vec<QueueStat>, Error> {
+    pub(crate) async fn read(
+        &self,
+        queues: Vec<(String, QueueKind)>,
+    ) -> Result<Vec<QueueStat>, Error> {
         let link = crate::events::link(&self.conn).await?;
         let open = || async {
             link.conn

@@ -311,3 +311,121 @@ fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// `warren topology` lists what a node and a subscription declare: each
+/// queue declared again with the listed durability and arguments is taken
+/// by the broker (other arguments would be refused), and it has the
+/// consumer the node or subscription put on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topology_lists_what_is_declared() {
+    use lapin::options::QueueDeclareOptions;
+    use lapin::types::{AMQPValue, FieldTable};
+    let cfg = events_config();
+    let conn = support::connect(cfg.clone()).await;
+    let t = support::service_type("cli-topo");
+    let node = Node::builder(t.clone())
+        .serve(&conn, echo(&Hits::default()))
+        .await
+        .unwrap();
+    let pattern = "topology.*".to_owned();
+    let sub = Subscription::new(t.as_str())
+        .on_pattern(
+            &pattern,
+            service_fn(|_: Delivery<Value>| async { Ok::<_, std::io::Error>(()) }),
+        )
+        .start(&conn)
+        .await
+        .unwrap();
+    let w = Warren::new(&cfg);
+    let id = node.id().to_string();
+    let out = w
+        .ok(&[
+            "--json",
+            "topology",
+            t.as_str(),
+            "--instance",
+            &id,
+            "--binding",
+            &pattern,
+        ])
+        .await;
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let exchanges: Vec<&str> = v["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        exchanges,
+        [cfg.exchange.as_str(), cfg.events_exchange.as_str()]
+    );
+    let keys: Vec<(&str, &str)> = v["bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| (b["queue"].as_str().unwrap(), b["key"].as_str().unwrap()))
+        .collect();
+    let instance = format!("{t}-{id}");
+    let events_queue = format!("{t}.q");
+    assert!(
+        keys.contains(&(instance.as_str(), format!("message.{id}").as_str())),
+        "{v}"
+    );
+    assert!(keys.contains(&(instance.as_str(), "message.all")), "{v}");
+    assert!(
+        keys.contains(&(events_queue.as_str(), pattern.as_str())),
+        "{v}"
+    );
+
+    let raw = support::raw::Raw::open().await;
+    for q in v["queues"].as_array().unwrap() {
+        let name = q["name"].as_str().unwrap();
+        let mut args = FieldTable::default();
+        for (k, value) in q["arguments"].as_object().unwrap() {
+            let value = value.as_str().unwrap();
+            let value = match value.parse::<i64>() {
+                Ok(n) => AMQPValue::LongLongInt(n),
+                Err(_) => AMQPValue::LongString(value.into()),
+            };
+            args.insert(k.as_str().into(), value);
+        }
+        let options = QueueDeclareOptions {
+            durable: q["durable"].as_bool().unwrap(),
+            ..QueueDeclareOptions::default()
+        };
+        let declared = raw
+            .channel
+            .queue_declare(name.into(), options, args)
+            .await
+            .unwrap_or_else(|e| panic!("{name} as listed: {e}"));
+        let consumers = match q["kind"].as_str().unwrap() {
+            "work" | "instance" | "events" => 1,
+            _ => 0,
+        };
+        assert_eq!(declared.consumer_count(), consumers, "{name}");
+    }
+    let kinds: Vec<&str> = v["queues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|q| q["kind"].as_str())
+        .collect();
+    assert_eq!(kinds[..3], ["work", "instance", "events"], "{v}");
+    assert_eq!(kinds.last(), Some(&"dead_letter"));
+
+    // Without a broker too: it is read from the configuration alone.
+    let offline = Warren {
+        env: vec![
+            ("WARREN_AMQP_URL", "amqp://127.0.0.1:1/%2f".to_owned()),
+            ("WARREN_EXCHANGE", cfg.exchange.clone()),
+        ],
+    };
+    let out = offline.ok(&["topology", t.as_str()]).await;
+    assert!(out.contains(&format!("  {t} ")), "{out}");
+    offline.fails(&["topology", "Bad Name"], 2).await;
+
+    sub.shutdown().await;
+    node.shutdown().await;
+    conn.close();
+}

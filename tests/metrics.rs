@@ -77,6 +77,8 @@ fn histogram_count(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scraped_during_a_workload() {
+    // Queue gauges read every 50 ms (15 s by default).
+    warren::metrics::set_queue_refresh(Duration::from_millis(50));
     let cfg = support::config().events_exchange(support::unique("metrics-ev"));
     let conn = support::connect(cfg).await;
     let t = support::service_type("metrics");
@@ -258,8 +260,42 @@ async fn scraped_during_a_workload() {
     assert_eq!(value(&s, "warren_events_retried_total", &ty), 1.0);
     assert_eq!(value(&s, "warren_events_dead_lettered_total", &ty), 1.0);
 
+    // Queue depths and consumers of the queues this process consumes,
+    // read by passive declares: the dead-lettered event waits in the DLQ.
+    let dlq = format!("{events}.dlq");
+    let dead = [("queue", dlq.as_str()), ("kind", "dead_letter")];
+    for _ in 0..100 {
+        if value(&s, "warren_queue_messages", &dead) >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        s = scrape(&url).await;
+    }
+    assert_eq!(value(&s, "warren_queue_messages", &dead), 1.0);
+    assert_eq!(value(&s, "warren_queue_consumers", &dead), 0.0);
+    let events_q = format!("{events}.q");
+    let consumers = |queue: &str, kind: &str| {
+        value(
+            &s,
+            "warren_queue_consumers",
+            &[("queue", queue), ("kind", kind)],
+        )
+    };
+    assert_eq!(consumers(&events_q, "events"), 1.0);
+    assert_eq!(consumers(t.as_str(), "work"), 1.0);
+    assert_eq!(consumers(&format!("{t}-{}", node.id()), "instance"), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            "warren_queue_messages",
+            &[("queue", events_q.as_str()), ("kind", "events")]
+        ),
+        0.0
+    );
+
     // Every family says what it means.
     for family in [
+        "warren_queue_messages",
         "warren_client_calls",
         "warren_server_request_duration_seconds",
         "warren_connections",
@@ -278,7 +314,22 @@ async fn scraped_during_a_workload() {
         20.0
     );
 
+    // A stopped subscription's queues leave the gauges.
     sub.shutdown().await;
+    let mut gone = false;
+    for _ in 0..100 {
+        let s = scrape(&url).await;
+        if !s
+            .samples
+            .iter()
+            .any(|x| x.labels.get("queue") == Some(dlq.as_str()))
+        {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(gone, "the stopped subscription's queues are still shown");
     node.shutdown().await;
     server.shutdown().await;
     conn.close();

@@ -75,8 +75,26 @@ pub use subscriber::{Subscriber, Subscription};
 pub use tail::{Tail, Tailed};
 
 pub(crate) use publisher::link;
-pub(crate) use retry::delay_queue;
-pub(crate) use topology::{dead_letter_queue, service_queue};
+
+/// The exchange, queues and bindings of a subscription of `service` bound
+/// with `bindings`, retrying with `retry`, under its default policies.
+pub(crate) fn layout(
+    config: &crate::Config,
+    service: &str,
+    bindings: &[String],
+    retry: &RetryPolicy,
+) -> crate::Layout {
+    let policy = policy::Policy::default().under(config);
+    let delays = retry.delay_queues();
+    topology::Queues {
+        exchange: &config.events_exchange,
+        service,
+        bindings,
+        delays: &delays,
+        policy: &policy,
+    }
+    .layout()
+}
 
 use serde::{de::DeserializeOwned, Serialize};
 

@@ -95,6 +95,17 @@ pub(crate) fn millis(d: Duration) -> AMQPValue {
 }
 
 impl Policy {
+    /// These policies on a connection with `config`: an unset queue type
+    /// is quorum when [`Config::queue_type`](crate::Config::queue_type) is.
+    pub(crate) fn under(self, config: &crate::Config) -> Self {
+        Self {
+            queue_type: self
+                .queue_type
+                .or((config.queue_type == QueueType::Quorum).then_some(QueueType::Quorum)),
+            ..self
+        }
+    }
+
     /// Adds the queue type to the arguments of any of the subscription's
     /// queues.
     fn typed(&self, args: &mut FieldTable) {

@@ -10,9 +10,10 @@ use crate::amqp::wire::PERSISTENT;
 use crate::codec::ContentType;
 use crate::config::WhenDisconnected;
 use crate::error::Error;
+use crate::tracecontext::TRACEPARENT;
 use crate::Connection;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::types::ShortString;
+use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel};
 use serde::Serialize;
 use std::collections::HashSet;
@@ -177,23 +178,34 @@ impl Publisher {
     ) -> Result<String, Error> {
         check_event(event_type, version)?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.publish_with_id(&id, event_type, version, SystemTime::now(), payload)
-            .await?;
+        let traceparent = crate::tracecontext::outgoing();
+        let at = SystemTime::now();
+        self.publish_with_id(
+            &id,
+            event_type,
+            version,
+            at,
+            traceparent.as_deref(),
+            payload,
+        )
+        .await?;
         Ok(id)
     }
 
-    /// Publishes `payload` with the eventId `id` and the time `at` it
-    /// happened: the relay of the outbox publishes a stored event again
-    /// with the id and time it got when it was added.
+    /// Publishes `payload` with the eventId `id`, the time `at` it
+    /// happened and the trace it belongs to (`traceparent`): the relay of
+    /// the outbox publishes a stored event again with the id, time and
+    /// trace it got when it was added.
     pub(crate) async fn publish_with_id<P: Serialize + ?Sized>(
         &self,
         id: &str,
         event_type: &str,
         version: u32,
         at: SystemTime,
+        traceparent: Option<&str>,
         payload: &P,
     ) -> Result<(), Error> {
-        let out = self.outgoing(id, event_type, version, at, payload)?;
+        let out = self.outgoing(id, event_type, version, at, traceparent, payload)?;
         // A connection lost before the confirm leaves the event's fate
         // unknown: it is published again, with the same eventId, on the
         // next connection, until the deadline (at least once; consumers
@@ -272,13 +284,15 @@ impl Publisher {
         (sent, failed)
     }
 
-    /// The message for an event: its envelope and properties.
+    /// The message for an event: its envelope and properties, with the
+    /// trace it belongs to (`traceparent`) in the headers.
     pub(crate) fn outgoing<P: Serialize + ?Sized>(
         &self,
         id: &str,
         event_type: &str,
         version: u32,
         at: SystemTime,
+        traceparent: Option<&str>,
         payload: &P,
     ) -> Result<Outgoing, Error> {
         let meta = EventMeta {
@@ -296,6 +310,14 @@ impl Publisher {
             .with_timestamp(at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()))
             .with_content_type(self.content_type.as_str().into())
             .with_delivery_mode(PERSISTENT);
+        let props = match traceparent {
+            Some(tp) => {
+                let mut headers = FieldTable::default();
+                headers.insert(TRACEPARENT.into(), AMQPValue::LongString(tp.into()));
+                props.with_headers(headers)
+            }
+            None => props,
+        };
         Ok(Outgoing {
             key: short("event type", event_type)?,
             exchange: short("exchange", &self.exchange)?,

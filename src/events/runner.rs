@@ -12,8 +12,10 @@ use crate::amqp::connection::{until_closed, Link, Links};
 use crate::amqp::refusal::broker;
 use crate::amqp::wire::{without_forged_x_death, PERSISTENT};
 use crate::codec::ContentType;
+use crate::context::Context;
 use crate::error::Error;
 use crate::record::{self, EventFate};
+use crate::tracecontext::TRACEPARENT;
 use crate::Connection;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
@@ -27,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tokio::sync::{oneshot, watch, Semaphore};
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument as _};
 
 /// A subscription, as its runner and every delivery's task see it.
 pub(crate) struct Shared {
@@ -330,7 +332,17 @@ async fn decide(shared: &Shared, d: &Delivery, attempt: u32) -> (Outcome, Option
             return (Outcome::Done, Some(event_type));
         }
     }
-    let outcome = handler(meta, attempt, &d.data, shared.format, &shared.upcasters).await;
+    // The handler runs as a span of the publisher's trace, in a Context
+    // that the calls and events it sends carry on.
+    let span = tracing::info_span!("warren.event", service = %shared.service,
+        event_type = %event_type, event_id = %id, attempt);
+    let traceparent = header_str(d, TRACEPARENT);
+    let mut context = Context::default();
+    context.method.clone_from(&event_type);
+    context.message_id = Some(id.clone());
+    context.trace = crate::tracecontext::start(traceparent.as_deref(), &span);
+    let running = handler(meta, attempt, &d.data, shared.format, &shared.upcasters);
+    let outcome = context.scope(running).instrument(span).await;
     if let Some(inbox) = &shared.inbox {
         match outcome {
             Outcome::Done => inbox.complete(&shared.service, &id).await,

@@ -316,6 +316,11 @@ impl Subscription {
             )));
         }
         let prefetch = self.prefetch.unwrap_or(conn.config().prefetch).max(1);
+        let queues = super::layout(conn.config(), &self.service, &[], &self.retry)
+            .queues
+            .into_iter()
+            .map(|q| (q.name, q.kind))
+            .collect();
         let shared = Arc::new(Shared {
             exchange: self
                 .exchange
@@ -331,20 +336,14 @@ impl Subscription {
             prefetch,
             concurrency: self.concurrency.unwrap_or(usize::from(prefetch)),
             grace: self.grace,
-            policy: Policy {
-                queue_type: self
-                    .policy
-                    .queue_type
-                    .or((conn.config().queue_type == QueueType::Quorum)
-                        .then_some(QueueType::Quorum)),
-                ..self.policy
-            },
+            policy: self.policy.under(conn.config()),
         });
         let (stop, stopped) = watch::channel(false);
         let (ready, is_ready) = oneshot::channel();
         let task = tokio::spawn(runner::run(shared, conn.clone(), stopped, Some(ready)));
         match is_ready.await {
             Ok(Ok(())) => Ok(Subscriber {
+                _queue_gauges: crate::record::queues(conn, queues),
                 service: self.service,
                 stop: Some(stop),
                 task: Some(task),
@@ -362,6 +361,8 @@ pub struct Subscriber {
     service: String,
     stop: Option<watch::Sender<bool>>,
     task: Option<JoinHandle<()>>,
+    /// Its queues' gauges, read while it runs.
+    _queue_gauges: crate::record::QueueGauges,
 }
 
 impl Subscriber {

@@ -10,11 +10,12 @@
 use super::policy::Policy;
 use crate::amqp::refusal::broker;
 use crate::error::Error;
+use crate::layout::{BindingLayout, ExchangeLayout, Layout, QueueLayout};
 use crate::node::topology::{self, refused};
+use crate::stats::QueueKind;
 use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{FieldTable, ShortString};
 use lapin::Channel;
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 const EXCHANGE_HINT: &str = "events need a durable topic exchange; name another one \
@@ -52,6 +53,51 @@ pub(crate) fn dead_letter_queue(service: &str) -> String {
 }
 
 impl Queues<'_> {
+    /// The exchange, queues and bindings [`Queues::declare`] declares.
+    pub(crate) fn layout(&self) -> Layout {
+        let queue = service_queue(self.service);
+        let shown = |name: String, kind, args: &FieldTable| QueueLayout {
+            name,
+            kind,
+            durable: true,
+            arguments: topology::Topology::arguments(args),
+        };
+        let mut queues = vec![shown(
+            queue.clone(),
+            QueueKind::Events,
+            &self.policy.service_queue(),
+        )];
+        for delay in self.delays {
+            let name = super::retry::delay_queue(self.service, *delay);
+            queues.push(shown(
+                name,
+                QueueKind::Retry,
+                &self.policy.delay_queue(*delay, &queue),
+            ));
+        }
+        queues.push(shown(
+            dead_letter_queue(self.service),
+            QueueKind::DeadLetter,
+            &self.policy.dead_letter_queue(),
+        ));
+        Layout {
+            exchanges: vec![ExchangeLayout {
+                name: self.exchange.to_owned(),
+                role: "events",
+            }],
+            queues,
+            bindings: self
+                .bindings
+                .iter()
+                .map(|key| BindingLayout {
+                    exchange: self.exchange.to_owned(),
+                    queue: queue.clone(),
+                    key: key.clone(),
+                })
+                .collect(),
+        }
+    }
+
     /// Declares the exchange, the service queue and its bindings, the
     /// delay queues and the dead-letter queue.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
@@ -89,19 +135,8 @@ pub(crate) async fn declare_queue(
     name: &str,
     args: FieldTable,
 ) -> Result<(), Error> {
-    let shown: BTreeMap<String, String> = args
-        .inner()
-        .iter()
-        .map(|(k, v)| {
-            let v = match v {
-                AMQPValue::LongLongInt(n) => n.to_string(),
-                AMQPValue::LongString(s) => s.to_string(),
-                other => format!("{other:?}"),
-            };
-            (k.to_string(), v)
-        })
-        .chain([("durable".to_owned(), "true".to_owned())])
-        .collect();
+    let mut shown = topology::Topology::arguments(&args);
+    shown.insert("durable".to_owned(), "true".to_owned());
     channel
         .queue_declare(
             short("queue", name)?,

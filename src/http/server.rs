@@ -180,6 +180,8 @@ async fn rpc(
         outcome = tracing::field::Empty,
         duration_us = tracing::field::Empty
     );
+    let traceparent = req.headers().get(crate::tracecontext::TRACEPARENT);
+    crate::tracecontext::remote_parent(&span, traceparent.and_then(|v| v.to_str().ok()));
     let start = Instant::now();
     let _counted = InFlight::new(&s.in_flight);
     let (resp, misdirected) = async {

@@ -82,6 +82,8 @@ pub(crate) struct Metrics {
 pub(crate) struct Watched {
     pub(crate) connections: Mutex<Vec<watch::Receiver<ConnectionState>>>,
     pub(crate) nodes: Mutex<Vec<NodeWatch>>,
+    /// The last reading of each owner's queues, while it lives.
+    pub(crate) queues: Mutex<Vec<Weak<Mutex<Vec<crate::QueueStat>>>>>,
 }
 
 /// The connection states, as the `state` label of `warren_connections`.
@@ -216,6 +218,7 @@ impl Collector for &'static Metrics {
         )?;
         let watched = super::watched();
         watched.encode_nodes(enc)?;
+        watched.encode_queues(enc)?;
         watched.encode_connections(enc, self)?;
         type Pick = fn(&EventCounts) -> &Count;
         let events: [(&str, &str, Pick); 4] = [
@@ -257,6 +260,37 @@ impl Collector for &'static Metrics {
 }
 
 impl Watched {
+    fn encode_queues(&self, enc: &mut DescriptorEncoder<'_>) -> Result {
+        let mut rows = Vec::new();
+        {
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            queues.retain(|q| q.strong_count() > 0);
+            for q in queues.iter().filter_map(Weak::upgrade) {
+                let read = q.lock().unwrap_or_else(PoisonError::into_inner);
+                rows.extend(read.iter().filter(|s| s.exists).cloned());
+            }
+        }
+        type Pick = fn(&crate::QueueStat) -> u32;
+        let families: [(&str, &str, Pick); 2] = [
+            ("warren_queue_messages", "Messages ready in the queues this process consumes, by queue and kind (read by passive declares while metrics are recorded).", |q| q.messages),
+            ("warren_queue_consumers", "Consumers of the queues this process consumes, over all processes, by queue and kind.", |q| q.consumers),
+        ];
+        for (name, help, pick) in families {
+            family(enc, name, help, MetricType::Gauge, |m| {
+                for q in &rows {
+                    let kind = q.kind.as_str();
+                    gauge(
+                        m,
+                        &[("queue", q.queue.as_str()), ("kind", kind)],
+                        i64::from(pick(q)),
+                    )?;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
     fn encode_nodes(&self, enc: &mut DescriptorEncoder<'_>) -> Result {
         // Summed by service type: several nodes of one type in a process
         // are one series.

@@ -81,6 +81,46 @@ pub(crate) fn get() -> Option<&'static Metrics> {
     METRICS.get()
 }
 
+/// How often the queue gauges are read, in milliseconds.
+static QUEUE_REFRESH_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(15_000);
+
+/// Reads the queue gauges (`warren_queue_messages`,
+/// `warren_queue_consumers`) every `every` (15 s by default), with passive
+/// declares of the queues of this process's nodes and subscriptions; only
+/// while metrics are recorded.
+pub fn set_queue_refresh(every: std::time::Duration) {
+    let ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
+    QUEUE_REFRESH_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Reads `queues` over `conn` on the refresh interval while `alive` lives,
+/// for the queue gauges; skipped while metrics are not recorded.
+pub(crate) fn watch_queues(
+    conn: crate::Connection,
+    queues: Vec<(String, crate::QueueKind)>,
+    alive: std::sync::Weak<()>,
+) {
+    let shown = std::sync::Arc::new(Mutex::new(Vec::new()));
+    watched()
+        .queues
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(std::sync::Arc::downgrade(&shown));
+    tokio::spawn(async move {
+        let stats = crate::QueueStats::new(&conn);
+        while alive.strong_count() > 0 {
+            if get().is_some() {
+                match stats.read(queues.clone()).await {
+                    Ok(read) => *shown.lock().unwrap_or_else(PoisonError::into_inner) = read,
+                    Err(e) => tracing::debug!(error = %e, "cannot read the queue gauges"),
+                }
+            }
+            let every = QUEUE_REFRESH_MS.load(std::sync::atomic::Ordering::Relaxed);
+            tokio::time::sleep(std::time::Duration::from_millis(every)).await;
+        }
+    });
+}
+
 /// Starts recording (idempotent). [`registry`] and the listeners call it.
 pub fn enable() {
     registry();

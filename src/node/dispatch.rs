@@ -12,7 +12,7 @@ use crate::serve::Handler;
 use crate::status::{Code, Status};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicPublishOptions, BasicRejectOptions};
-use lapin::types::ShortString;
+use lapin::types::{AMQPValue, ShortString};
 use lapin::Channel;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tracing::{debug, warn, Instrument};
@@ -146,6 +146,14 @@ impl Dispatch {
         let span = tracing::info_span!("warren.deliver", method = tracing::field::Empty,
             correlation_id = ?d.properties.correlation_id().as_ref().map(ShortString::as_str),
             outcome = tracing::field::Empty, duration_us = tracing::field::Empty);
+        if let Some(AMQPValue::LongString(tp)) = d
+            .properties
+            .headers()
+            .as_ref()
+            .and_then(|h| h.inner().get(crate::tracecontext::TRACEPARENT))
+        {
+            crate::tracecontext::remote_parent(&span, std::str::from_utf8(tp.as_bytes()).ok());
+        }
         let start = Instant::now();
         async {
             let outcome = match read(&mut d, &self.address, self.max_body, self.received) {

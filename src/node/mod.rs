@@ -125,6 +125,8 @@ pub struct Node {
     pub(crate) consumers: Arc<AtomicUsize>,
     pub(crate) sides: Sides,
     grace: Duration,
+    /// Its queues' gauges, read while it runs.
+    _queue_gauges: crate::record::QueueGauges,
 }
 
 impl Node {
@@ -134,7 +136,7 @@ impl Node {
             service,
             id: ServiceId::random(),
             concurrency: None,
-            queue_expires: Duration::from_secs(300),
+            queue_expires: topology::DEFAULT_QUEUE_EXPIRES,
             dead_letter_exchange: None,
             shutdown_grace: Duration::from_secs(10),
             methods: Vec::new(),
@@ -283,6 +285,10 @@ impl NodeBuilder {
             dead_letter_exchange: self.dead_letter_exchange.clone(),
             queue_type: conn.config().queue_type,
         };
+        let queues = [topology.work_layout(), topology.instance_layout().0]
+            .into_iter()
+            .map(|q| (q.name, q.kind))
+            .collect();
         let permits = Arc::new(Semaphore::new(concurrency));
         let (stop, stopped) = watch::channel(false);
         let (ready_tx, ready) = oneshot::channel();
@@ -336,6 +342,7 @@ impl NodeBuilder {
             consumers,
             sides,
             grace: self.shutdown_grace,
+            _queue_gauges: crate::record::queues(conn, queues),
         })
     }
 }

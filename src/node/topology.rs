@@ -16,6 +16,13 @@ use lapin::Channel;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::layout::{BindingLayout, QueueLayout};
+use crate::stats::QueueKind;
+
+/// How long an unused instance or work queue lives on, unless the node
+/// says otherwise ([`NodeBuilder::queue_expires`](crate::NodeBuilder::queue_expires)).
+pub(crate) const DEFAULT_QUEUE_EXPIRES: Duration = Duration::from_secs(300);
+
 const QUEUE_HINT: &str = "every instance of a type must use the same queue_expires and \
     dead_letter_exchange (NodeBuilder) and queue type (Config::queue_type, WARREN_QUEUE_TYPE); if the old arguments are no longer wanted, delete \
     the queue (rabbitmqctl delete_queue) while no instance of the type runs";
@@ -38,6 +45,61 @@ pub(crate) struct Topology {
 }
 
 impl Topology {
+    /// A node's topology with [`NodeBuilder`](crate::NodeBuilder)'s
+    /// defaults.
+    pub(crate) fn defaults(config: &crate::Config, service: &ServiceType, id: ServiceId) -> Self {
+        Self {
+            exchange: config.exchange.clone(),
+            service: service.clone(),
+            id,
+            queue_expires: DEFAULT_QUEUE_EXPIRES,
+            dead_letter_exchange: None,
+            queue_type: config.queue_type,
+        }
+    }
+
+    /// The keys the instance queue is bound with.
+    fn instance_keys(&self) -> [String; 3] {
+        [
+            format!("message.{}", self.id),
+            format!("message.{}", self.service),
+            "message.all".to_owned(),
+        ]
+    }
+
+    /// The instance queue and its bindings, as [`Layout`] shows them.
+    ///
+    /// [`Layout`]: crate::Layout
+    pub(crate) fn instance_layout(&self) -> (QueueLayout, Vec<BindingLayout>) {
+        let durable = self.instance_durable();
+        let queue = QueueLayout {
+            name: self.instance_queue(),
+            kind: QueueKind::Instance,
+            durable,
+            arguments: Self::arguments(&self.queue_args()),
+        };
+        let bindings = self
+            .instance_keys()
+            .into_iter()
+            .map(|key| BindingLayout {
+                exchange: self.exchange.clone(),
+                queue: queue.name.clone(),
+                key,
+            })
+            .collect();
+        (queue, bindings)
+    }
+
+    /// The work queue, as [`Layout`](crate::Layout) shows it.
+    pub(crate) fn work_layout(&self) -> QueueLayout {
+        QueueLayout {
+            name: self.work_queue(),
+            kind: QueueKind::Work,
+            durable: true,
+            arguments: Self::arguments(&self.work_args()),
+        }
+    }
+
     pub(crate) fn instance_queue(&self) -> String {
         format!("{}-{}", self.service, self.id)
     }
@@ -78,10 +140,9 @@ impl Topology {
         args
     }
 
-    /// A queue's arguments as a [`Error::TopologyMismatch`] shows them.
-    fn queue_arguments(args: &FieldTable, durable: bool) -> BTreeMap<String, String> {
-        let mut shown: BTreeMap<String, String> = args
-            .inner()
+    /// A queue's arguments as text.
+    pub(crate) fn arguments(args: &FieldTable) -> BTreeMap<String, String> {
+        args.inner()
             .iter()
             .map(|(k, v)| {
                 let v = match v {
@@ -91,7 +152,12 @@ impl Topology {
                 };
                 (k.to_string(), v)
             })
-            .collect();
+            .collect()
+    }
+
+    /// A queue's arguments as a [`Error::TopologyMismatch`] shows them.
+    fn queue_arguments(args: &FieldTable, durable: bool) -> BTreeMap<String, String> {
+        let mut shown = Self::arguments(args);
         shown.insert("durable".into(), durable.to_string());
         shown
     }
@@ -121,11 +187,7 @@ impl Topology {
             .queue_declare(instance.as_str().into(), options(durable), args.clone())
             .await
             .map_err(|e| queue_refused(e, &instance, &args, durable))?;
-        for key in [
-            format!("message.{}", self.id),
-            format!("message.{}", self.service),
-            "message.all".to_owned(),
-        ] {
+        for key in self.instance_keys() {
             channel
                 .queue_bind(
                     instance.as_str().into(),

@@ -118,6 +118,8 @@ pub(crate) mod backend {
         pub created_ms: i64,
         /// Where a one-way request goes; `None` for an event.
         pub address: Option<String>,
+        /// The trace it was added in, if any.
+        pub traceparent: Option<String>,
     }
 
     /// An outbox row as read from `r`.
@@ -138,6 +140,7 @@ pub(crate) mod backend {
             payload: r.try_get("payload")?,
             created_ms: r.try_get("created_ms")?,
             address: r.try_get("address")?,
+            traceparent: r.try_get("traceparent")?,
         })
     }
 
@@ -158,6 +161,8 @@ pub(crate) mod backend {
         pub created_ms: i64,
         /// Where a one-way request goes; `None` for an event.
         pub address: Option<String>,
+        /// The trace it is added in (`traceparent`), published with it.
+        pub traceparent: Option<String>,
     }
 
     /// The statements of one database.
@@ -558,6 +563,7 @@ impl<DB: Backend> Outbox<DB> {
             payload,
             created_ms: tables::now_ms(),
             address: None,
+            traceparent: crate::tracecontext::outgoing(),
         };
         self.insert(tx, row, "cannot add the event to the outbox")
             .await
@@ -601,6 +607,7 @@ impl<DB: Backend> Outbox<DB> {
             payload,
             created_ms: tables::now_ms(),
             address: Some(address.to_string()),
+            traceparent: crate::tracecontext::outgoing(),
         };
         self.insert(tx, row, "cannot add the request to the outbox")
             .await

@@ -101,8 +101,8 @@ impl Ops for Postgres {
             // never if it rolls back.
             let sql = format!(
                 "WITH added AS (
-                    INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms, address)
-                    VALUES ($1, $2, $3, $4, $5, $6, $8) RETURNING id)
+                    INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms, address, traceparent)
+                    VALUES ($1, $2, $3, $4, $5, $6, $8, $9) RETURNING id)
                  SELECT pg_notify($7, '') FROM added",
                 tables.outbox()
             );
@@ -115,6 +115,7 @@ impl Ops for Postgres {
                 .bind(row.created_ms)
                 .bind(tables.channel())
                 .bind(&row.address)
+                .bind(&row.traceparent)
                 .execute(conn)
                 .await
                 .map(drop)
@@ -141,7 +142,7 @@ impl Ops for Postgres {
                       AND id IN (SELECT MIN(id) FROM {outbox} WHERE sent_ms IS NULL GROUP BY ordering_key)
                     ORDER BY id LIMIT $1
                     FOR UPDATE SKIP LOCKED)
-                 SELECT o.id, o.event_id, o.ordering_key, o.event_type, o.version, o.payload, o.created_ms, o.address
+                 SELECT o.id, o.event_id, o.ordering_key, o.event_type, o.version, o.payload, o.created_ms, o.address, o.traceparent
                  FROM {outbox} o
                  JOIN heads h ON o.ordering_key = h.ordering_key AND o.id >= h.id
                  WHERE o.sent_ms IS NULL

@@ -5,6 +5,7 @@ use super::backend::Row;
 use super::tables::time_of;
 use crate::error::Error;
 use crate::events::{Outgoing, Publisher};
+use crate::tracecontext::TRACEPARENT;
 use crate::{Address, Client, ContentType, Delivery, Request};
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -125,6 +126,9 @@ impl Publishing {
         )?
         .with_delivery(Delivery::OneWay);
         request.message_id = Some(row.event_id.clone());
+        if let Some(tp) = &row.traceparent {
+            request.headers.insert(TRACEPARENT, tp.clone());
+        }
         self.client.call(request).await.map(drop)
     }
 
@@ -142,6 +146,7 @@ impl Publishing {
             &row.event_type,
             version,
             time_of(row.created_ms),
+            row.traceparent.as_deref(),
             &payload,
         )
     }

@@ -72,8 +72,8 @@ impl Ops for Sqlite {
     ) -> BoxFuture<'a, Result<(), sqlx::Error>> {
         boxed(async move {
             let sql = format!(
-                "INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms, address)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO {} (event_id, ordering_key, event_type, version, payload, created_ms, address, traceparent)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 tables.outbox()
             );
             sqlx::query(&sql)
@@ -84,6 +84,7 @@ impl Ops for Sqlite {
                 .bind(&row.payload)
                 .bind(row.created_ms)
                 .bind(&row.address)
+                .bind(&row.traceparent)
                 .execute(conn)
                 .await
                 .map(drop)
@@ -101,7 +102,7 @@ impl Ops for Sqlite {
                 return Ok(Published::default());
             }
             let sql = format!(
-                "SELECT id, event_id, ordering_key, event_type, version, payload, created_ms, address
+                "SELECT id, event_id, ordering_key, event_type, version, payload, created_ms, address, traceparent
                  FROM {} WHERE sent_ms IS NULL ORDER BY id LIMIT ?",
                 tables.outbox()
             );

@@ -134,6 +134,9 @@ impl Tables {
             // SQLite file (PostgreSQL's relays share the work by row locks).
             2 => vec![
                 format!("ALTER TABLE {outbox} ADD COLUMN address TEXT"),
+                // The trace each row was added in, so that the relay
+                // publishes it in that trace.
+                format!("ALTER TABLE {outbox} ADD COLUMN traceparent TEXT"),
                 format!(
                     "CREATE TABLE IF NOT EXISTS {} (
                         name TEXT PRIMARY KEY,

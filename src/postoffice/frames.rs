@@ -15,7 +15,8 @@ pub(crate) struct AuthFrame {
     pub(crate) auth: String,
 }
 
-/// A call: `{"id", "to", "method", "body", "timeout_ms", "oneway", "expect"}`.
+/// A call: `{"id", "to", "method", "body", "timeout_ms", "oneway", "expect",
+/// "traceparent"}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RequestFrame {
@@ -32,6 +33,9 @@ pub(crate) struct RequestFrame {
     /// For `every:`/`all`: answer as soon as this many replied.
     #[serde(default)]
     pub(crate) expect: Option<usize>,
+    /// The W3C trace context the call belongs to; none starts a trace.
+    #[serde(default)]
+    pub(crate) traceparent: Option<String>,
 }
 
 /// A discovery question: `{"services": null}` or `{"services": "<type>"}`,
@@ -219,6 +223,11 @@ mod tests {
         );
         assert_eq!(typo.id, json!("a"));
         assert!(read(r#"{"id":null,"to":"any:c","method":"C.m"}"#).is_err());
+        let traced = r#"{"id":1,"to":"any:c","method":"C.m","traceparent":"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}"#;
+        let Ok(ClientFrame::Request(frame)) = read(traced) else {
+            panic!("a request with a traceparent is read");
+        };
+        assert!(frame.traceparent.is_some());
     }
 
     #[test]

@@ -7,7 +7,9 @@ use super::hub::Outbox;
 use super::{Identity, Shared, CLIENT_HEADER, CLOSE_IDLE, CLOSE_SLOW_READER};
 use super::{CLOSE_UNAUTHENTICATED, CONNECTION_HEADER, USER_HEADER};
 use crate::codec::ContentType;
+use crate::context::Context;
 use crate::message::{Delivery, Gather, Request};
+use crate::tracecontext::{adopt, TraceContext};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 use tracing::debug;
+use tracing::Instrument as _;
 
 /// How long a close frame to a slow or leaving client may take to go out.
 const CLOSE_GRACE: Duration = Duration::from_millis(200);
@@ -249,7 +252,18 @@ impl Connection {
             timeout_ms,
             oneway,
             expect,
+            traceparent,
         } = frame;
+        let received = match traceparent.as_deref().map(TraceContext::child_of) {
+            None => None,
+            Some(Ok(trace)) => Some(trace),
+            Some(Err(e)) => {
+                return self.refuse(&ProtocolError::new("bad_frame", e.to_string()).with_id(id))
+            }
+        };
+        let span = tracing::info_span!("warren.postoffice.request", method = %method, to = %to);
+        let trace = adopt(received, &span).unwrap_or_else(TraceContext::new_root);
+        let context = Context::default().with_trace(trace);
         let request = match self.build(&to, method, &body, timeout_ms, oneway) {
             Ok(r) => r,
             Err(e) => return self.refuse(&e.with_id(id)),
@@ -266,13 +280,19 @@ impl Connection {
         };
         let transport = self.shared.transport.clone();
         let outbox = self.outbox.clone();
-        tokio::spawn(async move {
-            let frame = if request.address.is_multicast() && !oneway {
+        // The call runs in the frame's trace (or a new one): the request
+        // it sends carries it on.
+        let call = async move {
+            if request.address.is_multicast() && !oneway {
                 let gather = Gather { request, expect };
                 frames::gathered(&id, transport.oneshot(gather).await)
             } else {
                 frames::reply(&id, transport.oneshot(request).await)
-            };
+            }
+        };
+        let call = context.scope(call).instrument(span);
+        tokio::spawn(async move {
+            let frame = call.await;
             drop(permit);
             outbox.text(frame);
         });

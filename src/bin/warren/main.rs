@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 use warren::events::{DeadLetters, Publisher, RetryPolicy, Tail};
 use warren::{
-    Address, Client, Code, Config, Connection, ContentType, Delivery, Error, Gather, QueueStats,
-    Request, Response, ServiceId, ServiceType,
+    Address, Client, Code, Config, Connection, ContentType, Delivery, Error, Gather, Layout,
+    QueueStats, Request, Response, ServiceId, ServiceType,
 };
 
 /// Exit codes, by what went wrong.
@@ -139,6 +139,25 @@ enum Command {
         /// An instance id whose queue to include (repeatable).
         #[arg(long = "instance")]
         instances: Vec<String>,
+    },
+    /// The exchanges, queues (with their arguments) and bindings warren
+    /// declares for a service, under this environment's configuration: its
+    /// work queue, the queues of --instance, and with --events or --binding
+    /// its event, retry (default retry policy) and dead-letter queues.
+    /// Needs no broker.
+    Topology {
+        /// The service type (also the subscribing service's name).
+        service: String,
+        /// An instance id whose queue and bindings to include (repeatable).
+        #[arg(long = "instance")]
+        instances: Vec<String>,
+        /// Include the event queues of a subscription of the service.
+        #[arg(long)]
+        events: bool,
+        /// An event type or pattern the subscription binds (repeatable;
+        /// implies --events).
+        #[arg(long = "binding")]
+        bindings: Vec<String>,
     },
     /// Publishes or watches events.
     #[command(subcommand)]
@@ -294,6 +313,12 @@ async fn run(cli: Cli) -> Outcome {
         }
         Command::Services => services(timeout, json).await,
         Command::Stats { service, instances } => stats(&service, &instances, json).await,
+        Command::Topology {
+            service,
+            instances,
+            events,
+            bindings,
+        } => topology(&service, &instances, events, &bindings, json),
         Command::Events(cmd) => events(cmd, json).await,
         Command::Dlq(cmd) => dlq(cmd, json).await,
     }
@@ -408,13 +433,64 @@ async fn services(timeout: Duration, json: bool) -> Outcome {
     Ok(())
 }
 
-async fn stats(service: &str, instances: &[String], json: bool) -> Outcome {
+/// A service type and instance ids from the command line.
+fn names(service: &str, instances: &[String]) -> Result<(ServiceType, Vec<ServiceId>), Failure> {
     let usage = |e: warren::NameError| Failure::new(Exit::Usage, e.to_string());
     let t = ServiceType::new(service).map_err(usage)?;
     let ids = instances
         .iter()
         .map(|id| ServiceId::new(id).map_err(usage))
         .collect::<Result<Vec<_>, _>>()?;
+    Ok((t, ids))
+}
+
+fn topology(
+    service: &str,
+    instances: &[String],
+    events: bool,
+    bindings: &[String],
+    json: bool,
+) -> Outcome {
+    let (t, ids) = names(service, instances)?;
+    let config = Config::from_env().map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+    let mut layout = Layout::service(&config, &t, &ids);
+    if events || !bindings.is_empty() {
+        let retry = RetryPolicy::default();
+        layout = layout.and(Layout::events(&config, service, bindings, &retry));
+    }
+    if json {
+        println!("{}", serde_json::to_string(&layout).unwrap_or_default());
+        return Ok(());
+    }
+    println!("exchanges");
+    for e in &layout.exchanges {
+        println!("  {:<40} topic, durable ({})", e.name, e.role);
+    }
+    println!("queues");
+    for q in &layout.queues {
+        let kind = serde_json::to_value(q.kind).unwrap_or_default();
+        let args: Vec<String> = q
+            .arguments
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let durable = if q.durable { "durable" } else { "transient" };
+        println!(
+            "  {:<40} {:<12} {durable:<9} {}",
+            q.name,
+            kind.as_str().unwrap_or("?"),
+            args.join(" ")
+        );
+    }
+    println!("bindings");
+    for b in &layout.bindings {
+        println!("  {} -> {} ({})", b.exchange, b.queue, b.key);
+    }
+    Ok(())
+}
+
+async fn stats(service: &str, instances: &[String], json: bool) -> Outcome {
+    let (t, ids) = names(service, instances)?;
     let conn = connect().await?;
     let stats = QueueStats::new(&conn);
     let read = async {

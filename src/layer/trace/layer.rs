@@ -47,6 +47,7 @@ where
             tracing::info_span!("warren.gather", method = %r.method, address = %r.address,
                 transport = Empty, correlation_id = Empty, outcome = Empty, duration_us = Empty)
         };
+        crate::tracecontext::follow_context(&span);
         let call = crate::record::Call::start(&r.method, !message.single_reply());
         let inner = span.in_scope(|| self.inner.call(message));
         ResponseFuture::new(inner, span, call)
