@@ -372,6 +372,65 @@ async fn postgres_one_way_requests_are_sent_after_commit() {
     one_way_requests_are_sent_after_commit(&postgres_store().await).await;
 }
 
+/// A database made by the first schema, holding an event added then, is
+/// upgraded when a store opens it, and its event is published.
+async fn an_old_schema_is_upgraded_and_its_events_published<DB: Backend>(
+    store: &Store<DB>,
+    reopen: impl std::future::Future<Output = Store<DB>>,
+    prefix: &str,
+) where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    // Back to schema 1: migration 2's columns and table gone, its record
+    // too, and an event row as schema 1 wrote it.
+    for sql in [
+        format!("ALTER TABLE {prefix}outbox DROP COLUMN address"),
+        format!("ALTER TABLE {prefix}outbox DROP COLUMN traceparent"),
+        format!("DROP TABLE {prefix}lease"),
+        format!("DELETE FROM {prefix}migrations WHERE version = 2"),
+        format!(
+            "INSERT INTO {prefix}outbox (event_id, ordering_key, event_type, version, payload, created_ms) \
+             VALUES ('old-1', 'old', 'ticket.changed', 1, '{{\"ticket\":\"old\",\"seq\":1}}', 0)"
+        ),
+    ] {
+        sqlx::query(&sql).execute(store.pool()).await.unwrap();
+    }
+    let store = reopen.await;
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let received = Received::default();
+    let sub = subscribe(&conn, &support::unique("tickets"), &received).await;
+    let relay = Relay::new(&store, Publisher::new(&conn)).start();
+    commit(&store, "new", 1..=1).await;
+    received
+        .until("the old and the new event", Duration::from_secs(30), |n| {
+            n >= 2
+        })
+        .await;
+    received.assert_once_in_order(&BTreeMap::from([("old".into(), 1), ("new".into(), 1)]));
+    assert_eq!(received.all()[0].2, "old-1", "the old row's eventId");
+    relay.shutdown().await;
+    sub.shutdown().await;
+}
+
+#[tokio::test]
+async fn sqlite_an_old_schema_is_upgraded_and_its_events_published() {
+    let url = sqlite_url("upgrade");
+    let store = Store::<Sqlite>::sqlite(&url).await.unwrap();
+    let reopen = async { Store::<Sqlite>::sqlite(&url).await.unwrap() };
+    an_old_schema_is_upgraded_and_its_events_published(&store, reopen, "warren_").await;
+}
+
+#[tokio::test]
+async fn postgres_an_old_schema_is_upgraded_and_its_events_published() {
+    let (p, db) = (prefix(), database_url());
+    let open = || Store::<Postgres>::open(&db, StoreOptions::new().table_prefix(&p));
+    let store = open().await.unwrap();
+    let reopen = async { open().await.unwrap() };
+    an_old_schema_is_upgraded_and_its_events_published(&store, reopen, &p).await;
+}
+
 #[tokio::test]
 async fn a_newer_schema_is_refused_with_a_typed_error() {
     let url = sqlite_url("schema");
