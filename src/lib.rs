@@ -99,6 +99,9 @@ pub mod health;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 pub mod layer;
+#[cfg(any(feature = "http", feature = "metrics"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "http", feature = "metrics"))))]
+pub mod listen;
 mod local;
 mod message;
 #[cfg(feature = "metrics")]
