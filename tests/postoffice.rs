@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A PostOffice serving its router on a free loopback port.
 struct Gateway {
-    office: PostOffice,
+    office: Arc<PostOffice>,
     addr: SocketAddr,
 }
 
@@ -44,9 +44,21 @@ async fn gateway(conn: &Connection, service: &ServiceType, limits: Limits) -> Ga
         .expect("the PostOffice starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let office = Arc::new(office);
+    let serving = office.clone();
+    // warren's listener (its limits) serves the WebSockets.
+    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
+    Gateway { office, addr }
+}
+
+/// The router alone, served by `axum::serve` as an application embedding
+/// it would.
+async fn embedded(office: &PostOffice) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let app = office.router();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Gateway { office, addr }
+    addr
 }
 
 /// Connects without authenticating.
@@ -632,8 +644,17 @@ async fn idle_clients_are_closed_and_connections_over_the_limit_refused() {
     let g = gateway(&s.conn, &s.office_type, limits).await;
     let (mut idle, _) = login(g.addr, "ann-token").await;
 
-    // One connection at most: the next upgrade is refused with 503.
+    // One connection at most: the listener closes the next at once...
     let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Io(_))
+        | Err(tokio_tungstenite::tungstenite::Error::Protocol(_))
+        | Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed) => {}
+        other => panic!("expected the connection closed, got {other:?}"),
+    }
+    // ...and the router alone refuses the next upgrade with 503.
+    let embedded = embedded(&g.office).await;
+    let refused = tokio_tungstenite::connect_async(format!("ws://{embedded}/ws")).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
         other => panic!("expected a 503 refusal, got {other:?}"),
