@@ -60,7 +60,7 @@ fn echo(node: &Node, n: i32) -> Request {
 }
 
 fn server_tls(dir: &Path) -> ServerTls {
-    ServerTls::new(dir.join("server.pem"), dir.join("server.key"))
+    ServerTls::new(dir.join("ip-server.pem"), dir.join("ip-server.key"))
 }
 
 #[tokio::test]

@@ -687,6 +687,8 @@ fn the_binary_lists_its_settings_and_refuses_to_start_without_an_authenticator()
         "WARREN_POSTOFFICE_TOKENS",
         "WARREN_POSTOFFICE_JWT_SECRET",
         "WARREN_POSTOFFICE_MAX_IN_FLIGHT",
+        "WARREN_POSTOFFICE_HEADER_TIMEOUT_MS",
+        "WARREN_POSTOFFICE_TLS_CERT",
     ] {
         assert!(text.contains(var), "--help does not list {var}:\n{text}");
     }
@@ -699,4 +701,19 @@ fn the_binary_lists_its_settings_and_refuses_to_start_without_an_authenticator()
     assert_eq!(bare.status.code(), Some(1));
     let err = String::from_utf8(bare.stderr).unwrap();
     assert!(err.contains("set one authenticator"), "{err}");
+    // A limit of zero is refused, naming the variable (it is not taken
+    // as 1).
+    for var in [
+        "WARREN_POSTOFFICE_MAX_CONNECTIONS",
+        "WARREN_POSTOFFICE_HEADER_TIMEOUT_MS",
+    ] {
+        let zero = std::process::Command::new(bin)
+            .env("WARREN_POSTOFFICE_TOKENS", "s3cret=ann")
+            .env(var, "0")
+            .output()
+            .unwrap();
+        assert_eq!(zero.status.code(), Some(1));
+        let err = String::from_utf8(zero.stderr).unwrap();
+        assert!(err.contains(var), "{err}");
+    }
 }

@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::process::Command;
 
-/// A CA, a server certificate for `localhost` and `127.0.0.1` and a client certificate it
-/// signed, and a second CA that signed nothing of these.
+/// A CA, server certificates for `localhost` (`server`) and for
+/// `127.0.0.1` (`ip-server`) and a client certificate it signed, and a
+/// second CA that signed nothing of these.
 pub fn make(dir: &Path) {
     let openssl = |args: &[&str]| {
         let out = Command::new("openssl")
@@ -39,7 +40,11 @@ pub fn make(dir: &Path) {
     for (name, ext) in [
         (
             "server",
-            "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
+            "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        ),
+        (
+            "ip-server",
+            "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
         ),
         ("client", "extendedKeyUsage=clientAuth\n"),
     ] {
