@@ -7,14 +7,13 @@
 mod degraded;
 mod support;
 
-use degraded::http_config;
+use degraded::{client_for, echo, http_config};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use warren::discovery::Peers;
-use warren::http::{HttpClient, HttpConfig, PeerUrl};
+use warren::http::HttpConfig;
 use warren::metrics::MetricsServer;
-use warren::{Address, ContentType, Error, Node, Request};
+use warren::{Error, Node};
 
 /// Room for a busy machine on top of a timeout, before a test calls a
 /// connection left open.
@@ -28,29 +27,6 @@ async fn node(http: HttpConfig) -> Node {
         .serve(&conn, support::handler::echo(&hits))
         .await
         .expect("the node starts")
-}
-
-fn client_for(node: &Node) -> HttpClient {
-    let peers = Peers::new();
-    let entry = format!(
-        "{}/{}={}",
-        node.service(),
-        node.id(),
-        node.http_url().unwrap()
-    );
-    peers.insert(PeerUrl::parse(&entry).unwrap());
-    HttpClient::new(peers).unwrap()
-}
-
-fn echo(node: &Node, n: i32) -> Request {
-    Request::encode(
-        Address::Instance(node.id().clone()),
-        "Echo.say",
-        ContentType::Json,
-        &n,
-    )
-    .unwrap()
-    .with_timeout(Duration::from_secs(5))
 }
 
 /// Reads until the server closes the connection; what it sent.

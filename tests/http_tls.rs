@@ -4,15 +4,17 @@
 //! none; mutual TLS refuses a client without a certificate; a handshake
 //! that never comes is closed at the header-read timeout; bad files are
 //! refused at start, naming the file.
+#[path = "support/degraded.rs"]
+mod degraded;
 mod support;
 
+use degraded::{client_for, echo};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
-use warren::discovery::Peers;
-use warren::http::{HttpClient, HttpConfig, PeerUrl};
+use warren::http::{HttpClient, HttpConfig};
 use warren::listen::ServerTls;
-use warren::{Address, ContentType, Error, Node, Request};
+use warren::{Error, Node};
 
 fn certificates() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(support::unique("http-tls"));
@@ -34,29 +36,6 @@ async fn node(http: HttpConfig) -> Result<Node, Error> {
         .http(http)
         .serve(&conn, support::handler::echo(&hits))
         .await
-}
-
-fn client_for(node: &Node) -> HttpClient {
-    let peers = Peers::new();
-    let entry = format!(
-        "{}/{}={}",
-        node.service(),
-        node.id(),
-        node.http_url().unwrap()
-    );
-    peers.insert(PeerUrl::parse(&entry).unwrap());
-    HttpClient::new(peers).unwrap()
-}
-
-fn echo(node: &Node, n: i32) -> Request {
-    Request::encode(
-        Address::Instance(node.id().clone()),
-        "Echo.say",
-        ContentType::Json,
-        &n,
-    )
-    .unwrap()
-    .with_timeout(Duration::from_secs(10))
 }
 
 fn server_tls(dir: &Path) -> ServerTls {

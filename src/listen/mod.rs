@@ -440,6 +440,8 @@ struct ConnState {
     /// reading a request's head (`reading`) or idle.
     since: AtomicU64,
     reading: AtomicBool,
+    /// Wakes the timer when the phase changes (its deadline with it).
+    changed: tokio::sync::Notify,
 }
 
 impl ConnState {
@@ -451,6 +453,7 @@ impl ConnState {
             in_flight: AtomicUsize::new(0),
             since: AtomicU64::new(0),
             reading: AtomicBool::new(true),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -464,17 +467,20 @@ impl ConnState {
             && !self.reading.swap(true, Ordering::Relaxed)
         {
             self.since.store(self.now(), Ordering::Relaxed);
+            self.changed.notify_one();
         }
     }
 
     fn request_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.reading.store(false, Ordering::Relaxed);
+        self.changed.notify_one();
     }
 
     fn request_ended(&self) {
         if self.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
             self.since.store(self.now(), Ordering::Relaxed);
+            self.changed.notify_one();
         }
     }
 
@@ -502,7 +508,12 @@ impl ConnState {
                 // Look again later: a request in flight is not timed here.
                 None => Instant::now() + header.min(idle),
             };
-            tokio::time::sleep_until(at).await;
+            // A change of phase (a notification stored while nobody
+            // waited included) makes the deadline be computed again.
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = self.changed.notified() => {}
+            }
         }
     }
 }
