@@ -1,5 +1,9 @@
 //! Run with: `scripts/broker start && WARREN_AMQP_URL=$(scripts/broker url) cargo run --example fallback`
 //!
+//! Over HTTPS, with a certificate for `IP:127.0.0.1` and the CA that signed
+//! it: `WARREN_HTTP_TLS_CERT=server.pem WARREN_HTTP_TLS_KEY=server.key
+//! WARREN_HTTP_TLS_CA=ca.pem` before `cargo run`.
+//!
 //! Degraded mode. Two `greeter` instances serve HTTP beside AMQP and
 //! announce their URLs; a caller's broker connection runs through the TCP
 //! fault proxy of the tests (`tests/support/proxy.rs`). A third of the way
@@ -66,7 +70,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     peers
         .wait_until(|p| p.iter().filter(|p| p.service.as_str() == "greeter").count() >= 2)
         .await;
-    let over_http = HttpClient::new(peers)?.token(http.token.clone());
+    // The token, and the CA of WARREN_HTTP_TLS_CA for nodes serving HTTPS.
+    let over_http = HttpClient::from_config(peers, &http)?;
     // A call published in the instant the connection dies may have run; it
     // is sent again over HTTP only for a method declared idempotent (drop
     // this line to see such a call fail with ConnectionLost instead).

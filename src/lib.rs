@@ -100,6 +100,9 @@ pub mod health;
 pub mod http;
 pub mod layer;
 mod layout;
+#[cfg(any(feature = "http", feature = "metrics"))]
+#[cfg_attr(docsrs, doc(cfg(any(feature = "http", feature = "metrics"))))]
+pub mod listen;
 mod local;
 mod message;
 #[cfg(feature = "metrics")]

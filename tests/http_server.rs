@@ -72,17 +72,7 @@ async fn node(http: HttpConfig) -> (Node, Arc<AtomicUsize>) {
 }
 
 fn client_for(node: &Node, token: Option<&str>) -> HttpClient {
-    let peers = Peers::new();
-    let entry = format!(
-        "{}/{}={}",
-        node.service(),
-        node.id(),
-        node.http_url().unwrap()
-    );
-    peers.insert(PeerUrl::parse(&entry).unwrap());
-    HttpClient::new(peers)
-        .unwrap()
-        .token(token.map(|t| Token::new(t).unwrap()))
+    degraded::client_for(node).token(token.map(|t| Token::new(t).unwrap()))
 }
 
 fn rpc_url(node: &Node, method: &str) -> String {

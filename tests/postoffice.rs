@@ -22,7 +22,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A PostOffice serving its router on a free loopback port.
 struct Gateway {
-    office: PostOffice,
+    office: Arc<PostOffice>,
     addr: SocketAddr,
 }
 
@@ -44,9 +44,21 @@ async fn gateway(conn: &Connection, service: &ServiceType, limits: Limits) -> Ga
         .expect("the PostOffice starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let office = Arc::new(office);
+    let serving = office.clone();
+    // warren's listener (its limits) serves the WebSockets.
+    tokio::spawn(async move { serving.serve(listener, std::future::pending()).await });
+    Gateway { office, addr }
+}
+
+/// The router alone, served by `axum::serve` as an application embedding
+/// it would.
+async fn embedded(office: &PostOffice) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
     let app = office.router();
     tokio::spawn(async move { axum::serve(listener, app).await });
-    Gateway { office, addr }
+    addr
 }
 
 /// Connects without authenticating.
@@ -635,8 +647,17 @@ async fn idle_clients_are_closed_and_connections_over_the_limit_refused() {
     let g = gateway(&s.conn, &s.office_type, limits).await;
     let (mut idle, _) = login(g.addr, "ann-token").await;
 
-    // One connection at most: the next upgrade is refused with 503.
+    // One connection at most: the listener closes the next at once...
     let refused = tokio_tungstenite::connect_async(format!("ws://{}/ws", g.addr)).await;
+    match refused {
+        Err(tokio_tungstenite::tungstenite::Error::Io(_))
+        | Err(tokio_tungstenite::tungstenite::Error::Protocol(_))
+        | Err(tokio_tungstenite::tungstenite::Error::ConnectionClosed) => {}
+        other => panic!("expected the connection closed, got {other:?}"),
+    }
+    // ...and the router alone refuses the next upgrade with 503.
+    let embedded = embedded(&g.office).await;
+    let refused = tokio_tungstenite::connect_async(format!("ws://{embedded}/ws")).await;
     match refused {
         Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
         other => panic!("expected a 503 refusal, got {other:?}"),
@@ -669,6 +690,8 @@ fn the_binary_lists_its_settings_and_refuses_to_start_without_an_authenticator()
         "WARREN_POSTOFFICE_TOKENS",
         "WARREN_POSTOFFICE_JWT_SECRET",
         "WARREN_POSTOFFICE_MAX_IN_FLIGHT",
+        "WARREN_POSTOFFICE_HEADER_TIMEOUT_MS",
+        "WARREN_POSTOFFICE_TLS_CERT",
     ] {
         assert!(text.contains(var), "--help does not list {var}:\n{text}");
     }
@@ -681,4 +704,19 @@ fn the_binary_lists_its_settings_and_refuses_to_start_without_an_authenticator()
     assert_eq!(bare.status.code(), Some(1));
     let err = String::from_utf8(bare.stderr).unwrap();
     assert!(err.contains("set one authenticator"), "{err}");
+    // A limit of zero is refused, naming the variable (it is not taken
+    // as 1).
+    for var in [
+        "WARREN_POSTOFFICE_MAX_CONNECTIONS",
+        "WARREN_POSTOFFICE_HEADER_TIMEOUT_MS",
+    ] {
+        let zero = std::process::Command::new(bin)
+            .env("WARREN_POSTOFFICE_TOKENS", "s3cret=ann")
+            .env(var, "0")
+            .output()
+            .unwrap();
+        assert_eq!(zero.status.code(), Some(1));
+        let err = String::from_utf8(zero.stderr).unwrap();
+        assert!(err.contains(var), "{err}");
+    }
 }

@@ -9,86 +9,12 @@
 #![cfg(feature = "tls")]
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use support::broker::{free_port, PrivateBroker};
 use support::handler::{echo, Hits};
 use support::request;
 use warren::{Address, Client, Config, Connection, ContentType, Error, Node};
-
-/// A CA, a server certificate for `localhost` and a client certificate it
-/// signed, and a second CA that signed nothing of these.
-fn certificates(dir: &Path) {
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .expect("run openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    std::fs::create_dir_all(dir).unwrap();
-    for ca in ["ca", "other-ca"] {
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN=warren test {ca}"),
-            "-keyout",
-            &format!("{ca}.key"),
-            "-out",
-            &format!("{ca}.pem"),
-        ]);
-    }
-    for (name, ext) in [
-        (
-            "server",
-            "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
-        ),
-        ("client", "extendedKeyUsage=clientAuth\n"),
-    ] {
-        std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            &format!("{name}.key"),
-            "-out",
-            &format!("{name}.csr"),
-        ]);
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            &format!("{name}.csr"),
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            &format!("{name}.ext"),
-            "-out",
-            &format!("{name}.pem"),
-        ]);
-    }
-}
 
 struct Tls {
     dir: PathBuf,
@@ -99,7 +25,7 @@ struct Tls {
 impl Tls {
     async fn start() -> Self {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(support::unique("tls"));
-        certificates(&dir);
+        support::certs::make(&dir);
         let broker = PrivateBroker::new();
         let port = free_port();
         broker

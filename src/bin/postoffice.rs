@@ -45,12 +45,13 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         .await
         .map_err(|e| format!("cannot listen on {listen} (WARREN_POSTOFFICE_LISTEN): {e}"))?;
     println!(
-        "postoffice {} listening on ws://{}/ws",
+        "postoffice {} listening on {}://{}/ws",
         office.id(),
+        office.scheme(),
         listener.local_addr()?
     );
-    axum::serve(listener, office.router())
-        .with_graceful_shutdown(async {
+    office
+        .serve(listener, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;

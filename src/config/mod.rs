@@ -7,6 +7,8 @@ mod tls;
 
 pub use placement::UrlOrder;
 pub use retry::{Backoff, WhenDisconnected};
+#[cfg(all(feature = "tls", any(feature = "http", feature = "metrics")))]
+pub(crate) use tls::read_file;
 pub use tls::TlsFiles;
 
 use crate::error::Error;

@@ -67,15 +67,7 @@ impl TlsFiles {
     /// be read.
     #[cfg(feature = "tls")]
     pub(crate) fn read(&self) -> Result<TlsPem, Error> {
-        let read = |what: &str, path: &Path| {
-            std::fs::read(path).map_err(|e| {
-                Error::Config(format!(
-                    "{}: cannot read the {what} `{}`: {e}",
-                    self.setting,
-                    path.display()
-                ))
-            })
-        };
+        let read = |what: &str, path: &Path| read_file(self.setting, what, path);
         let ca = match &self.ca {
             Some(path) => Some(String::from_utf8(read("CA file", path)?).map_err(|_| {
                 Error::Config(format!(
@@ -94,4 +86,18 @@ impl TlsFiles {
         };
         Ok(TlsPem { ca, client })
     }
+}
+
+/// Reads the `what` file at `path`, set in `setting`.
+///
+/// # Errors
+/// [`Error::Config`] naming the setting and the file.
+#[cfg(feature = "tls")]
+pub(crate) fn read_file(setting: &str, what: &str, path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|e| {
+        Error::Config(format!(
+            "{setting}: cannot read the {what} `{}`: {e}",
+            path.display()
+        ))
+    })
 }

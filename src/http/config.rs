@@ -3,13 +3,23 @@
 //! | variable | meaning | default |
 //! | --- | --- | --- |
 //! | `WARREN_HTTP_ADDR` | address a node's HTTP server binds (`127.0.0.1:8080`) | off |
-//! | `WARREN_HTTP_URL` | the URL a node announces for itself | `http://<bound address>` |
+//! | `WARREN_HTTP_URL` | the URL a node announces for itself | `http://<bound address>` (`https://` with TLS) |
 //! | `WARREN_HTTP_TOKEN` | bearer token the server requires and the client sends | none |
 //! | `WARREN_HTTP_PEERS` | known peers: `type/id=url`, comma-separated | none |
 //! | `WARREN_HTTP_ANNOUNCE_S` | seconds between a node's announcements | `10` |
+//! | `WARREN_HTTP_HEADER_TIMEOUT_MS` | time a client has to send a request's headers (and its TLS handshake) | `10000` |
+//! | `WARREN_HTTP_IDLE_TIMEOUT_MS` | a connection with nothing in flight is closed after | `60000` |
+//! | `WARREN_HTTP_MAX_CONNECTIONS` | connections the server holds at once; more are refused | `1024` |
+//! | `WARREN_HTTP_TLS_CERT`, `WARREN_HTTP_TLS_KEY` | PEM files of the server's certificate chain and key: serve HTTPS (feature `tls`); both or neither | none |
+//! | `WARREN_HTTP_TLS_CLIENT_CA` | PEM file of the CAs client certificates must be signed by (mutual TLS) | none |
+//! | `WARREN_HTTP_TLS_CA` | PEM file of CAs the client trusts for `https://` peers, besides the platform's | none |
+//!
+//! A zero timeout or limit is an error, not a default: see
+//! [`crate::listen`].
 
 use crate::address::{ServiceId, ServiceType};
 use crate::error::Error;
+use crate::listen::ListenConfig;
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -107,7 +117,8 @@ pub struct HttpConfig {
     /// The address a node's HTTP server binds; `None` (the default) serves
     /// no HTTP. Only this address is bound.
     pub listen: Option<SocketAddr>,
-    /// The URL a node announces; by default `http://` and the bound address.
+    /// The URL a node announces; by default `http://` (`https://` with TLS)
+    /// and the bound address.
     pub url: Option<String>,
     /// The bearer token the server requires and the client sends.
     pub token: Option<Token>,
@@ -119,6 +130,13 @@ pub struct HttpConfig {
     /// Time between a node's announcements; peers forget an instance not
     /// heard from in three times this.
     pub announce_every: Duration,
+    /// How the server bounds its connections, and its TLS
+    /// ([`crate::listen`]).
+    pub listener: ListenConfig,
+    /// PEM file of CAs the client trusts for `https://` peers, besides the
+    /// platform's (feature `tls`): see [`HttpClient::tls_ca`](crate::http::HttpClient::tls_ca).
+    #[cfg(feature = "tls")]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -130,6 +148,9 @@ impl Default for HttpConfig {
             peers: Vec::new(),
             max_body: None,
             announce_every: Duration::from_secs(10),
+            listener: ListenConfig::default(),
+            #[cfg(feature = "tls")]
+            tls_ca: None,
         }
     }
 }
@@ -177,6 +198,17 @@ impl HttpConfig {
             })?;
             self.announce_every = Duration::from_secs(secs);
         }
+        self.listener = self.listener.with_env_from("WARREN_HTTP_", &lookup)?;
+        if let Some(v) = lookup("WARREN_HTTP_TLS_CA").filter(|v| !v.trim().is_empty()) {
+            #[cfg(feature = "tls")]
+            {
+                self.tls_ca = Some(v.trim().into());
+            }
+            #[cfg(not(feature = "tls"))]
+            return Err(Error::Config(format!(
+                "WARREN_HTTP_TLS_CA=`{v}` needs warren's `tls` feature"
+            )));
+        }
         Ok(self)
     }
 
@@ -201,6 +233,40 @@ impl HttpConfig {
     /// Sets the largest request body the server reads.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.max_body = Some(bytes);
+        self
+    }
+
+    /// Sets the time a client has to send a request's headers.
+    pub fn header_read_timeout(mut self, timeout: Duration) -> Self {
+        self.listener = self.listener.header_read_timeout(timeout);
+        self
+    }
+
+    /// Sets the time after which a connection with nothing in flight is
+    /// closed.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.listener = self.listener.idle_timeout(timeout);
+        self
+    }
+
+    /// Sets the most connections the server holds at once.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.listener = self.listener.max_connections(n);
+        self
+    }
+
+    /// Serves HTTPS with `tls`; the node announces an `https://` URL.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::listen::ServerTls) -> Self {
+        self.listener = self.listener.tls(tls);
+        self
+    }
+
+    /// Trusts the CAs in the PEM file `ca` for `https://` peers (client
+    /// side), besides the platform's.
+    #[cfg(feature = "tls")]
+    pub fn tls_ca(mut self, ca: impl Into<std::path::PathBuf>) -> Self {
+        self.tls_ca = Some(ca.into());
         self
     }
 

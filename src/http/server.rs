@@ -13,6 +13,7 @@ use super::Token;
 use crate::address::{Peer, ServiceId, ServiceType};
 use crate::envelope::{self, http_status};
 use crate::error::Error;
+use crate::listen::{ListenConfig, Prepared};
 use crate::message::{Request, Response};
 use crate::serve::{answer, Handler};
 use crate::status::{Code, Status};
@@ -37,6 +38,7 @@ use tracing::{warn, Instrument};
 pub struct HttpServer {
     shared: Shared,
     checks: crate::health::Checks,
+    listen: ListenConfig,
 }
 
 #[derive(Clone)]
@@ -89,6 +91,7 @@ impl HttpServer {
                 in_flight: Arc::new(AtomicUsize::new(0)),
             },
             checks: crate::health::Checks::default(),
+            listen: ListenConfig::default(),
         }
     }
 
@@ -101,6 +104,13 @@ impl HttpServer {
     /// The largest request body read, in bytes; larger ones get 413.
     pub fn max_body(mut self, bytes: usize) -> Self {
         self.shared.max_body = bytes;
+        self
+    }
+
+    /// Bounds its connections (and serves HTTPS) as `listen` says; the
+    /// default is [`ListenConfig::default`].
+    pub fn listen(mut self, listen: ListenConfig) -> Self {
+        self.listen = listen;
         self
     }
 
@@ -118,12 +128,29 @@ impl HttpServer {
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets the calls
-    /// being answered finish.
+    /// being answered finish, with the bounds of its [`ListenConfig`].
     ///
     /// # Errors
-    /// An I/O error from the listener.
+    /// An [`std::io::ErrorKind::InvalidInput`] error holding the
+    /// [`Error::Config`] if the [`ListenConfig`] cannot work (a zero limit,
+    /// an unreadable certificate).
     pub async fn serve(
         self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let prepared = self
+            .listen
+            .prepare("node")
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        self.serve_prepared(prepared, listener, shutdown).await
+    }
+
+    /// Serves as [`HttpServer::serve`], with the listener's settings
+    /// already checked.
+    pub(crate) async fn serve_prepared(
+        self,
+        prepared: Prepared,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
@@ -132,9 +159,7 @@ impl HttpServer {
             .route("/health", get(health))
             .with_state(self.shared)
             .merge(crate::health::routes(self.checks));
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+        prepared.serve(listener, app, shutdown).await
     }
 }
 

@@ -7,7 +7,7 @@ use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use std::fmt::Result;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, PoisonError, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use tokio::sync::{watch, Semaphore};
 
 /// Calls (or gathers) of one method.
@@ -55,6 +55,23 @@ pub(crate) struct EventCounts {
     pub(crate) dead_lettered: Count,
 }
 
+/// What one kind of HTTP listener (`node`, `metrics`, `postoffice`) did
+/// with its connections.
+#[derive(Debug, Default)]
+pub(crate) struct ListenerCounts {
+    pub(crate) refused: Count,
+    pub(crate) header_timeouts: Count,
+    pub(crate) idle_timeouts: Count,
+}
+
+/// An HTTP listener, read on scrape: its connection permits.
+#[derive(Debug)]
+pub(crate) struct ListenerWatch {
+    pub(crate) name: &'static str,
+    pub(crate) permits: Weak<Semaphore>,
+    pub(crate) max: usize,
+}
+
 /// A node, read on scrape.
 #[derive(Debug)]
 pub(crate) struct NodeWatch {
@@ -74,6 +91,8 @@ pub(crate) struct Metrics {
     pub(crate) fallback: [Count; 2],
     pub(crate) events: ByLabel<EventCounts>,
     pub(crate) reconnects: Count,
+    /// By listener kind.
+    pub(crate) listeners: ByLabel<ListenerCounts>,
 }
 
 /// The connections and nodes of the process, watched from their start
@@ -84,6 +103,7 @@ pub(crate) struct Watched {
     pub(crate) nodes: Mutex<Vec<NodeWatch>>,
     /// The last reading of each owner's queues, while it lives.
     pub(crate) queues: Mutex<Vec<Weak<Mutex<Vec<crate::QueueStat>>>>>,
+    pub(crate) listeners: Mutex<Vec<ListenerWatch>>,
 }
 
 /// The connection states, as the `state` label of `warren_connections`.
@@ -220,6 +240,7 @@ impl Collector for &'static Metrics {
         watched.encode_nodes(enc)?;
         watched.encode_queues(enc)?;
         watched.encode_connections(enc, self)?;
+        watched.encode_listeners(enc, self)?;
         type Pick = fn(&EventCounts) -> &Count;
         let events: [(&str, &str, Pick); 4] = [
             (
@@ -289,6 +310,73 @@ impl Watched {
             })?;
         }
         Ok(())
+    }
+
+    /// Watches an HTTP listener's open connections (its permits in use).
+    pub(crate) fn listener(&self, name: &'static str, permits: &Arc<Semaphore>, max: usize) {
+        let mut all = self
+            .listeners
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        all.retain(|l| l.permits.strong_count() > 0);
+        all.push(ListenerWatch {
+            name,
+            permits: Arc::downgrade(permits),
+            max,
+        });
+    }
+
+    fn encode_listeners(&self, enc: &mut DescriptorEncoder<'_>, metrics: &Metrics) -> Result {
+        let mut open: std::collections::BTreeMap<&str, i64> = Default::default();
+        {
+            let mut all = self
+                .listeners
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            all.retain(|l| l.permits.strong_count() > 0);
+            for l in all.iter() {
+                let Some(permits) = l.permits.upgrade() else {
+                    continue;
+                };
+                *open.entry(l.name).or_default() +=
+                    l.max.saturating_sub(permits.available_permits()) as i64;
+            }
+        }
+        family(
+            enc,
+            "warren_http_connections_open",
+            "Connections open on this process's HTTP listeners (WebSockets included), by listener.",
+            MetricType::Gauge,
+            |m| {
+                for (listener, n) in &open {
+                    gauge(m, &[("listener", listener)], *n)?;
+                }
+                Ok(())
+            },
+        )?;
+        family(
+            enc,
+            "warren_http_connections_refused",
+            "Connections an HTTP listener closed at once because it held its maximum, by listener.",
+            MetricType::Counter,
+            |m| {
+                metrics
+                    .listeners
+                    .each(|listener, c| counter(m, &[("listener", listener)], c.refused.get()))
+            },
+        )?;
+        family(
+            enc,
+            "warren_http_connections_timed_out",
+            "Connections an HTTP listener closed for their timers, by listener and reason (`header`: the request's headers or TLS handshake were too slow; `idle`: nothing in flight for the idle timeout).",
+            MetricType::Counter,
+            |m| {
+                metrics.listeners.each(|listener, c| {
+                    counter(m, &[("listener", listener), ("reason", "header")], c.header_timeouts.get())?;
+                    counter(m, &[("listener", listener), ("reason", "idle")], c.idle_timeouts.get())
+                })
+            },
+        )
     }
 
     fn encode_nodes(&self, enc: &mut DescriptorEncoder<'_>) -> Result {

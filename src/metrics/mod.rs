@@ -29,6 +29,9 @@
 //! | `warren_node_consumers` | gauge | `service` | broker consumers feeding the nodes (2 per node) |
 //! | `warren_connections` | gauge | `state` | broker connections by state (`connected`, `blocked`, `reconnecting`, `down`, `refused`, `closed`) |
 //! | `warren_connection_reconnects_total` | counter | | connections re-established after a loss |
+//! | `warren_http_connections_open` | gauge | `listener` | connections open on warren's HTTP listeners (`node`, `metrics`, `postoffice`), WebSockets included |
+//! | `warren_http_connections_refused_total` | counter | `listener` | connections closed at once because the listener held its maximum ([`crate::listen`]) |
+//! | `warren_http_connections_timed_out_total` | counter | `listener`, `reason` | connections closed by their timers: `header` (headers or TLS handshake too slow) or `idle` |
 //! | `warren_events_published_total` | counter | `type` | events published and confirmed |
 //! | `warren_events_consumed_total` | counter | `type` | events handled successfully |
 //! | `warren_events_retried_total` | counter | `type` | events scheduled again after a failure |

@@ -5,6 +5,7 @@
 use crate::amqp::Connection;
 use crate::error::Error;
 use crate::health::Checks;
+use crate::listen::ListenConfig;
 use crate::node::Node;
 use std::net::SocketAddr;
 use tokio::sync::watch;
@@ -37,11 +38,13 @@ pub struct MetricsServer {
     task: Option<JoinHandle<()>>,
 }
 
-/// Settings of a [`MetricsServer`]: what its readiness watches.
+/// Settings of a [`MetricsServer`]: what its readiness watches, and how
+/// its listener bounds connections ([`ListenConfig`]).
 #[derive(Debug, Default)]
 #[must_use]
 pub struct MetricsServerBuilder {
     checks: Checks,
+    listen: ListenConfig,
 }
 
 impl MetricsServer {
@@ -86,11 +89,23 @@ impl MetricsServerBuilder {
         self
     }
 
+    /// Bounds connections (header-read and idle timeouts, their number)
+    /// and serves HTTPS as `listen` says; the default is
+    /// [`ListenConfig::default`]. `ListenConfig::default().with_env_from("WARREN_METRICS_", …)`
+    /// reads it from the environment.
+    pub fn listen(mut self, listen: ListenConfig) -> Self {
+        self.listen = listen;
+        self
+    }
+
     /// Binds `addr` (port 0: any free port), starts recording, and serves.
     ///
     /// # Errors
-    /// [`Error::Config`] if the address cannot be bound.
+    /// [`Error::Config`] if the address cannot be bound or the
+    /// [`ListenConfig`] cannot work (a zero limit, an unreadable
+    /// certificate).
     pub async fn bind(self, addr: SocketAddr) -> Result<MetricsServer, Error> {
+        let prepared = self.listen.prepare("metrics")?;
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
             Error::Config(format!("cannot bind the metrics listener to {addr}: {e}"))
         })?;
@@ -103,10 +118,7 @@ impl MetricsServerBuilder {
             let shutdown = async move {
                 let _ = stopped.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
+            if let Err(e) = prepared.serve(listener, app, shutdown).await {
                 tracing::warn!(error = %e, "the metrics listener stopped");
             }
         });

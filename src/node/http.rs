@@ -63,6 +63,7 @@ impl Serving {
         let Some(listen) = config.listen else {
             return Err(Error::Config("no HTTP listen address".into()));
         };
+        let prepared = config.listener.prepare("node")?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| Error::Config(format!("cannot bind the HTTP server to {listen}: {e}")))?;
@@ -72,7 +73,7 @@ impl Serving {
         let url = config
             .url
             .clone()
-            .unwrap_or_else(|| format!("http://{addr}"));
+            .unwrap_or_else(|| format!("{}://{addr}", prepared.scheme()));
         let (stop, stopped) = watch::channel(false);
         let state = conn.state();
         let checks = crate::health::Checks::default()
@@ -99,7 +100,7 @@ impl Serving {
             let shutdown = async move {
                 let _ = until.wait_for(|s| *s).await;
             };
-            if let Err(e) = server.serve(listener, shutdown).await {
+            if let Err(e) = server.serve_prepared(prepared, listener, shutdown).await {
                 warn!(error = %e, "the HTTP server stopped");
             }
         });

@@ -22,10 +22,15 @@ pub const ENV_HELP: &str = "\
   WARREN_POSTOFFICE_SEND_QUEUE       frames queued per connection (default 256)
   WARREN_POSTOFFICE_PING_MS          ping period (default 20000)
   WARREN_POSTOFFICE_IDLE_TIMEOUT_MS  idle connections closed after (default 60000)
+  WARREN_POSTOFFICE_HEADER_TIMEOUT_MS  time to send a request's headers (default 10000)
+  WARREN_POSTOFFICE_TLS_CERT         serve wss:// with this PEM certificate chain...
+  WARREN_POSTOFFICE_TLS_KEY          ...and this PEM private key
+  WARREN_POSTOFFICE_TLS_CLIENT_CA    require client certificates signed by these CAs
   WARREN_POSTOFFICE_AUTH_TIMEOUT_MS  time to send the auth frame (default 10000)
   WARREN_POSTOFFICE_DEFAULT_TIMEOUT_MS  deadline of a request without timeout_ms (default 10000)
   WARREN_POSTOFFICE_MAX_TIMEOUT_MS   longest timeout_ms taken (default 60000)
-  WARREN_HTTP_TOKEN                  bearer token of the services' HTTP endpoints (fallback)";
+  WARREN_HTTP_TOKEN                  bearer token of the services' HTTP endpoints (fallback)
+  WARREN_HTTP_TLS_CA                 CAs trusted for the services' https:// endpoints";
 
 impl PostOfficeBuilder {
     /// Sets what the environment says, read through `lookup` (pass
@@ -46,6 +51,18 @@ impl PostOfficeBuilder {
         if let Some(token) = lookup("WARREN_HTTP_TOKEN").filter(|t| !t.is_empty()) {
             self.http_token = Some(Token::new(token)?);
         }
+        // The same variables set the listener's limits (above) and its TLS.
+        let listen =
+            crate::listen::ListenConfig::default().with_env_from("WARREN_POSTOFFICE_", &lookup)?;
+        #[cfg(feature = "tls")]
+        {
+            self.tls = listen.tls;
+            if let Some(ca) = lookup("WARREN_HTTP_TLS_CA").filter(|v| !v.trim().is_empty()) {
+                self.http_ca = Some(ca.trim().into());
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        let _ = listen;
         let mut auths: Vec<Box<dyn Authenticator>> = Vec::new();
         if let Some(list) = lookup("WARREN_POSTOFFICE_TOKENS") {
             auths.push(Box::new(TokenList::parse(&list)?));

@@ -9,7 +9,11 @@ use std::time::Duration;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Connections held at once; one more is refused with HTTP 503
-    /// before the upgrade (default 10 000).
+    /// before the upgrade (default 10 000). [`PostOffice::serve`] bounds
+    /// its listener's connections (WebSockets and plain requests) with
+    /// the same number: there, one more is closed at once.
+    ///
+    /// [`PostOffice::serve`]: super::PostOffice::serve
     pub max_connections: usize,
     /// The largest frame answered normally; a larger one gets a
     /// `frame_too_large` error frame. One over 4× this closes the
@@ -24,8 +28,17 @@ pub struct Limits {
     /// How often an idle connection is pinged (default 20 s).
     pub ping_every: Duration,
     /// A connection from which nothing (not even a pong) came for this
-    /// long is closed with `4002` (default 60 s).
+    /// long is closed with `4002` (default 60 s). Under
+    /// [`PostOffice::serve`], also the idle timeout of connections not
+    /// upgraded (keep-alive, nothing in flight).
+    ///
+    /// [`PostOffice::serve`]: super::PostOffice::serve
     pub idle_timeout: Duration,
+    /// Under [`PostOffice::serve`], the time a client has to send its
+    /// request's headers, TLS handshake included (default 10 s).
+    ///
+    /// [`PostOffice::serve`]: super::PostOffice::serve
+    pub header_read_timeout: Duration,
     /// How long a new connection has to send its `auth` frame (default 10 s).
     pub auth_timeout: Duration,
     /// The deadline of a request without `timeout_ms` (default 10 s).
@@ -44,6 +57,7 @@ impl Default for Limits {
             send_queue: 256,
             ping_every: Duration::from_secs(20),
             idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
             auth_timeout: Duration::from_secs(10),
             default_timeout: Duration::from_secs(10),
             max_timeout: Duration::from_secs(60),
@@ -54,25 +68,23 @@ impl Default for Limits {
 impl Limits {
     /// The defaults, overridden by `WARREN_POSTOFFICE_MAX_CONNECTIONS`,
     /// `…_MAX_FRAME_BYTES`, `…_MAX_IN_FLIGHT`, `…_SEND_QUEUE`,
-    /// `…_PING_MS`, `…_IDLE_TIMEOUT_MS`, `…_AUTH_TIMEOUT_MS`,
-    /// `…_DEFAULT_TIMEOUT_MS` and `…_MAX_TIMEOUT_MS` where `lookup` has them.
+    /// `…_PING_MS`, `…_IDLE_TIMEOUT_MS`, `…_HEADER_TIMEOUT_MS`,
+    /// `…_AUTH_TIMEOUT_MS`, `…_DEFAULT_TIMEOUT_MS` and `…_MAX_TIMEOUT_MS`
+    /// where `lookup` has them.
     ///
     /// # Errors
-    /// [`Error::Config`] naming a variable that is not a whole number.
+    /// [`Error::Config`] naming a variable that is not a positive whole
+    /// number (zero included: no limit is zero).
     pub fn with_env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let number = |name: &str| -> Result<Option<u64>, Error> {
             let var = format!("WARREN_POSTOFFICE_{name}");
             lookup(&var)
-                .map(|v| {
-                    v.trim().parse::<u64>().map_err(|_| {
-                        Error::Config(format!("{var} must be a whole number, not `{v}`"))
-                    })
-                })
+                .map(|v| crate::listen::positive(&var, &v))
                 .transpose()
         };
         let count = |name: &str, into: &mut usize| -> Result<(), Error> {
             if let Some(n) = number(name)? {
-                *into = usize::try_from(n.max(1)).unwrap_or(usize::MAX);
+                *into = usize::try_from(n).unwrap_or(usize::MAX);
             }
             Ok(())
         };
@@ -82,16 +94,52 @@ impl Limits {
         count("SEND_QUEUE", &mut self.send_queue)?;
         let millis = |name: &str, into: &mut Duration| -> Result<(), Error> {
             if let Some(n) = number(name)? {
-                *into = Duration::from_millis(n.max(1));
+                *into = Duration::from_millis(n);
             }
             Ok(())
         };
         millis("PING_MS", &mut self.ping_every)?;
         millis("IDLE_TIMEOUT_MS", &mut self.idle_timeout)?;
+        millis("HEADER_TIMEOUT_MS", &mut self.header_read_timeout)?;
         millis("AUTH_TIMEOUT_MS", &mut self.auth_timeout)?;
         millis("DEFAULT_TIMEOUT_MS", &mut self.default_timeout)?;
         millis("MAX_TIMEOUT_MS", &mut self.max_timeout)?;
         Ok(self)
+    }
+
+    /// Checks that no limit is zero (a PostOffice that could hold no
+    /// connection, or close every one at once, is a mistake).
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first limit that is zero.
+    pub fn check(&self) -> Result<(), Error> {
+        let zero = [
+            ("max_connections", self.max_connections == 0),
+            ("max_frame_bytes", self.max_frame_bytes == 0),
+            ("max_in_flight", self.max_in_flight == 0),
+            ("send_queue", self.send_queue == 0),
+            ("ping_every", self.ping_every.is_zero()),
+            ("idle_timeout", self.idle_timeout.is_zero()),
+            ("header_read_timeout", self.header_read_timeout.is_zero()),
+            ("auth_timeout", self.auth_timeout.is_zero()),
+            ("default_timeout", self.default_timeout.is_zero()),
+            ("max_timeout", self.max_timeout.is_zero()),
+        ];
+        match zero.iter().find(|(_, z)| *z) {
+            Some((name, _)) => Err(Error::Config(format!(
+                "the PostOffice limit `{name}` is zero; it must be positive"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// The listener settings of [`PostOffice::serve`](super::PostOffice::serve):
+    /// these limits' connections, idle and header-read timeouts.
+    pub(crate) fn listen(&self) -> crate::listen::ListenConfig {
+        crate::listen::ListenConfig::default()
+            .max_connections(self.max_connections)
+            .idle_timeout(self.idle_timeout)
+            .header_read_timeout(self.header_read_timeout)
     }
 
     /// The frame size past which a connection is closed unread.
@@ -121,5 +169,28 @@ mod tests {
             err.to_string().contains("WARREN_POSTOFFICE_SEND_QUEUE"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn zero_is_an_error_not_one() {
+        for var in [
+            "MAX_CONNECTIONS",
+            "SEND_QUEUE",
+            "IDLE_TIMEOUT_MS",
+            "HEADER_TIMEOUT_MS",
+        ] {
+            let name = format!("WARREN_POSTOFFICE_{var}");
+            let zero = |k: &str| (k == name).then(|| "0".to_owned());
+            let err = Limits::default().with_env_from(zero).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err}");
+            assert!(err.to_string().contains(&name), "{err}");
+        }
+        let limits = Limits {
+            max_in_flight: 0,
+            ..Limits::default()
+        };
+        let err = limits.check().unwrap_err();
+        assert!(err.to_string().contains("max_in_flight"), "{err}");
+        assert!(Limits::default().check().is_ok());
     }
 }

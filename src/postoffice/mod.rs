@@ -12,9 +12,11 @@
 //! docs/POSTOFFICE.md.
 //!
 //! A PostOffice is a warren client (the requests it routes) and a warren
-//! node (of type `postoffice`, serving the pushes). Embed it in an axum
-//! application with [`PostOffice::router`], or run the `postoffice`
-//! binary.
+//! node (of type `postoffice`, serving the pushes). Serve it with
+//! [`PostOffice::serve`] (warren's listener: header-read and idle
+//! timeouts, the connection limit of [`Limits`], optional TLS), embed it
+//! in an axum application with [`PostOffice::router`], or run the
+//! `postoffice` binary.
 //!
 //! ```no_run
 //! use warren::postoffice::{Identity, PostOffice, TokenList};
@@ -210,6 +212,10 @@ pub struct PostOfficeBuilder {
     limits: Limits,
     auth: Option<Box<dyn Authenticator>>,
     http_token: Option<Token>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::listen::ServerTls>,
+    #[cfg(feature = "tls")]
+    http_ca: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for PostOfficeBuilder {
@@ -227,6 +233,8 @@ impl std::fmt::Debug for PostOfficeBuilder {
 pub struct PostOffice {
     shared: Arc<Shared>,
     node: Option<Node>,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::listen::ServerTls>,
 }
 
 impl std::fmt::Debug for PostOffice {
@@ -248,6 +256,10 @@ impl PostOffice {
             limits: Limits::default(),
             auth: None,
             http_token: None,
+            #[cfg(feature = "tls")]
+            tls: None,
+            #[cfg(feature = "tls")]
+            http_ca: None,
         }
     }
 
@@ -264,6 +276,43 @@ impl PostOffice {
             .route("/ws", get(upgrade))
             .route("/services", get(services))
             .with_state(self.shared.clone())
+    }
+
+    /// Serves [`PostOffice::router`] on `listener` with warren's listener
+    /// ([`crate::listen`]) until `shutdown` completes: connections bounded
+    /// by [`Limits::max_connections`] (one more is closed at once),
+    /// [`Limits::header_read_timeout`] and, for connections not upgraded,
+    /// [`Limits::idle_timeout`]; HTTPS with [`PostOfficeBuilder::tls`].
+    /// WebSockets outlive the shutdown; [`PostOffice::shutdown`] then.
+    ///
+    /// # Errors
+    /// [`Error::Config`] if the TLS files cannot be used.
+    pub async fn serve(
+        &self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> Result<(), Error> {
+        #[allow(unused_mut)]
+        let mut listen = self.shared.limits.listen();
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            listen = listen.tls(tls.clone());
+        }
+        let prepared = listen.prepare("postoffice")?;
+        prepared
+            .serve(listener, self.router(), shutdown)
+            .await
+            .map_err(|e| Error::Config(format!("the PostOffice listener failed: {e}")))
+    }
+
+    /// `wss` when it serves TLS ([`PostOfficeBuilder::tls`]), else `ws`.
+    #[must_use]
+    pub fn scheme(&self) -> &'static str {
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() {
+            return "wss";
+        }
+        "ws"
     }
 
     /// The registry of services it answers `services` from.
@@ -308,6 +357,21 @@ impl PostOfficeBuilder {
         self
     }
 
+    /// Serves HTTPS (`wss://`) under [`PostOffice::serve`] with `tls`.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::listen::ServerTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// Trusts the CAs in the PEM file `ca` when it calls services over
+    /// HTTPS (the fallback), besides the platform's.
+    #[cfg(feature = "tls")]
+    pub fn http_tls_ca(mut self, ca: impl Into<std::path::PathBuf>) -> Self {
+        self.http_ca = Some(ca.into());
+        self
+    }
+
     /// The limits (default: [`Limits::default`]).
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
@@ -337,11 +401,22 @@ impl PostOfficeBuilder {
         let auth = self.auth.ok_or_else(|| {
             Error::Config("a PostOffice needs an authenticator (a token list or JWT)".into())
         })?;
+        self.limits.check()?;
+        #[cfg(feature = "tls")]
+        if let Some(tls) = &self.tls {
+            // A bad file fails here, at start, rather than at serve.
+            tls.acceptor()?;
+        }
         let peers = Peers::new();
         peers.learn_from(conn);
-        let http = HttpClient::new(peers.clone())?
+        #[allow(unused_mut)]
+        let mut http = HttpClient::new(peers.clone())?
             .token(self.http_token)
             .default_timeout(self.limits.default_timeout);
+        #[cfg(feature = "tls")]
+        if let Some(ca) = &self.http_ca {
+            http = http.tls_ca(ca)?;
+        }
         let identity = Peer::new(Some(self.service.clone()), Some(self.id.clone()));
         let transport = FallbackLayer::new(conn, http).layer(Client::with_identity(conn, identity));
         let hub = Arc::new(Hub::default());
@@ -365,6 +440,8 @@ impl PostOfficeBuilder {
         Ok(PostOffice {
             shared,
             node: Some(node),
+            #[cfg(feature = "tls")]
+            tls: self.tls,
         })
     }
 }

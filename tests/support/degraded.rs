@@ -19,6 +19,31 @@ pub fn http_config() -> HttpConfig {
         .announce_every(Duration::from_secs(1))
 }
 
+/// An HTTP client that knows `node` (by its announced URL) only.
+pub fn client_for(node: &warren::Node) -> HttpClient {
+    let peers = Peers::new();
+    let entry = format!(
+        "{}/{}={}",
+        node.service(),
+        node.id(),
+        node.http_url().unwrap()
+    );
+    peers.insert(warren::http::PeerUrl::parse(&entry).unwrap());
+    HttpClient::new(peers).unwrap()
+}
+
+/// `Echo.say` of `n` (JSON) to `node`, with a 10 s deadline.
+pub fn echo(node: &warren::Node, n: i32) -> Request {
+    Request::encode(
+        Address::Instance(node.id().clone()),
+        "Echo.say",
+        ContentType::Json,
+        &n,
+    )
+    .unwrap()
+    .with_timeout(Duration::from_secs(10))
+}
+
 /// A caller going through a fault proxy, learning peers from announcements.
 pub struct Caller {
     pub proxy: Proxy,

@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod broker;
+pub mod certs;
 pub mod cluster;
 pub mod handler;
 pub mod load;
