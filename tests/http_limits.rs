@@ -83,8 +83,10 @@ async fn slow_headers_are_closed_after_the_timeout_while_calls_go_on() {
     // that sends nothing at all.
     let mut slow = Vec::new();
     for n in 0..20 {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        // Taken before the connection exists, so that it cannot be later
+        // than the server's accept (a late poll would make it so).
         let started = Instant::now();
+        let stream = TcpStream::connect(addr).await.unwrap();
         slow.push(tokio::spawn(async move {
             let (mut rx, mut tx) = stream.into_split();
             let dripping = tokio::spawn(async move {
@@ -141,9 +143,12 @@ async fn idle_keep_alive_connections_are_closed_after_the_idle_timeout() {
         assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
         tokio::time::sleep(idle / 4).await;
     }
+    // Taken before the last request is sent: the idle timer cannot start
+    // earlier than that (after reading the answer would be later than it
+    // on a busy machine).
+    let answered = Instant::now();
     stream.write_all(LIVE).await.unwrap();
     one_response(&mut stream).await;
-    let answered = Instant::now();
     let got = tokio::time::timeout(idle + SLACK, until_closed(&mut stream))
         .await
         .expect("the idle connection is closed");
