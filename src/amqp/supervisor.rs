@@ -12,17 +12,23 @@
 //! logged as an error and retried like any other, so that the service heals
 //! once the broker is fixed.
 
+use super::bodies::{Kit, Oversized};
 use super::connection::{until_closed, ConnectionState, Link, Shared};
 use super::refusal::{connect_failure, ConnectFailure};
 use crate::config::{BrokerUrl, Config};
 use crate::error::Error;
+use async_rs::Runtime;
 use futures::StreamExt;
 use lapin::{ConnectionProperties, Event};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{debug, error, info, warn};
 
-async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, ConnectFailure> {
+async fn open(
+    config: &Config,
+    url: &BrokerUrl,
+    oversized: &Arc<Oversized>,
+) -> Result<lapin::Connection, ConnectFailure> {
     // (`BrokerUrl` parsed it already.)
     let mut uri: lapin::uri::AMQPUri = url.expose().parse().map_err(|reason| {
         ConnectFailure::Permanent(Error::InvalidUrl {
@@ -52,6 +58,16 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Con
         .unwrap_or_else(|| "warren".to_owned());
     let props = ConnectionProperties::default().with_connection_name(name.into());
     let connect = async {
+        if uri.scheme == lapin::uri::AMQPScheme::AMQP {
+            // Plain TCP: the broker's frames go through the body filter.
+            let runtime = Kit::runtime(config.max_body, oversized.clone());
+            let connect = async move |uri: lapin::uri::AMQPUri, runtime: Runtime<Kit>| {
+                let host = (uri.authority.host.as_str(), uri.authority.port);
+                let addrs: Vec<_> = tokio::net::lookup_host(host).await?.collect();
+                Ok(lapin::tcp::AsyncTcpStream::connect(&runtime, addrs).await?)
+            };
+            return lapin::Connection::connector(uri, runtime, connect, props).await;
+        }
         if !config.tls.is_set() {
             return lapin::Connection::connect_uri(uri, props).await;
         }
@@ -135,7 +151,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
             let idx = (next_url + i) % config.urls.len();
             let url = &config.urls[idx];
             let attempt = tokio::select! {
-                r = open(config, url) => r,
+                r = open(config, url, &shared.oversized) => r,
                 () = until_closed(&mut closed) => break 'outer,
             };
             match attempt {
