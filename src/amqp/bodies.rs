@@ -168,6 +168,11 @@ impl Filter {
         }
     }
 
+    /// A filter that drops nothing.
+    fn unlimited() -> Self {
+        Self::new(u64::MAX, Arc::default())
+    }
+
     fn channel(&mut self, id: u16) -> &mut ChannelState {
         let i = usize::from(id);
         if self.channels.len() <= i {
@@ -438,23 +443,24 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Filtered<S> {
     }
 }
 
-/// The runtime lapin's connections run on: tokio's, except that a TCP
-/// connection's reads go through a [`Filter`].
+/// The plain or TLS connection to the broker that the filter reads.
+pub(crate) type Transport =
+    lapin::tcp::AsyncTcpStream<<async_rs::Tokio as async_rs::traits::Reactor>::TcpStream>;
+
+/// The runtime lapin's connections run on: tokio's, except that the
+/// connection lapin reads is a [`Filtered`] one (plain or TLS below it).
+/// warren opens the connection itself (see `supervisor.rs`); a TCP
+/// connection lapin asked the runtime for would have no filter.
 #[derive(Clone, Debug)]
 pub(crate) struct Kit {
     tokio: async_rs::Tokio,
-    limit: u64,
-    table: Arc<Oversized>,
 }
 
 impl Kit {
-    /// lapin's runtime on the current tokio runtime, filtering bodies over
-    /// `limit` bytes into `table`.
-    pub(crate) fn runtime(limit: usize, table: Arc<Oversized>) -> async_rs::Runtime<Self> {
+    /// lapin's runtime on the current tokio runtime.
+    pub(crate) fn runtime() -> async_rs::Runtime<Self> {
         async_rs::Runtime::new(Self {
             tokio: async_rs::Tokio::current(),
-            limit: limit as u64,
-            table,
         })
     }
 }
@@ -484,7 +490,7 @@ impl async_rs::traits::Executor for Kit {
 }
 
 impl async_rs::traits::Reactor for Kit {
-    type TcpStream = Filtered<<async_rs::Tokio as async_rs::traits::Reactor>::TcpStream>;
+    type TcpStream = Filtered<Transport>;
     type Sleep = <async_rs::Tokio as async_rs::traits::Reactor>::Sleep;
 
     fn register<H>(
@@ -518,8 +524,10 @@ impl async_rs::traits::Reactor for Kit {
         addr: std::net::SocketAddr,
     ) -> impl Future<Output = io::Result<Self::TcpStream>> + Send + 'static {
         let connect = self.tokio.tcp_connect_addr(addr);
-        let (limit, table) = (self.limit, self.table.clone());
-        async move { Ok(Filtered::new(connect.await?, Filter::new(limit, table))) }
+        async move {
+            let plain = lapin::tcp::AsyncTcpStream::Plain(connect.await?);
+            Ok(Filtered::new(plain, Filter::unlimited()))
+        }
     }
 }
 
@@ -581,12 +589,18 @@ mod tests {
 
     /// The stream the broker sends, and what lapin must see. Messages are
     /// interleaved frame by frame across channels, with heartbeats.
-    fn streams(messages: &[Message], frame_max: usize) -> (Vec<u8>, Vec<u8>, Vec<(u16, u64, u64)>) {
+    /// A frame as sent, and as lapin must see it (empty: dropped).
+    type Frame = (Vec<u8>, Vec<u8>);
+
+    /// Deliveries cut: channel, tag, announced size.
+    type Cut = Vec<(u16, u64, u64)>;
+
+    fn streams(messages: &[Message], frame_max: usize) -> (Vec<u8>, Vec<u8>, Cut) {
         let mut sent = Vec::new();
         let mut seen = Vec::new();
         let mut cut = Vec::new();
         // Per channel, the frames still to send.
-        let mut queues: Vec<(u16, Vec<(Vec<u8>, Vec<u8>)>)> = Vec::new();
+        let mut queues: Vec<(u16, Vec<Frame>)> = Vec::new();
         for (i, m) in messages.iter().enumerate() {
             let tag = i as u64 + 1;
             let method = if m.get {

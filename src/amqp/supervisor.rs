@@ -12,7 +12,7 @@
 //! logged as an error and retried like any other, so that the service heals
 //! once the broker is fixed.
 
-use super::bodies::{Kit, Oversized};
+use super::bodies::{Filter, Filtered, Kit, Oversized};
 use super::connection::{until_closed, ConnectionState, Link, Shared};
 use super::refusal::{connect_failure, ConnectFailure};
 use crate::config::{BrokerUrl, Config};
@@ -57,40 +57,40 @@ async fn open(
         .clone()
         .unwrap_or_else(|| "warren".to_owned());
     let props = ConnectionProperties::default().with_connection_name(name.into());
+    // The broker's frames reach lapin through the body filter
+    // (`bodies.rs`); with TLS, the filter reads the decrypted stream.
+    let amqps = uri.scheme == lapin::uri::AMQPScheme::AMQPS;
+    #[cfg(feature = "tls")]
+    let tls = amqps.then(|| (config.tls.server_name.clone(), tls));
+    let (limit, oversized) = (config.max_body, oversized.clone());
+    let runtime = Kit::runtime();
+    let connect = async move |uri: lapin::uri::AMQPUri, _: Runtime<Kit>| {
+        let host = (uri.authority.host.as_str(), uri.authority.port);
+        let addrs: Vec<_> = tokio::net::lookup_host(host).await?.collect();
+        let stream =
+            lapin::tcp::AsyncTcpStream::connect(&async_rs::Tokio::current(), addrs).await?;
+        // The connection goes to the URL's host; the certificate is
+        // checked against the server-name override if one is set.
+        #[cfg(feature = "tls")]
+        let stream = match &tls {
+            Some((name, tls)) => {
+                let name = name.as_deref().unwrap_or(&uri.authority.host);
+                stream.into_tls(name, tls.as_ref()).await?
+            }
+            None => stream,
+        };
+        Ok(lapin::tcp::AsyncTcpStream::Plain(Filtered::new(
+            stream,
+            Filter::new(limit as u64, oversized.clone()),
+        )))
+    };
     let connect = async {
-        if uri.scheme == lapin::uri::AMQPScheme::AMQP {
-            // Plain TCP: the broker's frames go through the body filter.
-            let runtime = Kit::runtime(config.max_body, oversized.clone());
-            let connect = async move |uri: lapin::uri::AMQPUri, runtime: Runtime<Kit>| {
-                let host = (uri.authority.host.as_str(), uri.authority.port);
-                let addrs: Vec<_> = tokio::net::lookup_host(host).await?.collect();
-                Ok(lapin::tcp::AsyncTcpStream::connect(&runtime, addrs).await?)
-            };
-            return lapin::Connection::connector(uri, runtime, connect, props).await;
-        }
-        if !config.tls.is_set() {
+        #[cfg(not(feature = "tls"))]
+        if amqps {
+            // lapin's own refusal: no TLS in this build.
             return lapin::Connection::connect_uri(uri, props).await;
         }
-        #[cfg(feature = "tls")]
-        {
-            let runtime = lapin::runtime::default_runtime()?;
-            match config.tls.server_name.clone() {
-                None => lapin::Connection::connect_uri_with_config(uri, props, tls, runtime).await,
-                // The connection goes to the URL's host; the certificate
-                // is checked against `name`.
-                Some(name) => {
-                    let connect = async move |uri: lapin::uri::AMQPUri, runtime| {
-                        let host = (uri.authority.host.as_str(), uri.authority.port);
-                        let addrs: Vec<_> = tokio::net::lookup_host(host).await?.collect();
-                        let stream = lapin::tcp::AsyncTcpStream::connect(&runtime, addrs).await?;
-                        Ok(stream.into_tls(&name, tls.as_ref()).await?)
-                    };
-                    lapin::Connection::connector(uri, runtime, connect, props).await
-                }
-            }
-        }
-        #[cfg(not(feature = "tls"))]
-        unreachable!("TLS files are refused above without the tls feature")
+        lapin::Connection::connector(uri, runtime, connect, props).await
     };
     match tokio::time::timeout(config.connect_timeout, connect).await {
         Ok(Ok(conn)) => Ok(conn),
