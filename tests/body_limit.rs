@@ -1,15 +1,22 @@
 //! Bodies over `Config::max_body` are refused without being buffered: a
 //! node sent many oversized requests at once answers each with
 //! `payload_too_large` while its memory stays near where it was, and a
-//! caller sent an oversized reply gets `Error::BodyTooLarge` and goes on.
+//! caller sent an oversized reply gets `Error::BodyTooLarge` and goes on;
+//! an oversized event is dead-lettered and the subscription goes on.
 mod support;
 
 use bytes::Bytes;
+use lapin::BasicProperties;
+use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use support::handler::{echo, Hits};
+use support::raw::Raw;
 use tower::service_fn;
+use warren::events::{DeadLetters, Delivery, Publisher, Subscription};
 use warren::{Address, Client, Code, ContentType, Error, Node, Request, Response};
 
 const MIB: usize = 1024 * 1024;
@@ -202,4 +209,55 @@ async fn an_oversized_reply_gives_the_typed_error_and_the_client_goes_on() {
     }
     // A reply of exactly the limit passes.
     assert_eq!(call(MIB).await.unwrap().body.len(), MIB);
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, warren::Event)]
+#[event(name = "upload.stored")]
+struct Stored {
+    name: String,
+}
+
+#[tokio::test]
+async fn an_oversized_event_is_dead_lettered_and_the_subscription_goes_on() {
+    let config = support::config()
+        .events_exchange(support::unique("events"))
+        .max_body(1024);
+    let exchange = config.events_exchange.clone();
+    let conn = support::connect(config).await;
+    let service = support::unique("uploads");
+    let handled = Arc::new(AtomicUsize::new(0));
+    let h = handled.clone();
+    let sub = Subscription::new(&service)
+        .on(service_fn(move |_: Delivery<Stored>| {
+            h.fetch_add(1, Ordering::SeqCst);
+            async { Ok::<_, Error>(()) }
+        }))
+        .start(&conn)
+        .await
+        .unwrap();
+    // Published raw: warren's publisher keeps to its own limit.
+    let raw = Raw::open().await;
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    raw.publish(&exchange, "upload.stored", json, &vec![b' '; 100_000])
+        .await;
+    Publisher::new(&conn)
+        .publish(&Stored { name: "a".into() })
+        .await
+        .unwrap();
+    let dlq = DeadLetters::new(&conn, &service);
+    let start = std::time::Instant::now();
+    while dlq.count().await.unwrap() < 1 || handled.load(Ordering::SeqCst) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "not dead-lettered"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let letters = dlq.peek(10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    let reason = letters[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("100000 bytes"), "{reason}");
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    assert_eq!(dlq.purge().await.unwrap(), 1);
+    sub.shutdown().await;
 }
