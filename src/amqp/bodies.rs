@@ -138,6 +138,8 @@ struct MethodScan {
     /// The payload offset of the delivery tag, once known.
     tag_at: Option<u32>,
     tag: u64,
+    /// The payload offset where reading stops: the rest passes in bulk.
+    end: u32,
 }
 
 /// The frame filter of one connection (see the module documentation).
@@ -215,7 +217,11 @@ impl Filter {
                         }
                     }
                     if kind == METHOD {
-                        self.scan = MethodScan::default();
+                        // Class and method first.
+                        self.scan = MethodScan {
+                            end: 4,
+                            ..MethodScan::default()
+                        };
                     }
                     self.position = Position::Payload {
                         kind,
@@ -240,10 +246,29 @@ impl Filter {
                     let avail = (len - r) as u64;
                     // How many bytes to pass (or drop) in one go.
                     let n = match kind {
-                        METHOD if at < SCAN_END => {
-                            self.scan_method(channel, at, buf[r]);
-                            1
+                        // The whole start of the frame at hand: read at once.
+                        METHOD
+                            if at == 0
+                                && self.method_at_once(
+                                    channel,
+                                    &buf[r..r + left.min(avail) as usize],
+                                ) =>
+                        {
+                            left.min(avail)
                         }
+                        HEADER if at == 0 && avail >= 12 && left > 12 => {
+                            self.content_header(channel, &mut buf[r + 4..r + 12]);
+                            left.min(avail)
+                        }
+                        // Split by a read: byte by byte.
+                        METHOD if at < self.scan.end => match self.scan.tag_at {
+                            // The consumer tag, before the delivery tag.
+                            Some(tag_at) if at < tag_at => u64::from(tag_at - at).min(avail),
+                            _ => {
+                                self.scan_method(channel, at, buf[r]);
+                                1
+                            }
+                        },
                         HEADER if at < SIZE_AT => u64::from(SIZE_AT - at).min(avail).min(left),
                         HEADER if at == SIZE_AT && left > 8 => {
                             if avail < 8 {
@@ -281,31 +306,69 @@ impl Filter {
         w
     }
 
+    /// What a method other than `basic.deliver`/`basic.get-ok` changes.
+    fn other_method(&mut self, channel: u16, ids: u32) {
+        match ids {
+            // channel.close, channel.close-ok: the channel starts over.
+            CHANNEL_CLOSE | CHANNEL_CLOSE_OK => {
+                *self.channel(channel) = ChannelState::default();
+                self.table.close_channel(channel);
+            }
+            // Any other content (basic.return) is not a delivery.
+            BASIC_RETURN => self.channel(channel).tag = None,
+            _ => {}
+        }
+    }
+
+    /// Reads what matters of a method frame from `p`, its payload's first
+    /// bytes, if they hold it all; `false` if the frame is split before.
+    fn method_at_once(&mut self, channel: u16, p: &[u8]) -> bool {
+        let Some(ids) = p.get(..4) else { return false };
+        let ids = u32::from_be_bytes([ids[0], ids[1], ids[2], ids[3]]);
+        let tag_at = match (ids, p.get(4)) {
+            (DELIVER, Some(&len)) => 5 + usize::from(len),
+            (DELIVER, None) => return false,
+            (GET_OK, _) => 4,
+            _ => {
+                self.other_method(channel, ids);
+                self.scan.end = 0;
+                return true;
+            }
+        };
+        let Some(tag) = p.get(tag_at..tag_at + 8) else {
+            return false;
+        };
+        let tag = u64::from_be_bytes(tag.try_into().unwrap_or([0; 8]));
+        self.channel(channel).tag = Some(tag);
+        self.scan.end = 0;
+        true
+    }
+
     /// Reads one byte of a method frame's payload, at offset `at`.
     fn scan_method(&mut self, channel: u16, at: u32, byte: u8) {
         let scan = &mut self.scan;
         if at < 4 {
             scan.ids = scan.ids << 8 | u32::from(byte);
             if at == 3 {
-                match scan.ids {
+                let ids = scan.ids;
+                match ids {
+                    // basic.deliver: the consumer tag's length next.
+                    DELIVER => scan.end = 5,
                     // basic.get-ok: the tag comes first.
-                    GET_OK => scan.tag_at = Some(4),
-                    // channel.close, channel.close-ok: the channel starts
-                    // over.
-                    CHANNEL_CLOSE | CHANNEL_CLOSE_OK => {
-                        *self.channel(channel) = ChannelState::default();
-                        self.table.close_channel(channel);
+                    GET_OK => {
+                        scan.tag_at = Some(4);
+                        scan.end = 12;
                     }
-                    // Any other content (basic.return) is not a delivery.
-                    BASIC_RETURN => self.channel(channel).tag = None,
-                    _ => {}
+                    _ => self.other_method(channel, ids),
                 }
             }
             return;
         }
         if scan.ids == DELIVER && at == 4 {
             // After the consumer tag (a short string: length, bytes).
-            scan.tag_at = Some(5 + u32::from(byte));
+            let tag_at = 5 + u32::from(byte);
+            scan.tag_at = Some(tag_at);
+            scan.end = tag_at + 8;
             return;
         }
         let Some(tag_at) = scan.tag_at else { return };
@@ -322,22 +385,18 @@ impl Filter {
     fn content_header(&mut self, channel: u16, size: &mut [u8]) {
         let declared = u64::from_be_bytes(size.try_into().unwrap_or([0; 8]));
         let limit = self.limit;
-        let table = self.table.clone();
         let state = self.channel(channel);
         let Some(tag) = state.tag.take() else { return };
         if declared > limit {
             size.fill(0);
             state.skip = declared;
-            table.insert(channel, tag, declared);
+            self.table.insert(channel, tag, declared);
         } else {
-            table.forget(channel, tag);
+            self.table.forget(channel, tag);
         }
     }
 }
 
-/// Method frames are read up to here: class, method, a consumer tag of at
-/// most 255 bytes and a delivery tag.
-const SCAN_END: u32 = 4 + 1 + 255 + 8;
 const DELIVER: u32 = 60 << 16 | 60;
 const GET_OK: u32 = 60 << 16 | 71;
 const BASIC_RETURN: u32 = 60 << 16 | 50;
