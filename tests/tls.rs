@@ -5,7 +5,8 @@
 //! TLS files with a plain `amqp://` URL each fail at once with an error
 //! that says which. A server name given apart lets a client reach the
 //! broker by IP address; EXTERNAL logs in as the client certificate's
-//! common name.
+//! common name. Over TLS too, a reply over the caller's `max_body` is
+//! dropped as it arrives: the caller gets `BodyTooLarge`.
 #![cfg(feature = "tls")]
 mod support;
 
@@ -77,6 +78,36 @@ async fn echo_call(conn: &Connection, text: &str) {
     node.shutdown().await;
 }
 
+/// A node on `conn` answers with a body of the size asked; a caller
+/// connected with `caller` and a 1 KiB limit gets `BodyTooLarge` for a
+/// larger one (the filter reads the decrypted frames), then goes on.
+async fn too_large_reply(conn: &Connection, caller: Config) {
+    let t = support::service_type("tls-big");
+    let node = Node::builder(t.clone())
+        .serve(
+            conn,
+            tower::service_fn(|req: warren::Request| async move {
+                let size: usize = req.decode()?;
+                Ok::<_, Error>(warren::Response::ok(req.content_type, vec![b'y'; size]))
+            }),
+        )
+        .await
+        .unwrap();
+    let caller = Connection::connect(caller.max_body(1024)).await.unwrap();
+    let client = Client::new(&caller);
+    let call = |size: usize| {
+        let address = Address::any(&t).unwrap();
+        client.call(request(address, "Big.make", ContentType::Json, &size))
+    };
+    match call(300_000).await {
+        Err(Error::BodyTooLarge { size, limit }) => assert_eq!((size, limit), (300_000, 1024)),
+        Err(e) => panic!("expected BodyTooLarge, got {e}"),
+        Ok(r) => panic!("expected BodyTooLarge, got {} bytes", r.body.len()),
+    }
+    assert_eq!(call(1000).await.unwrap().body.len(), 1000);
+    node.shutdown().await;
+}
+
 /// Connects, and says how long the failure took.
 async fn refused(cfg: Config) -> (Error, Duration) {
     let start = Instant::now();
@@ -93,6 +124,7 @@ async fn mutual_tls_with_a_private_ca_and_errors_that_say_which() {
 
     let conn = Connection::connect(tls.trusted()).await.unwrap();
     echo_call(&conn, "over TLS").await;
+    too_large_reply(&conn, tls.trusted()).await;
 
     let client = |cfg: Config| cfg.tls_client(tls.file("client.pem"), tls.file("client.key"));
     for (what, cfg, says) in [

@@ -336,6 +336,11 @@ impl Amqp {
         while replies.len() < expect {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some(Reply::Response(r))) => replies.push(*r),
+                // One instance's reply was too large: an error reply.
+                Ok(Some(Reply::TooLarge { size, limit })) => replies.push(Response::error(
+                    crate::codec::ContentType::Json,
+                    &too_large(size, limit).to_status(),
+                )),
                 // Returned: no queue is bound to the address at all.
                 Ok(Some(Reply::Returned)) => {
                     return Err(Error::NoRoute {
@@ -686,7 +691,16 @@ fn reply_or_lost(
         Ok(Reply::Returned) => Err(Error::NoRoute {
             address: address.clone(),
         }),
+        Ok(Reply::TooLarge { size, limit }) => Err(too_large(size, limit)),
         Err(_) => Err(Error::ConnectionLost),
+    }
+}
+
+/// A reply whose body (`size` bytes) was over `limit` and dropped.
+fn too_large(size: u64, limit: usize) -> Error {
+    Error::BodyTooLarge {
+        size: usize::try_from(size).unwrap_or(usize::MAX),
+        limit,
     }
 }
 

@@ -123,6 +123,9 @@ pub(super) struct Shared {
     pub(super) closed: watch::Sender<bool>,
     /// Why the broker refused the first connection for good, if it did.
     pub(super) refused: OnceLock<Error>,
+    /// The deliveries whose bodies were over `config.max_body` and were
+    /// dropped on arrival (see `bodies.rs`).
+    pub(super) oversized: Arc<super::bodies::Oversized>,
 }
 
 /// A supervised connection to the broker: reconnects by itself and tells
@@ -226,6 +229,7 @@ impl Connection {
             link,
             closed: closed.clone(),
             refused: OnceLock::new(),
+            oversized: Arc::default(),
         });
         tokio::spawn(super::supervisor::supervise(shared.clone()));
         Ok(Self {
@@ -243,6 +247,13 @@ impl Connection {
     /// The configuration in use.
     pub fn config(&self) -> &Config {
         &self.shared.config
+    }
+
+    /// The announced size of delivery `tag` on `channel` if its body was
+    /// over [`Config::max_body`] and dropped on arrival (its delivery then
+    /// has an empty body); forgets it.
+    pub(crate) fn oversized(&self, channel: u16, tag: u64) -> Option<u64> {
+        self.shared.oversized.take(channel, tag)
     }
 
     /// Closes the connection; clients and nodes on it stop.

@@ -1,5 +1,6 @@
 //! The AMQP transport: a supervised connection, the caller, the wire mapping.
 
+pub(crate) mod bodies;
 mod client;
 pub(crate) mod confirm;
 pub(crate) mod connection;

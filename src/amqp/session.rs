@@ -56,6 +56,14 @@ pub(crate) enum Reply {
     Response(Box<Response>),
     /// The broker returned the request: nobody is bound to its address.
     Returned,
+    /// The reply's body was over `Config::max_body` (`limit`): it was
+    /// dropped on arrival.
+    TooLarge {
+        /// The body's announced size.
+        size: u64,
+        /// `Config::max_body`.
+        limit: usize,
+    },
 }
 
 /// Where the reply (or replies) to one call go.
@@ -267,26 +275,35 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
         tokio::spawn(session.clone().sweep());
         // Both consumers as one stream: it ends when either does.
         let [calls, confirmed] = replies;
+        let (calls_id, confirmed_id) = (session.calls.id(), session.confirmed.id());
         let mut replies = futures::stream::select(
             calls
-                .map(Some)
+                .map(move |d| Some((calls_id, d)))
                 .chain(futures::stream::once(futures::future::ready(None))),
             confirmed
-                .map(Some)
+                .map(move |d| Some((confirmed_id, d)))
                 .chain(futures::stream::once(futures::future::ready(None))),
         );
         let lost = loop {
             tokio::select! {
                 d = replies.next() => match d.flatten() {
-                    Some(Ok(d)) => {
+                    Some((channel, Ok(d))) => {
                         let id = d.properties.correlation_id().as_ref()
                             .and_then(|c| c.as_str().parse::<u64>().ok());
+                        // A body over the limit was dropped on arrival.
+                        let dropped = d.data.is_empty()
+                            .then(|| conn.oversized(channel, d.delivery_tag))
+                            .flatten();
+                        let reply = match dropped {
+                            Some(size) => Reply::TooLarge { size, limit: conn.config().max_body },
+                            None => Reply::Response(Box::new(response(d))),
+                        };
                         match id {
-                            Some(id) => session.deliver(id, Reply::Response(Box::new(response(d)))),
+                            Some(id) => session.deliver(id, reply),
                             None => debug!("reply without a usable correlation id dropped"),
                         }
                     }
-                    Some(Err(e)) => { debug!(error = %e, "reply consumer error"); break true; }
+                    Some((_, Err(e))) => { debug!(error = %e, "reply consumer error"); break true; }
                     None => break true,
                 },
                 () = until_closed(&mut closed) => break false,

@@ -12,17 +12,23 @@
 //! logged as an error and retried like any other, so that the service heals
 //! once the broker is fixed.
 
+use super::bodies::{Filter, Filtered, Kit, Oversized};
 use super::connection::{until_closed, ConnectionState, Link, Shared};
 use super::refusal::{connect_failure, ConnectFailure};
 use crate::config::{BrokerUrl, Config};
 use crate::error::Error;
+use async_rs::Runtime;
 use futures::StreamExt;
 use lapin::{ConnectionProperties, Event};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use tracing::{debug, error, info, warn};
 
-async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, ConnectFailure> {
+async fn open(
+    config: &Config,
+    url: &BrokerUrl,
+    oversized: &Arc<Oversized>,
+) -> Result<lapin::Connection, ConnectFailure> {
     // (`BrokerUrl` parsed it already.)
     let mut uri: lapin::uri::AMQPUri = url.expose().parse().map_err(|reason| {
         ConnectFailure::Permanent(Error::InvalidUrl {
@@ -51,30 +57,40 @@ async fn open(config: &Config, url: &BrokerUrl) -> Result<lapin::Connection, Con
         .clone()
         .unwrap_or_else(|| "warren".to_owned());
     let props = ConnectionProperties::default().with_connection_name(name.into());
+    // The broker's frames reach lapin through the body filter
+    // (`bodies.rs`); with TLS, the filter reads the decrypted stream.
+    let amqps = uri.scheme == lapin::uri::AMQPScheme::AMQPS;
+    #[cfg(feature = "tls")]
+    let tls = amqps.then(|| (config.tls.server_name.clone(), tls));
+    let (limit, oversized) = (config.max_body, oversized.clone());
+    let runtime = Kit::runtime();
+    let connect = async move |uri: lapin::uri::AMQPUri, _: Runtime<Kit>| {
+        let host = (uri.authority.host.as_str(), uri.authority.port);
+        let addrs: Vec<_> = tokio::net::lookup_host(host).await?.collect();
+        let stream =
+            lapin::tcp::AsyncTcpStream::connect(&async_rs::Tokio::current(), addrs).await?;
+        // The connection goes to the URL's host; the certificate is
+        // checked against the server-name override if one is set.
+        #[cfg(feature = "tls")]
+        let stream = match &tls {
+            Some((name, tls)) => {
+                let name = name.as_deref().unwrap_or(&uri.authority.host);
+                stream.into_tls(name, tls.as_ref()).await?
+            }
+            None => stream,
+        };
+        Ok(lapin::tcp::AsyncTcpStream::Plain(Filtered::new(
+            stream,
+            Filter::new(limit as u64, oversized.clone()),
+        )))
+    };
     let connect = async {
-        if !config.tls.is_set() {
+        #[cfg(not(feature = "tls"))]
+        if amqps {
+            // lapin's own refusal: no TLS in this build.
             return lapin::Connection::connect_uri(uri, props).await;
         }
-        #[cfg(feature = "tls")]
-        {
-            let runtime = lapin::runtime::default_runtime()?;
-            match config.tls.server_name.clone() {
-                None => lapin::Connection::connect_uri_with_config(uri, props, tls, runtime).await,
-                // The connection goes to the URL's host; the certificate
-                // is checked against `name`.
-                Some(name) => {
-                    let connect = async move |uri: lapin::uri::AMQPUri, runtime| {
-                        let host = (uri.authority.host.as_str(), uri.authority.port);
-                        let addrs: Vec<_> = tokio::net::lookup_host(host).await?.collect();
-                        let stream = lapin::tcp::AsyncTcpStream::connect(&runtime, addrs).await?;
-                        Ok(stream.into_tls(&name, tls.as_ref()).await?)
-                    };
-                    lapin::Connection::connector(uri, runtime, connect, props).await
-                }
-            }
-        }
-        #[cfg(not(feature = "tls"))]
-        unreachable!("TLS files are refused above without the tls feature")
+        lapin::Connection::connector(uri, runtime, connect, props).await
     };
     match tokio::time::timeout(config.connect_timeout, connect).await {
         Ok(Ok(conn)) => Ok(conn),
@@ -135,7 +151,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
             let idx = (next_url + i) % config.urls.len();
             let url = &config.urls[idx];
             let attempt = tokio::select! {
-                r = open(config, url) => r,
+                r = open(config, url, &shared.oversized) => r,
                 () = until_closed(&mut closed) => break 'outer,
             };
             match attempt {

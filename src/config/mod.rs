@@ -189,8 +189,15 @@ pub struct Config {
     pub backoff: Backoff,
     /// What calls do while the broker cannot take them: see [`WhenDisconnected`].
     pub when_disconnected: WhenDisconnected,
-    /// The largest request or reply body accepted, in bytes.
+    /// The largest request or reply body accepted, in bytes
+    /// (`WARREN_MAX_BODY`). Over plain `amqp://`, a larger body is dropped
+    /// as it arrives, never buffered (see `SECURITY.md`).
     pub max_body: usize,
+    /// The most body bytes a consumer may hold in deliveries not yet
+    /// acknowledged (`WARREN_BODY_BUDGET`, default 1 GiB): the prefetch of
+    /// node and event consumers is at most `body_budget / max_body` (and at
+    /// least 1), so their bodies in flight stay within it.
+    pub body_budget: usize,
     /// A name shown for the connection in the broker's management UI.
     pub connection_name: Option<String>,
     /// The settling time after a reconnection, while the service nodes
@@ -229,6 +236,7 @@ impl Default for Config {
             backoff: Backoff::default(),
             when_disconnected: WhenDisconnected::default(),
             max_body: 16 * 1024 * 1024,
+            body_budget: 1024 * 1024 * 1024,
             connection_name: None,
             settle: Duration::from_secs(5),
             vhost: None,
@@ -253,6 +261,8 @@ impl Config {
     /// | `WARREN_QUEUE_TYPE` | `classic` or `quorum`: the type of the durable queues, see [`Config::queue_type`] | `classic` |
     /// | `WARREN_EVENTS_EXCHANGE` | the topic exchange of [events](crate::events) | `app.events` |
     /// | `WARREN_PREFETCH` | unacknowledged deliveries per consumer | `64` |
+    /// | `WARREN_MAX_BODY` | the largest request or reply body, bytes: see [`Config::max_body`] | `16777216` (16 MiB) |
+    /// | `WARREN_BODY_BUDGET` | body bytes a consumer holds unacknowledged: see [`Config::body_budget`] | `1073741824` (1 GiB) |
     /// | `WARREN_DEADLINE_MS` | default call deadline | `30000` |
     /// | `WARREN_HEARTBEAT_S` | AMQP heartbeat, seconds | `10` |
     /// | `WARREN_CONNECT_TIMEOUT_MS` | how long one connection attempt may take | `5000` |
@@ -329,6 +339,12 @@ impl Config {
         }
         if let Some(v) = lookup("WARREN_PREFETCH") {
             self.prefetch = num("WARREN_PREFETCH", &v)?;
+        }
+        if let Some(v) = lookup("WARREN_MAX_BODY") {
+            self.max_body = num("WARREN_MAX_BODY", &v)?;
+        }
+        if let Some(v) = lookup("WARREN_BODY_BUDGET") {
+            self.body_budget = num("WARREN_BODY_BUDGET", &v)?;
         }
         if let Some(v) = lookup("WARREN_DEADLINE_MS") {
             self.default_timeout = Duration::from_millis(num("WARREN_DEADLINE_MS", &v)?);
@@ -535,6 +551,22 @@ impl Config {
         self
     }
 
+    /// Sets the most body bytes a consumer holds unacknowledged
+    /// ([`Config::body_budget`]).
+    pub fn body_budget(mut self, bytes: usize) -> Self {
+        self.body_budget = bytes;
+        self
+    }
+
+    /// The prefetch a consumer asking for `prefetch` gets: at most
+    /// `body_budget / max_body` (at least 1), so that the bodies it holds
+    /// stay within [`Config::body_budget`].
+    #[must_use]
+    pub fn budgeted_prefetch(&self, prefetch: u16) -> u16 {
+        let fits = self.body_budget / self.max_body.max(1);
+        prefetch.min(u16::try_from(fits).unwrap_or(u16::MAX)).max(1)
+    }
+
     /// Sets the connection name the broker shows.
     pub fn connection_name(mut self, name: impl Into<String>) -> Self {
         self.connection_name = Some(name.into());
@@ -582,6 +614,11 @@ impl Config {
         if self.prefetch == 0 {
             return Err(Error::Config(
                 "prefetch 0 means unlimited deliveries in flight; give a positive number".into(),
+            ));
+        }
+        if self.max_body == 0 || self.body_budget == 0 {
+            return Err(Error::Config(
+                "max_body and body_budget must be positive (bytes)".into(),
             ));
         }
         if self.default_timeout.is_zero() {
@@ -714,6 +751,8 @@ mod tests {
             ("WARREN_EVENTS_EXCHANGE", "shop.events"),
             ("WARREN_URL_ORDER", "in-order"),
             ("WARREN_QUEUE_TYPE", "quorum"),
+            ("WARREN_MAX_BODY", "1048576"),
+            ("WARREN_BODY_BUDGET", "4194304"),
         ]
         .into_iter()
         .collect();
@@ -730,6 +769,11 @@ mod tests {
         assert_eq!(cfg.events_exchange, "shop.events");
         assert_eq!(cfg.urls.len(), 2);
         assert_eq!(cfg.prefetch, 7);
+        assert_eq!(cfg.max_body, 1 << 20);
+        // 4 MiB of 1 MiB bodies: 4 in flight, not 7.
+        assert_eq!(cfg.budgeted_prefetch(cfg.prefetch), 4);
+        assert_eq!(cfg.clone().body_budget(1).budgeted_prefetch(7), 1);
+        assert_eq!(Config::default().budgeted_prefetch(64), 64);
         assert_eq!(cfg.default_timeout, Duration::from_millis(1500));
         assert_eq!(cfg.backoff.max_attempts, Some(3));
         assert_eq!(cfg.settle, Duration::from_millis(2500));

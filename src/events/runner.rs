@@ -93,7 +93,10 @@ async fn consume(
 ) -> Result<Finish, Error> {
     let channel = super::publisher::confirmed_channel(link).await?;
     channel
-        .basic_qos(shared.prefetch, BasicQosOptions::default())
+        .basic_qos(
+            conn.config().budgeted_prefetch(shared.prefetch),
+            BasicQosOptions::default(),
+        )
         .await
         .map_err(|e| broker("cannot set the prefetch (basic.qos)", e))?;
     let delays = shared.retry.delay_queues();
@@ -143,11 +146,18 @@ async fn consume(
                     let Ok(permit) = permit else {
                         return Ok(Finish::Stopped);
                     };
+                    // A body over the limit was dropped on arrival.
+                    let dropped = if delivery.data.is_empty() {
+                        conn.oversized(channel.id(), delivery.delivery_tag)
+                            .map(|size| (size, conn.config().max_body))
+                    } else {
+                        None
+                    };
                     let shared = shared.clone();
                     let channel = channel.clone();
                     let lost = lost.clone();
                     tokio::spawn(async move {
-                        handle(&shared, &channel, delivery, lost).await;
+                        handle(&shared, &channel, delivery, dropped, lost).await;
                         drop(permit);
                     });
                 }
@@ -211,9 +221,26 @@ fn failed_attempts(d: &Delivery) -> u32 {
 /// (`lost`'s sender dropped): lapin may never complete a publish or an ack
 /// whose connection died, and the delivery's permit must come back. The
 /// broker delivers again what was not acked.
-async fn handle(shared: &Shared, channel: &Channel, d: Delivery, mut lost: watch::Receiver<()>) {
+async fn handle(
+    shared: &Shared,
+    channel: &Channel,
+    d: Delivery,
+    dropped: Option<(u64, usize)>,
+    mut lost: watch::Receiver<()>,
+) {
     let attempt = failed_attempts(&d).saturating_add(1);
-    let (outcome, event_type) = decide(shared, &d, attempt).await;
+    let (outcome, event_type) = match dropped {
+        // Its body was over the limit and dropped on arrival: it cannot be
+        // read, as an undecodable event cannot.
+        Some((size, limit)) => (
+            Outcome::Dead(format!(
+                "the body is {size} bytes; the limit is {limit} (Config::max_body); \
+                 it was dropped on arrival"
+            )),
+            None,
+        ),
+        None => decide(shared, &d, attempt).await,
+    };
     // Only types a handler knew label the metrics: the rest come from
     // anyone and would have no bound.
     let event_type = event_type.as_deref().unwrap_or("unknown");

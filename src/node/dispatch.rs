@@ -29,6 +29,9 @@ pub(crate) struct Dispatch {
     /// The address the delivery came in on, as the handler sees it.
     pub(crate) address: Address,
     pub(crate) max_body: usize,
+    /// The announced size of a body over `max_body`, dropped on arrival
+    /// (the delivery's body is empty).
+    pub(crate) dropped: Option<u64>,
     /// When the delivery came off the consumer. A delivery may wait for a
     /// free handler slot; that wait counts against its deadline.
     pub(crate) received: Instant,
@@ -53,7 +56,7 @@ struct Incoming {
 fn read(
     d: &mut Delivery,
     address: &Address,
-    max_body: usize,
+    (max_body, dropped): (usize, Option<u64>),
     received: Instant,
 ) -> Result<Incoming, Refusal> {
     let props = &d.properties;
@@ -73,15 +76,13 @@ fn read(
             "a call (it has a correlation id) without reply_to cannot be answered".into(),
         ));
     }
-    if d.data.len() > max_body {
+    let size = dropped.unwrap_or(d.data.len() as u64);
+    if size > max_body as u64 {
         return Err(refuse(
             content_type,
             Status::new(
                 Code::PayloadTooLarge,
-                format!(
-                    "the body is {} bytes; this node accepts {max_body}",
-                    d.data.len()
-                ),
+                format!("the body is {size} bytes; this node accepts {max_body}"),
             ),
         ));
     }
@@ -156,7 +157,12 @@ impl Dispatch {
         }
         let start = Instant::now();
         async {
-            let outcome = match read(&mut d, &self.address, self.max_body, self.received) {
+            let outcome = match read(
+                &mut d,
+                &self.address,
+                (self.max_body, self.dropped),
+                self.received,
+            ) {
                 Ok(inc) => {
                     tracing::Span::current().record("method", inc.request.method.as_str());
                     self.run(&d, inc).await

@@ -73,7 +73,12 @@ impl Runner {
             .map_err(|e| broker("cannot open a channel", e))?;
         self.topology.declare(&channel).await?;
         channel
-            .basic_qos(self.conn.config().prefetch, BasicQosOptions::default())
+            .basic_qos(
+                self.conn
+                    .config()
+                    .budgeted_prefetch(self.conn.config().prefetch),
+                BasicQosOptions::default(),
+            )
             .await
             .map_err(|e| broker("cannot set the prefetch (basic.qos)", e))?;
         let instance = self.topology.instance_queue();
@@ -158,7 +163,14 @@ impl Runner {
                         let Ok(permit) = permit else {
                             return Ok(Finish::Stopped);
                         };
+                        // A body over the limit was dropped on arrival.
+                        let dropped = if delivery.data.is_empty() {
+                            self.conn.oversized(channel.id(), delivery.delivery_tag)
+                        } else {
+                            None
+                        };
                         let dispatch = Dispatch {
+                            dropped,
                             channel: channel.clone(),
                             handler: self.handler.clone(),
                             sender: sender.clone(),
