@@ -549,22 +549,7 @@ impl<DB: Backend> Outbox<DB> {
         payload: &P,
     ) -> Result<String, Error> {
         check_event(event_type, version)?;
-        let payload = serde_json::to_string(payload).map_err(|e| {
-            Error::Codec(crate::codec::CodecError::Encode {
-                content_type: crate::ContentType::Json,
-                message: e.to_string(),
-            })
-        })?;
-        let row = backend::NewRow {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            key: key.to_owned(),
-            event_type: event_type.to_owned(),
-            version: i64::from(version),
-            payload,
-            created_ms: tables::now_ms(),
-            address: None,
-            traceparent: crate::tracecontext::outgoing(),
-        };
+        let row = json_row(key, event_type, i64::from(version), payload, None)?;
         self.insert(tx, row, "cannot add the event to the outbox")
             .await
     }
@@ -593,22 +578,7 @@ impl<DB: Backend> Outbox<DB> {
         body: &B,
     ) -> Result<String, Error> {
         crate::address::check_method(method)?;
-        let payload = serde_json::to_string(body).map_err(|e| {
-            Error::Codec(crate::codec::CodecError::Encode {
-                content_type: crate::ContentType::Json,
-                message: e.to_string(),
-            })
-        })?;
-        let row = backend::NewRow {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            key: key.to_owned(),
-            event_type: method.to_owned(),
-            version: 1,
-            payload,
-            created_ms: tables::now_ms(),
-            address: Some(address.to_string()),
-            traceparent: crate::tracecontext::outgoing(),
-        };
+        let row = json_row(key, method, 1, body, Some(address.to_string()))?;
         self.insert(tx, row, "cannot add the request to the outbox")
             .await
     }
@@ -627,6 +597,33 @@ impl<DB: Backend> Outbox<DB> {
         }
         Ok(row.event_id)
     }
+}
+
+/// A new row with a fresh id, its body encoded as JSON: an event
+/// (`address` none) or a one-way request to `address`.
+fn json_row<B: serde::Serialize + ?Sized>(
+    key: &str,
+    name: &str,
+    version: i64,
+    body: &B,
+    address: Option<String>,
+) -> Result<backend::NewRow, Error> {
+    let payload = serde_json::to_string(body).map_err(|e| {
+        Error::Codec(crate::codec::CodecError::Encode {
+            content_type: crate::ContentType::Json,
+            message: e.to_string(),
+        })
+    })?;
+    Ok(backend::NewRow {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        key: key.to_owned(),
+        event_type: name.to_owned(),
+        version,
+        payload,
+        created_ms: tables::now_ms(),
+        address,
+        traceparent: crate::tracecontext::outgoing(),
+    })
 }
 
 /// A database error with what was being done.
