@@ -197,11 +197,12 @@ pub(crate) mod backend {
             publishing: &'a Publishing,
         ) -> BoxFuture<'a, Result<Published, sqlx::Error>>;
 
-        /// How many rows wait to be published.
-        fn pending<'a>(
+        /// How many rows wait to be published, and when the oldest of
+        /// them was added (ms since the epoch; none when none wait).
+        fn backlog<'a>(
             pool: &'a Pool<Self>,
             tables: &'a Tables,
-        ) -> BoxFuture<'a, Result<i64, sqlx::Error>>;
+        ) -> BoxFuture<'a, Result<(i64, Option<i64>), sqlx::Error>>;
 
         /// Deletes rows sent before `sent_before` and inbox rows handled
         /// before `handled_before` (ms since the epoch).
@@ -427,10 +428,20 @@ impl<DB: Backend> Store<DB> {
     /// # Errors
     /// [`Error::Database`].
     pub async fn pending(&self) -> Result<u64, Error> {
-        let n = DB::pending(&self.inner.pool, &self.inner.tables)
+        Ok(self.backlog().await?.0)
+    }
+
+    /// How many events wait, and how long the oldest of them has waited
+    /// (zero when none do).
+    pub(crate) async fn backlog(&self) -> Result<(u64, Duration), Error> {
+        let (n, oldest) = DB::backlog(&self.inner.pool, &self.inner.tables)
             .await
             .map_err(|e| database("cannot count the pending events", e))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let age = oldest.map_or(0, |t| tables::now_ms().saturating_sub(t).max(0));
+        Ok((
+            u64::try_from(n).unwrap_or(0),
+            Duration::from_millis(u64::try_from(age).unwrap_or(0)),
+        ))
     }
 
     /// Deletes the outbox rows sent longer ago than
