@@ -172,6 +172,18 @@ async fn commit_batches<DB: Backend>(store: &Store<DB>, ticket: &str, n: u32, pe
     }
 }
 
+/// A broker node of the test's own (to stop and start), and a connection
+/// to it that reconnects within a second of its return.
+async fn own_broker() -> (PrivateBroker, Connection) {
+    let broker = PrivateBroker::new();
+    broker.start().await;
+    let cfg = support::recovering_config(&broker.url())
+        .events_exchange(support::unique("events"))
+        .default_timeout(Duration::from_secs(2));
+    let conn = support::connect(cfg).await;
+    (broker, conn)
+}
+
 /// Events of each of the four keys committed while the broker is down.
 const PER_KEY_DOWN: u32 = 2_500;
 
@@ -462,12 +474,7 @@ async fn an_unreachable_database_is_a_typed_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_committed_while_the_broker_is_down_arrive_once_it_is_back() {
-    let broker = PrivateBroker::new();
-    broker.start().await;
-    let cfg = support::recovering_config(&broker.url())
-        .events_exchange(support::unique("events"))
-        .default_timeout(Duration::from_secs(2));
-    let conn = support::connect(cfg).await;
+    let (broker, conn) = own_broker().await;
     let received = Received::default();
     let sub = subscribe(&conn, &support::unique("tickets"), &received).await;
     let store = Store::<Sqlite>::sqlite(&sqlite_url("outage"))
@@ -964,12 +971,7 @@ async fn until_metrics(table: &str, what: &str, done: impl Fn([f64; 4]) -> bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_outbox_gauges_rise_while_the_broker_is_down_and_fall_to_0_after() {
     warren::metrics::enable();
-    let broker = PrivateBroker::new();
-    broker.start().await;
-    let cfg = support::recovering_config(&broker.url())
-        .events_exchange(support::unique("events"))
-        .default_timeout(Duration::from_secs(2));
-    let conn = support::connect(cfg).await;
+    let (broker, conn) = own_broker().await;
     let (sp, pp) = (prefix(), prefix());
     let sqlite =
         Store::<Sqlite>::open(&sqlite_url("gauges"), StoreOptions::new().table_prefix(&sp))

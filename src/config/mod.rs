@@ -70,12 +70,6 @@ impl BrokerUrl {
         Ok(Self { url, setting })
     }
 
-    /// The full URL, password included. Do not log it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.url
-    }
-
     /// Where the URL was set: `WARREN_AMQP_URL`, `RABBITMQ_URL` (also for
     /// the default URL, when neither is set), or `Config::urls`.
     #[must_use]
@@ -115,21 +109,38 @@ fn redact(url: &str) -> String {
     }
 }
 
-impl fmt::Display for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(&self.url))
-    }
+/// The full URL behind `expose`, and `Display`/`Debug` with the password
+/// as `***`, for a URL type holding `url` and `setting`.
+macro_rules! redacted_url {
+    ($ty:ident) => {
+        impl $ty {
+            /// The full URL, password included. Do not log it.
+            #[must_use]
+            pub fn expose(&self) -> &str {
+                &self.url
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&redact(&self.url))
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($ty), "({})"), self)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BrokerUrl({self})")
-    }
-}
+redacted_url!(BrokerUrl);
+redacted_url!(ManagementUrl);
 
 /// The URL of the broker's management HTTP API (the `rabbitmq_management`
 /// plugin), such as `http://monitor:secret@127.0.0.1:15672`: what
-/// [`ManagementStats`](crate::ManagementStats) reads queue statistics
+/// `ManagementStats` (feature `http`) reads queue statistics
 /// and rates from. Without a user in it, the first broker URL's
 /// credentials are used. Like [`BrokerUrl`], it prints with `***` for the
 /// password.
@@ -169,29 +180,11 @@ impl ManagementUrl {
         Ok(Self { url, setting })
     }
 
-    /// The full URL, password included. Do not log it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.url
-    }
-
     /// Where the URL was set: `WARREN_MANAGEMENT_URL` or
     /// `Config::management_url`.
     #[must_use]
     pub fn setting(&self) -> &'static str {
         self.setting
-    }
-}
-
-impl fmt::Display for ManagementUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(&self.url))
-    }
-}
-
-impl fmt::Debug for ManagementUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ManagementUrl({self})")
     }
 }
 
@@ -479,7 +472,7 @@ impl Config {
     /// Reads queue statistics and rates from the broker's management HTTP
     /// API at `url` (`http://user:password@host:15672`; without a user,
     /// the first broker URL's credentials), for
-    /// [`ManagementStats`](crate::ManagementStats) and `warren stats`.
+    /// `ManagementStats` (feature `http`) and `warren stats`.
     ///
     /// # Errors
     /// [`Error::InvalidUrl`] if it is not `http://` or `https://`.
