@@ -8,7 +8,10 @@
 //! - `/health/ready`: 200 when every watched connection is connected and
 //!   not blocked by the broker, and every watched node has its consumers
 //!   (its instance and work queues); 503 otherwise. The body is a
-//!   [`Readiness`] saying why. Send no traffic while it is 503.
+//!   [`Readiness`] saying why. Send no traffic while it is 503. A
+//!   PostOffice's router answers them too, and is ready only while it is
+//!   `accepting` new clients: below its connection limit and not shutting
+//!   down.
 //!
 //! The older `GET /health` of a node's HTTP listener stays as it was
 //! (`http::Health`, always 200).
@@ -42,6 +45,11 @@ pub struct Readiness {
     pub consumers: usize,
     /// Broker consumers they run when all is well.
     pub expected_consumers: usize,
+    /// Whether it takes new clients, for a process that holds them (a
+    /// PostOffice: not at its connection limit, not shutting down); absent
+    /// for others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepting: Option<bool>,
     /// Why it is not ready (empty when it is).
     pub reasons: Vec<String>,
 }
@@ -54,11 +62,25 @@ pub struct Liveness {
     pub status: String,
 }
 
-/// What readiness is made of: connections and nodes.
-#[derive(Clone, Debug, Default)]
+/// Whether a process takes new clients: `Err(why)` when not.
+pub(crate) type Gate = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// What readiness is made of: connections, nodes, and gates.
+#[derive(Clone, Default)]
 pub(crate) struct Checks {
     connections: Vec<watch::Receiver<ConnectionState>>,
     nodes: Vec<(String, Arc<AtomicUsize>)>,
+    gates: Vec<Gate>,
+}
+
+impl std::fmt::Debug for Checks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checks")
+            .field("connections", &self.connections.len())
+            .field("nodes", &self.nodes)
+            .field("gates", &self.gates.len())
+            .finish()
+    }
 }
 
 impl Checks {
@@ -71,6 +93,14 @@ impl Checks {
     /// Ready only while a node of `service` runs all its consumers.
     pub(crate) fn node(mut self, service: String, consumers: Arc<AtomicUsize>) -> Self {
         self.nodes.push((service, consumers));
+        self
+    }
+
+    /// Ready only while `gate` lets new clients in; the readiness then
+    /// says whether it is `accepting`.
+    #[cfg_attr(not(feature = "postoffice"), allow(dead_code))]
+    pub(crate) fn gate(mut self, gate: Gate) -> Self {
+        self.gates.push(gate);
         self
     }
 
@@ -95,6 +125,17 @@ impl Checks {
                 ));
             }
         }
+        let mut accepting = None;
+        for gate in &self.gates {
+            let open = match gate() {
+                Ok(()) => true,
+                Err(why) => {
+                    reasons.push(why);
+                    false
+                }
+            };
+            accepting = Some(accepting.unwrap_or(true) && open);
+        }
         let ready = reasons.is_empty();
         Readiness {
             status: if ready { "ready" } else { "not_ready" }.into(),
@@ -102,6 +143,7 @@ impl Checks {
             broker,
             consumers,
             expected_consumers: NODE_CONSUMERS * self.nodes.len(),
+            accepting,
             reasons,
         }
     }
@@ -115,8 +157,27 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> axum::response::Response 
 /// `GET /health/live`, `GET /health/ready`, and with the `metrics` feature
 /// `GET /metrics` (which starts recording).
 pub(crate) fn routes(checks: Checks) -> Router {
+    let router = probes(checks);
+    #[cfg(feature = "metrics")]
+    let router = {
+        crate::metrics::enable();
+        router.route(
+            "/metrics",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                    crate::metrics::encode(),
+                )
+            }),
+        )
+    };
+    router
+}
+
+/// `GET /health/live` and `GET /health/ready`.
+pub(crate) fn probes(checks: Checks) -> Router {
     let checks = Arc::new(checks);
-    let router = Router::new()
+    Router::new()
         .route(
             "/health/live",
             get(|| async {
@@ -141,19 +202,5 @@ pub(crate) fn routes(checks: Checks) -> Router {
                     json(code, &r)
                 }
             }),
-        );
-    #[cfg(feature = "metrics")]
-    let router = {
-        crate::metrics::enable();
-        router.route(
-            "/metrics",
-            get(|| async {
-                (
-                    [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-                    crate::metrics::encode(),
-                )
-            }),
         )
-    };
-    router
 }

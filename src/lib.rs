@@ -104,6 +104,8 @@ mod layout;
 #[cfg_attr(docsrs, doc(cfg(any(feature = "http", feature = "metrics"))))]
 pub mod listen;
 mod local;
+#[cfg(feature = "http")]
+mod management;
 mod message;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
@@ -128,12 +130,16 @@ mod tracecontext;
 pub use address::{check_method, Address, NameError, Peer, ServiceId, ServiceType, MAX_NAME_LEN};
 pub use amqp::{Client, Connection, ConnectionState};
 pub use codec::{CodecError, ContentType, MAX_DEPTH};
-pub use config::{Backoff, BrokerUrl, Config, TlsFiles, UrlOrder, WhenDisconnected, DEFAULT_URL};
+pub use config::{
+    Backoff, BrokerUrl, Config, ManagementUrl, TlsFiles, UrlOrder, WhenDisconnected, DEFAULT_URL,
+};
 pub use context::Context;
 pub use error::{Cause, Error};
 pub use headers::Headers;
 pub use layout::{BindingLayout, ExchangeLayout, Layout, QueueLayout};
 pub use local::Local;
+#[cfg(feature = "http")]
+pub use management::{ManagementError, ManagementStats, QueueDetail, QueueRates};
 pub use message::{Delivery, Gather, Request, Response, Transport};
 pub use node::{NamedService, Node, NodeBuilder};
 pub use redact::RedactSecrets;

@@ -11,6 +11,34 @@ use lapin::types::FieldTable;
 use lapin::Channel;
 use serde::Serialize;
 
+/// The work queue of `service` and the instance queues of `instances`.
+pub(crate) fn service_queues(
+    config: &crate::Config,
+    service: &ServiceType,
+    instances: &[ServiceId],
+) -> Vec<(String, QueueKind)> {
+    let layout = crate::Layout::service(config, service, instances);
+    layout
+        .queues
+        .into_iter()
+        .map(|q| (q.name, q.kind))
+        .collect()
+}
+
+/// The queues of a subscribing service under `retry`.
+pub(crate) fn events_queues(
+    config: &crate::Config,
+    service: &str,
+    retry: &RetryPolicy,
+) -> Vec<(String, QueueKind)> {
+    let layout = crate::Layout::events(config, service, &[], retry);
+    layout
+        .queues
+        .into_iter()
+        .map(|q| (q.name, q.kind))
+        .collect()
+}
+
 /// What a queue is for, in warren's topology.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,13 +122,8 @@ impl QueueStats {
         service: &ServiceType,
         instances: &[ServiceId],
     ) -> Result<Vec<QueueStat>, Error> {
-        let layout = crate::Layout::service(self.conn.config(), service, instances);
-        let queues = layout
-            .queues
-            .into_iter()
-            .map(|q| (q.name, q.kind))
-            .collect();
-        self.read(queues).await
+        self.read(service_queues(self.conn.config(), service, instances))
+            .await
     }
 
     /// The queues of a subscribing service: `<service>.q`, its delay
@@ -113,13 +136,8 @@ impl QueueStats {
         service: &str,
         retry: &RetryPolicy,
     ) -> Result<Vec<QueueStat>, Error> {
-        let layout = crate::Layout::events(self.conn.config(), service, &[], retry);
-        let queues = layout
-            .queues
-            .into_iter()
-            .map(|q| (q.name, q.kind))
-            .collect();
-        self.read(queues).await
+        self.read(events_queues(self.conn.config(), service, retry))
+            .await
     }
 
     pub(crate) async fn read(

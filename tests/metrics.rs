@@ -9,6 +9,7 @@ use prometheus_parse::{LineInfo, Scrape, Value};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use support::handler::{echo, Hits};
+use support::metrics::value;
 use tower::service_fn;
 use warren::events::{Delivery, Publisher, RetryPolicy, Subscription};
 use warren::http::HttpConfig;
@@ -37,26 +38,7 @@ async fn scrape(url: &str) -> Scrape {
             || line.starts_with("# UNIT ");
         assert!(known, "not a metrics line: {line:?}");
     }
-    Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
-}
-
-/// The value of the sample `name` with exactly `labels` (0 if absent).
-fn value(s: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
-    let found: Vec<f64> = s
-        .samples
-        .iter()
-        .filter(|x| x.metric == name)
-        .filter(|x| {
-            x.labels.len() == labels.len()
-                && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v))
-        })
-        .map(|x| match &x.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => *v,
-            other => panic!("{name}: not a single value: {other:?}"),
-        })
-        .collect();
-    assert!(found.len() <= 1, "{name} {labels:?}: {found:?}");
-    found.first().copied().unwrap_or(0.0)
+    support::metrics::parse(&text)
 }
 
 /// The `+Inf` bucket of histogram `name` (its total count).

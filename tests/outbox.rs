@@ -172,6 +172,18 @@ async fn commit_batches<DB: Backend>(store: &Store<DB>, ticket: &str, n: u32, pe
     }
 }
 
+/// A broker node of the test's own (to stop and start), and a connection
+/// to it that reconnects within a second of its return.
+async fn own_broker() -> (PrivateBroker, Connection) {
+    let broker = PrivateBroker::new();
+    broker.start().await;
+    let cfg = support::recovering_config(&broker.url())
+        .events_exchange(support::unique("events"))
+        .default_timeout(Duration::from_secs(2));
+    let conn = support::connect(cfg).await;
+    (broker, conn)
+}
+
 /// Events of each of the four keys committed while the broker is down.
 const PER_KEY_DOWN: u32 = 2_500;
 
@@ -462,12 +474,7 @@ async fn an_unreachable_database_is_a_typed_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_committed_while_the_broker_is_down_arrive_once_it_is_back() {
-    let broker = PrivateBroker::new();
-    broker.start().await;
-    let cfg = support::recovering_config(&broker.url())
-        .events_exchange(support::unique("events"))
-        .default_timeout(Duration::from_secs(2));
-    let conn = support::connect(cfg).await;
+    let (broker, conn) = own_broker().await;
     let received = Received::default();
     let sub = subscribe(&conn, &support::unique("tickets"), &received).await;
     let store = Store::<Sqlite>::sqlite(&sqlite_url("outage"))
@@ -925,4 +932,94 @@ async fn postgres_inbox_skips_an_event_published_again() {
         .await
         .unwrap();
     the_inbox_skips_an_event_published_again(&store, &p).await;
+}
+
+/// The outbox gauges and counters of `table`, from the process's registry
+/// (the same text `GET /metrics` serves): pending, lag in seconds,
+/// published, failed rounds.
+#[cfg(feature = "metrics")]
+fn outbox_metrics(table: &str) -> [f64; 4] {
+    let s = support::metrics::parse(&warren::metrics::encode());
+    let l = [("table", table)];
+    [
+        "warren_outbox_pending",
+        "warren_outbox_relay_lag_seconds",
+        "warren_outbox_published_total",
+        "warren_outbox_failed_rounds_total",
+    ]
+    .map(|name| support::metrics::value(&s, name, &l))
+}
+
+/// Polls the metrics of `table` until `done` holds (at most 30 s).
+#[cfg(feature = "metrics")]
+async fn until_metrics(table: &str, what: &str, done: impl Fn([f64; 4]) -> bool) -> [f64; 4] {
+    let start = Instant::now();
+    loop {
+        let now = outbox_metrics(table);
+        if done(now) {
+            return now;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: not within 30 s; last {now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cfg(feature = "metrics")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_gauges_rise_while_the_broker_is_down_and_fall_to_0_after() {
+    warren::metrics::enable();
+    let (broker, conn) = own_broker().await;
+    let (sp, pp) = (prefix(), prefix());
+    let sqlite =
+        Store::<Sqlite>::open(&sqlite_url("gauges"), StoreOptions::new().table_prefix(&sp))
+            .await
+            .unwrap();
+    let postgres = Store::<Postgres>::open(&database_url(), StoreOptions::new().table_prefix(&pp))
+        .await
+        .unwrap();
+    let backoff = warren::Backoff::default()
+        .initial(Duration::from_millis(20))
+        .max(Duration::from_millis(100))
+        .max_attempts(None);
+    let poll = Duration::from_millis(50);
+    let relays = (
+        Relay::new(&sqlite, Publisher::new(&conn))
+            .poll(poll)
+            .backoff(backoff.clone())
+            .start(),
+        Relay::new(&postgres, Publisher::new(&conn))
+            .poll(poll)
+            .backoff(backoff)
+            .start(),
+    );
+    let tables = [format!("{sp}outbox"), format!("{pp}outbox")];
+
+    broker.stop();
+    commit(&sqlite, "g", 1..=5).await;
+    commit(&postgres, "g", 1..=7).await;
+    for (table, n) in tables.iter().zip([5.0, 7.0]) {
+        let seen = until_metrics(table, "the backlog seen by the failing relay", |m| {
+            m[0] == n && m[1] > 0.0 && m[3] >= 1.0
+        })
+        .await;
+        assert_eq!(seen[2], 0.0, "{table}: nothing published yet");
+    }
+    // The lag grows with the oldest row's age.
+    let before = outbox_metrics(&tables[1])[1];
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    until_metrics(&tables[1], "a growing lag", |m| m[1] >= before + 0.2).await;
+
+    broker.start().await;
+    for (table, n) in tables.iter().zip([5.0, 7.0]) {
+        until_metrics(table, "the backlog published", |m| {
+            m[0] == 0.0 && m[1] == 0.0 && m[2] == n
+        })
+        .await;
+    }
+    relays.0.shutdown().await;
+    relays.1.shutdown().await;
+    drop(broker);
 }

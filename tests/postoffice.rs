@@ -720,3 +720,88 @@ fn the_binary_lists_its_settings_and_refuses_to_start_without_an_authenticator()
         assert!(err.contains(var), "{err}");
     }
 }
+
+/// `GET /health/ready` on `addr`: its status code and body.
+async fn readiness(addr: SocketAddr) -> (u16, warren::health::Readiness) {
+    let resp = reqwest::get(format!("http://{addr}/health/ready"))
+        .await
+        .expect("GET /health/ready");
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.expect("a readiness body");
+    (
+        status,
+        serde_json::from_slice(&body).expect("a readiness body"),
+    )
+}
+
+/// Polls readiness on `addr` until its status is `status` (at most 10 s).
+async fn until_ready(addr: SocketAddr, status: u16) -> warren::health::Readiness {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let (now, body) = readiness(addr).await;
+            if now == status {
+                return body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("readiness never answered {status}"))
+}
+
+#[tokio::test]
+async fn readiness_says_whether_it_accepts_clients_up_to_its_limit_and_until_shutdown() {
+    let s = services(0, None).await;
+    let office = PostOffice::builder()
+        .service(s.office_type.clone())
+        .limits(Limits {
+            max_connections: 1,
+            ..Limits::default()
+        })
+        .authenticator(tokens())
+        .start(&s.conn)
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let office = Arc::new(office);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = office.clone();
+    let served = tokio::spawn(async move {
+        serving
+            .serve(listener, async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    // Probed on the router alone: the listener itself holds one
+    // connection at most.
+    let probe = embedded(&office).await;
+
+    let r = until_ready(probe, 200).await;
+    assert_eq!((r.ready, r.accepting), (true, Some(true)), "{r:?}");
+    assert_eq!(r.broker, ["connected"]);
+
+    // At its limit: not ready, not accepting, and why.
+    let (ws, _) = login(addr, "ann-token").await;
+    let r = until_ready(probe, 503).await;
+    assert_eq!((r.ready, r.accepting), (false, Some(false)), "{r:?}");
+    assert!(
+        r.reasons.iter().any(|w| w.contains("connection limit (1)")),
+        "{r:?}"
+    );
+    // Below it again once the client leaves.
+    drop(ws);
+    let r = until_ready(probe, 200).await;
+    assert_eq!(r.accepting, Some(true), "{r:?}");
+
+    // Shutting down: not accepting any more.
+    stop.send(()).unwrap();
+    served.await.unwrap().unwrap();
+    let r = until_ready(probe, 503).await;
+    assert_eq!(r.accepting, Some(false), "{r:?}");
+    assert!(
+        r.reasons.iter().any(|w| w.contains("shutting down")),
+        "{r:?}"
+    );
+}

@@ -47,6 +47,10 @@ pub(crate) enum Impl {
     /// The same, recording Prometheus metrics on both sides (feature
     /// `metrics`): against `warren`, what recording costs.
     WarrenMetrics,
+    /// The same with a `tracing_subscriber` fmt subscriber at INFO
+    /// installed in both processes, writing to `io::sink`: against
+    /// `warren`, what warren's spans cost under a real subscriber.
+    WarrenTracing,
     /// Nameko (Python), a peer program.
     Nameko,
     /// node's `rabbitmq-client`, a peer program.
@@ -63,6 +67,7 @@ impl Impl {
             "lapin-wire" => Some(Impl::LapinWire),
             "warren" => Some(Impl::Warren),
             "warren-metrics" => Some(Impl::WarrenMetrics),
+            "warren-tracing" => Some(Impl::WarrenTracing),
             "nameko" => Some(Impl::Nameko),
             "node" => Some(Impl::Node),
             _ => None,
@@ -75,6 +80,7 @@ impl Impl {
             Impl::LapinWire => "lapin-wire",
             Impl::Warren => "warren",
             Impl::WarrenMetrics => "warren-metrics",
+            Impl::WarrenTracing => "warren-tracing",
             Impl::Nameko => "nameko",
             Impl::Node => "node",
         }
@@ -84,7 +90,11 @@ impl Impl {
     /// are that program, not this binary).
     pub(crate) fn peer(self) -> Option<Peer> {
         match self {
-            Impl::Lapin | Impl::LapinWire | Impl::Warren | Impl::WarrenMetrics => None,
+            Impl::Lapin
+            | Impl::LapinWire
+            | Impl::Warren
+            | Impl::WarrenMetrics
+            | Impl::WarrenTracing => None,
             Impl::Nameko => Some(Peer::Nameko),
             Impl::Node => Some(Peer::Node),
         }
@@ -109,6 +119,10 @@ impl Impl {
                 warren_impl::enable_metrics()?;
                 warren_impl::serve(ctx).await
             }
+            Impl::WarrenTracing => {
+                warren_impl::install_tracing();
+                warren_impl::serve(ctx).await
+            }
             Impl::Nameko | Impl::Node => Err(PEER.into()),
         }
     }
@@ -129,6 +143,10 @@ impl Impl {
             Impl::Warren => client::run(warren_impl::Client::connect(ctx).await?, ctx).await,
             Impl::WarrenMetrics => {
                 warren_impl::enable_metrics()?;
+                client::run(warren_impl::Client::connect(ctx).await?, ctx).await
+            }
+            Impl::WarrenTracing => {
+                warren_impl::install_tracing();
                 client::run(warren_impl::Client::connect(ctx).await?, ctx).await
             }
             Impl::Nameko | Impl::Node => Err(PEER.into()),

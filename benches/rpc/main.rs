@@ -7,7 +7,7 @@
 //!
 //! | variable | meaning | default |
 //! | --- | --- | --- |
-//! | `WARREN_BENCH_IMPLS` | implementations (`lapin`, `lapin-wire` (the baseline sending warren's request properties), `warren`, `warren-metrics` (warren recording Prometheus metrics), `nameko`, `node`), the baseline first | `lapin,warren` |
+//! | `WARREN_BENCH_IMPLS` | implementations (`lapin`, `lapin-wire` (the baseline sending warren's request properties), `warren`, `warren-metrics` (warren recording Prometheus metrics), `warren-tracing` (warren under a `tracing_subscriber` fmt subscriber at INFO writing to `io::sink`), `nameko`, `node`), the baseline first | `lapin,warren` |
 //! | `WARREN_BENCH_MODES` | modes (see `mode.rs`) | `a,b,c,d,e,mem1k,mem10k,mem` |
 //! | `WARREN_BENCH_SCALE` | multiplies the measured window (2.5 s) | `1` |
 //! | `WARREN_BENCH_ROUNDS` | rounds per mode and implementation | `3` |

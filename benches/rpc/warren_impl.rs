@@ -70,6 +70,17 @@ pub(crate) fn enable_metrics() -> Result<(), BoxError> {
     }
 }
 
+/// Installs a `tracing_subscriber` fmt subscriber at INFO writing to
+/// `io::sink` as the process's global subscriber (`warren-tracing`): every
+/// span and event at INFO and above is built and formatted, and the text
+/// thrown away.
+pub(crate) fn install_tracing() {
+    tracing_subscriber::fmt()
+        .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+        .with_writer(std::io::sink)
+        .init();
+}
+
 /// The server: one node of the mode's service type.
 pub(crate) async fn serve(ctx: ServerCtx) -> Result<(), BoxError> {
     let conn = Connection::connect(config(&ctx.url)?).await?;

@@ -70,12 +70,6 @@ impl BrokerUrl {
         Ok(Self { url, setting })
     }
 
-    /// The full URL, password included. Do not log it.
-    #[must_use]
-    pub fn expose(&self) -> &str {
-        &self.url
-    }
-
     /// Where the URL was set: `WARREN_AMQP_URL`, `RABBITMQ_URL` (also for
     /// the default URL, when neither is set), or `Config::urls`.
     #[must_use]
@@ -115,15 +109,82 @@ fn redact(url: &str) -> String {
     }
 }
 
-impl fmt::Display for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&redact(&self.url))
-    }
+/// The full URL behind `expose`, and `Display`/`Debug` with the password
+/// as `***`, for a URL type holding `url` and `setting`.
+macro_rules! redacted_url {
+    ($ty:ident) => {
+        impl $ty {
+            /// The full URL, password included. Do not log it.
+            #[must_use]
+            pub fn expose(&self) -> &str {
+                &self.url
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&redact(&self.url))
+            }
+        }
+
+        impl fmt::Debug for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, concat!(stringify!($ty), "({})"), self)
+            }
+        }
+    };
 }
 
-impl fmt::Debug for BrokerUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BrokerUrl({self})")
+redacted_url!(BrokerUrl);
+redacted_url!(ManagementUrl);
+
+/// The URL of the broker's management HTTP API (the `rabbitmq_management`
+/// plugin), such as `http://monitor:secret@127.0.0.1:15672`: what
+/// `ManagementStats` (feature `http`) reads queue statistics
+/// and rates from. Without a user in it, the first broker URL's
+/// credentials are used. Like [`BrokerUrl`], it prints with `***` for the
+/// password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ManagementUrl {
+    url: String,
+    setting: &'static str,
+}
+
+impl ManagementUrl {
+    /// Wraps a URL (`http://` or `https://`, host and port, no path
+    /// needed), set in code.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] if it is not `http://` or `https://` or has
+    /// no host.
+    pub fn new(url: impl Into<String>) -> Result<Self, Error> {
+        Self::from_setting(url, "Config::management_url")
+    }
+
+    fn from_setting(url: impl Into<String>, setting: &'static str) -> Result<Self, Error> {
+        let url = url.into().trim().to_owned();
+        let invalid = |reason: &str| Error::InvalidUrl {
+            url: redact(&url),
+            setting: setting.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let rest = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .ok_or_else(|| invalid("it must start with http:// or https://"))?;
+        let authority = rest.split('/').next().unwrap_or_default();
+        let host = authority.rsplit('@').next().unwrap_or_default();
+        if host.is_empty() || host.starts_with(':') {
+            return Err(invalid("it names no host"));
+        }
+        Ok(Self { url, setting })
+    }
+
+    /// Where the URL was set: `WARREN_MANAGEMENT_URL` or
+    /// `Config::management_url`.
+    #[must_use]
+    pub fn setting(&self) -> &'static str {
+        self.setting
     }
 }
 
@@ -215,6 +276,10 @@ pub struct Config {
     /// TLS to the broker beyond the platform's trust store (a CA, a client
     /// certificate): see [`TlsFiles`].
     pub tls: TlsFiles,
+    /// The broker's management HTTP API, when there is one to read queue
+    /// statistics and rates from ([`Config::management_url`],
+    /// `WARREN_MANAGEMENT_URL`); none by default.
+    pub management_url: Option<ManagementUrl>,
 }
 
 impl Default for Config {
@@ -242,6 +307,7 @@ impl Default for Config {
             vhost: None,
             vhost_setting: "Config::vhost",
             tls: TlsFiles::default(),
+            management_url: None,
         }
     }
 }
@@ -272,6 +338,7 @@ impl Config {
     /// | `WARREN_RETRY_MAX_DELAY` | longest retry delay, same syntax | `2s` |
     /// | `WARREN_RETRY_FACTOR` | growth of the delay per failed attempt | `2` |
     /// | `WARREN_SETTLE_MS` | the settling time after a reconnection: see [`Config::settle`] | `5000` |
+    /// | `WARREN_MANAGEMENT_URL` | the broker's management HTTP API (`http://user:password@host:15672`), for queue rates: see [`Config::management_url`] | none |
     ///
     /// A broker URL is checked when it is set: one that cannot work (see
     /// [`BrokerUrl::new`]) is an [`Error::InvalidUrl`] naming the variable.
@@ -372,6 +439,9 @@ impl Config {
         if let Some(v) = lookup("WARREN_SETTLE_MS") {
             self.settle = Duration::from_millis(num("WARREN_SETTLE_MS", &v)?);
         }
+        if let Some(v) = lookup("WARREN_MANAGEMENT_URL") {
+            self.management_url = Some(ManagementUrl::from_setting(v, "WARREN_MANAGEMENT_URL")?);
+        }
         if let Some(v) = lookup("WARREN_URL_ORDER") {
             self.url_order = v.parse()?;
         }
@@ -412,6 +482,18 @@ impl Config {
             )));
         }
         (self.vhost, self.vhost_setting) = (Some(vhost), setting);
+        Ok(self)
+    }
+
+    /// Reads queue statistics and rates from the broker's management HTTP
+    /// API at `url` (`http://user:password@host:15672`; without a user,
+    /// the first broker URL's credentials), for
+    /// `ManagementStats` (feature `http`) and `warren stats`.
+    ///
+    /// # Errors
+    /// [`Error::InvalidUrl`] if it is not `http://` or `https://`.
+    pub fn management_url(mut self, url: impl Into<String>) -> Result<Self, Error> {
+        self.management_url = Some(ManagementUrl::new(url)?);
         Ok(self)
     }
 

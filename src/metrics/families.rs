@@ -55,6 +55,17 @@ pub(crate) struct EventCounts {
     pub(crate) dead_lettered: Count,
 }
 
+/// One outbox table's relays: what they published, their failed rounds,
+/// and the backlog they saw at their last round.
+#[derive(Debug, Default)]
+pub(crate) struct OutboxCounts {
+    pub(crate) published: Count,
+    pub(crate) failed_rounds: Count,
+    pub(crate) pending: Level,
+    /// The oldest unsent row's age, in milliseconds.
+    pub(crate) lag_ms: Level,
+}
+
 /// What one kind of HTTP listener (`node`, `metrics`, `postoffice`) did
 /// with its connections.
 #[derive(Debug, Default)]
@@ -93,6 +104,8 @@ pub(crate) struct Metrics {
     pub(crate) reconnects: Count,
     /// By listener kind.
     pub(crate) listeners: ByLabel<ListenerCounts>,
+    /// By outbox table.
+    pub(crate) outbox: ByLabel<OutboxCounts>,
 }
 
 /// The connections and nodes of the process, watched from their start
@@ -276,7 +289,55 @@ impl Collector for &'static Metrics {
                 },
             )?;
         }
-        Ok(())
+        self.encode_outbox(enc)
+    }
+}
+
+impl Metrics {
+    /// The outbox families, by table.
+    fn encode_outbox(&self, enc: &mut DescriptorEncoder<'_>) -> Result {
+        type Pick = fn(&OutboxCounts) -> &Count;
+        let counters: [(&str, &str, Pick); 2] = [
+            (
+                "warren_outbox_published",
+                "Outbox rows this process's relays published and marked sent, by table.",
+                |o| &o.published,
+            ),
+            (
+                "warren_outbox_failed_rounds",
+                "Relay rounds that failed (the broker or the database away), by table.",
+                |o| &o.failed_rounds,
+            ),
+        ];
+        for (name, help, pick) in counters {
+            family(enc, name, help, MetricType::Counter, |m| {
+                self.outbox
+                    .each(|table, o| counter(m, &[("table", table)], pick(o).get()))
+            })?;
+        }
+        family(
+            enc,
+            "warren_outbox_pending",
+            "Outbox rows not yet sent, by table, as the relay saw them at its last round.",
+            MetricType::Gauge,
+            |m| {
+                self.outbox
+                    .each(|table, o| gauge(m, &[("table", table)], o.pending.get()))
+            },
+        )?;
+        family(
+            enc,
+            "warren_outbox_relay_lag_seconds",
+            "Age of the oldest unsent outbox row (0 when none), by table, at the relay's last round.",
+            MetricType::Gauge,
+            |m| {
+                self.outbox.each(|table, o| {
+                    #[allow(clippy::cast_precision_loss)]
+                    let seconds = o.lag_ms.get() as f64 / 1000.0;
+                    m.encode_family(&[("table", table)])?.encode_gauge(&seconds)
+                })
+            },
+        )
     }
 }
 

@@ -36,6 +36,10 @@
 //! | `warren_events_consumed_total` | counter | `type` | events handled successfully |
 //! | `warren_events_retried_total` | counter | `type` | events scheduled again after a failure |
 //! | `warren_events_dead_lettered_total` | counter | `type` | events moved to the dead-letter queue |
+//! | `warren_outbox_pending` | gauge | `table` | outbox rows not yet sent, counted by the relay each round (feature `outbox`) |
+//! | `warren_outbox_relay_lag_seconds` | gauge | `table` | age of the oldest unsent outbox row at the relay's last round (0 when none) |
+//! | `warren_outbox_published_total` | counter | `table` | outbox rows the relays published and marked sent |
+//! | `warren_outbox_failed_rounds_total` | counter | `table` | relay rounds that failed (broker or database away) |
 //!
 //! Add metrics of your own to the same registry, and they are served with
 //! warren's:

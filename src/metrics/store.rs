@@ -82,6 +82,12 @@ impl Count {
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
+
+    /// Adds `n` (the outbox relay's published rows).
+    #[cfg_attr(not(feature = "outbox"), allow(dead_code))]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// A gauge.
@@ -95,6 +101,12 @@ impl Level {
 
     pub(crate) fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sets it (the outbox relay's backlog).
+    #[cfg_attr(not(feature = "outbox"), allow(dead_code))]
+    pub(crate) fn set(&self, n: i64) {
+        self.0.store(n, Ordering::Relaxed);
     }
 }
 

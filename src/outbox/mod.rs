@@ -197,11 +197,12 @@ pub(crate) mod backend {
             publishing: &'a Publishing,
         ) -> BoxFuture<'a, Result<Published, sqlx::Error>>;
 
-        /// How many rows wait to be published.
-        fn pending<'a>(
+        /// How many rows wait to be published, and when the oldest of
+        /// them was added (ms since the epoch; none when none wait).
+        fn backlog<'a>(
             pool: &'a Pool<Self>,
             tables: &'a Tables,
-        ) -> BoxFuture<'a, Result<i64, sqlx::Error>>;
+        ) -> BoxFuture<'a, Result<(i64, Option<i64>), sqlx::Error>>;
 
         /// Deletes rows sent before `sent_before` and inbox rows handled
         /// before `handled_before` (ms since the epoch).
@@ -427,10 +428,20 @@ impl<DB: Backend> Store<DB> {
     /// # Errors
     /// [`Error::Database`].
     pub async fn pending(&self) -> Result<u64, Error> {
-        let n = DB::pending(&self.inner.pool, &self.inner.tables)
+        Ok(self.backlog().await?.0)
+    }
+
+    /// How many events wait, and how long the oldest of them has waited
+    /// (zero when none do).
+    pub(crate) async fn backlog(&self) -> Result<(u64, Duration), Error> {
+        let (n, oldest) = DB::backlog(&self.inner.pool, &self.inner.tables)
             .await
             .map_err(|e| database("cannot count the pending events", e))?;
-        Ok(u64::try_from(n).unwrap_or(0))
+        let age = oldest.map_or(0, |t| tables::now_ms().saturating_sub(t).max(0));
+        Ok((
+            u64::try_from(n).unwrap_or(0),
+            Duration::from_millis(u64::try_from(age).unwrap_or(0)),
+        ))
     }
 
     /// Deletes the outbox rows sent longer ago than
@@ -549,22 +560,7 @@ impl<DB: Backend> Outbox<DB> {
         payload: &P,
     ) -> Result<String, Error> {
         check_event(event_type, version)?;
-        let payload = serde_json::to_string(payload).map_err(|e| {
-            Error::Codec(crate::codec::CodecError::Encode {
-                content_type: crate::ContentType::Json,
-                message: e.to_string(),
-            })
-        })?;
-        let row = backend::NewRow {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            key: key.to_owned(),
-            event_type: event_type.to_owned(),
-            version: i64::from(version),
-            payload,
-            created_ms: tables::now_ms(),
-            address: None,
-            traceparent: crate::tracecontext::outgoing(),
-        };
+        let row = json_row(key, event_type, i64::from(version), payload, None)?;
         self.insert(tx, row, "cannot add the event to the outbox")
             .await
     }
@@ -593,22 +589,7 @@ impl<DB: Backend> Outbox<DB> {
         body: &B,
     ) -> Result<String, Error> {
         crate::address::check_method(method)?;
-        let payload = serde_json::to_string(body).map_err(|e| {
-            Error::Codec(crate::codec::CodecError::Encode {
-                content_type: crate::ContentType::Json,
-                message: e.to_string(),
-            })
-        })?;
-        let row = backend::NewRow {
-            event_id: uuid::Uuid::new_v4().to_string(),
-            key: key.to_owned(),
-            event_type: method.to_owned(),
-            version: 1,
-            payload,
-            created_ms: tables::now_ms(),
-            address: Some(address.to_string()),
-            traceparent: crate::tracecontext::outgoing(),
-        };
+        let row = json_row(key, method, 1, body, Some(address.to_string()))?;
         self.insert(tx, row, "cannot add the request to the outbox")
             .await
     }
@@ -627,6 +608,33 @@ impl<DB: Backend> Outbox<DB> {
         }
         Ok(row.event_id)
     }
+}
+
+/// A new row with a fresh id, its body encoded as JSON: an event
+/// (`address` none) or a one-way request to `address`.
+fn json_row<B: serde::Serialize + ?Sized>(
+    key: &str,
+    name: &str,
+    version: i64,
+    body: &B,
+    address: Option<String>,
+) -> Result<backend::NewRow, Error> {
+    let payload = serde_json::to_string(body).map_err(|e| {
+        Error::Codec(crate::codec::CodecError::Encode {
+            content_type: crate::ContentType::Json,
+            message: e.to_string(),
+        })
+    })?;
+    Ok(backend::NewRow {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        key: key.to_owned(),
+        event_type: name.to_owned(),
+        version,
+        payload,
+        created_ms: tables::now_ms(),
+        address,
+        traceparent: crate::tracecontext::outgoing(),
+    })
 }
 
 /// A database error with what was being done.

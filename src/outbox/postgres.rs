@@ -171,16 +171,16 @@ impl Ops for Postgres {
         })
     }
 
-    fn pending<'a>(
+    fn backlog<'a>(
         pool: &'a Pool<Self>,
         tables: &'a Tables,
-    ) -> BoxFuture<'a, Result<i64, sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<(i64, Option<i64>), sqlx::Error>> {
         boxed(async move {
             let sql = format!(
-                "SELECT COUNT(*)::BIGINT FROM {} WHERE sent_ms IS NULL",
+                "SELECT COUNT(*)::BIGINT, MIN(created_ms)::BIGINT FROM {} WHERE sent_ms IS NULL",
                 tables.outbox()
             );
-            sqlx::query_scalar(&sql).fetch_one(pool).await
+            sqlx::query_as(&sql).fetch_one(pool).await
         })
     }
 

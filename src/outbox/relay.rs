@@ -159,6 +159,7 @@ impl<DB: Backend> Relay<DB> {
             }
             // A round runs to its end, even when asked to stop: what it
             // published is then marked.
+            let mut published = 0;
             let round = DB::round(store.pool(), store.tables(), batch, &publishing)
                 .await
                 .map_err(|e| database("an outbox round failed", e))
@@ -170,8 +171,11 @@ impl<DB: Backend> Relay<DB> {
                             s.last_published_at = Some(SystemTime::now());
                         }
                     });
+                    published = sent;
                     p.error.map_or(Ok(sent), Err)
                 });
+            #[cfg(feature = "metrics")]
+            record_round(store, published, round.is_err()).await;
             let wait = match round {
                 Ok(sent) => {
                     if failures > 0 {
@@ -223,6 +227,32 @@ impl<DB: Backend> Relay<DB> {
         if let Err(e) = DB::release(store.pool(), store.tables(), &publishing.relay).await {
             debug!(error = %e, "the outbox relay could not give up its lease");
         }
+    }
+}
+
+/// Counts what a round published or that it failed, and reads the backlog into the outbox gauges
+/// (`warren_outbox_pending`, `warren_outbox_relay_lag_seconds`), while
+/// metrics are recorded: one `COUNT`/`MIN` over the unsent rows' index.
+#[cfg(feature = "metrics")]
+async fn record_round<DB: Backend>(store: &Store<DB>, published: u64, failed: bool) {
+    let Some(m) = crate::metrics::get() else {
+        return;
+    };
+    let counts = m.outbox.get(&store.tables().outbox());
+    counts.published.add(published);
+    if failed {
+        counts.failed_rounds.inc();
+    }
+    match store.backlog().await {
+        Ok((pending, age)) => {
+            counts
+                .pending
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+            counts
+                .lag_ms
+                .set(i64::try_from(age.as_millis()).unwrap_or(i64::MAX));
+        }
+        Err(e) => debug!(error = %e, "cannot read the outbox backlog for the gauges"),
     }
 }
 

@@ -128,16 +128,16 @@ impl Ops for Sqlite {
         })
     }
 
-    fn pending<'a>(
+    fn backlog<'a>(
         pool: &'a Pool<Self>,
         tables: &'a Tables,
-    ) -> BoxFuture<'a, Result<i64, sqlx::Error>> {
+    ) -> BoxFuture<'a, Result<(i64, Option<i64>), sqlx::Error>> {
         boxed(async move {
             let sql = format!(
-                "SELECT COUNT(*) FROM {} WHERE sent_ms IS NULL",
+                "SELECT COUNT(*), MIN(created_ms) FROM {} WHERE sent_ms IS NULL",
                 tables.outbox()
             );
-            sqlx::query_scalar(&sql).fetch_one(pool).await
+            sqlx::query_as(&sql).fetch_one(pool).await
         })
     }
 

@@ -60,7 +60,7 @@ use axum::routing::get;
 use axum::Router;
 use hub::Hub;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tower::Layer;
@@ -154,6 +154,12 @@ pub(crate) struct Shared {
     peers: Peers,
     connections: Arc<Semaphore>,
     next: AtomicU64,
+    /// Set when it starts shutting down: readiness then says it is not
+    /// accepting.
+    closing: AtomicBool,
+    /// Readiness: the broker connection, the push node, and whether it
+    /// accepts new clients.
+    checks: crate::health::Checks,
 }
 
 impl Shared {
@@ -269,13 +275,18 @@ impl PostOffice {
         &self.shared.id
     }
 
-    /// `GET /ws` (the WebSocket) and `GET /services`, to serve or to
-    /// merge into an application's router.
+    /// `GET /ws` (the WebSocket), `GET /services`, and the probes
+    /// `GET /health/live` and `GET /health/ready` ([`crate::health`]), to
+    /// serve or to merge into an application's router. It is ready while
+    /// its broker connection is up, its push node consumes, and it is
+    /// `accepting`: below [`Limits::max_connections`] and not shutting
+    /// down.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/ws", get(upgrade))
             .route("/services", get(services))
             .with_state(self.shared.clone())
+            .merge(crate::health::probes(self.shared.checks.clone()))
     }
 
     /// Serves [`PostOffice::router`] on `listener` with warren's listener
@@ -299,6 +310,11 @@ impl PostOffice {
             listen = listen.tls(tls.clone());
         }
         let prepared = listen.prepare("postoffice")?;
+        let shared = self.shared.clone();
+        let shutdown = async move {
+            shutdown.await;
+            shared.closing.store(true, Ordering::Relaxed);
+        };
         prepared
             .serve(listener, self.router(), shutdown)
             .await
@@ -337,6 +353,7 @@ impl PostOffice {
     /// Stops taking pushes (the node shuts down); the routes stop with
     /// the server serving them.
     pub async fn shutdown(mut self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
         if let Some(node) = self.node.take() {
             node.shutdown().await;
         }
@@ -427,15 +444,36 @@ impl PostOfficeBuilder {
             .id(self.id.clone())
             .serve(conn, handler)
             .await?;
-        let shared = Arc::new(Shared {
-            id: self.id,
-            transport,
-            auth,
-            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
-            limits: self.limits,
-            hub,
-            peers,
-            next: AtomicU64::new(1),
+        let shared = Arc::new_cyclic(|weak: &std::sync::Weak<Shared>| {
+            let weak = weak.clone();
+            let max = self.limits.max_connections;
+            let accepting = move || {
+                let Some(shared) = weak.upgrade() else {
+                    return Err("postoffice: stopped".to_owned());
+                };
+                if shared.closing.load(Ordering::Relaxed) {
+                    Err("postoffice: shutting down".to_owned())
+                } else if shared.connections.available_permits() == 0 {
+                    Err(format!("postoffice: at its connection limit ({max})"))
+                } else {
+                    Ok(())
+                }
+            };
+            Shared {
+                id: self.id,
+                transport,
+                auth,
+                connections: Arc::new(Semaphore::new(max)),
+                limits: self.limits,
+                hub,
+                peers,
+                next: AtomicU64::new(1),
+                closing: AtomicBool::new(false),
+                checks: crate::health::Checks::default()
+                    .connection(conn)
+                    .node(node.service().to_string(), node.consumers.clone())
+                    .gate(Arc::new(accepting)),
+            }
         });
         Ok(PostOffice {
             shared,

@@ -2,7 +2,8 @@
 //! through the repository's `scripts/broker`.
 //!
 //! Its port is a free one, picked when the test starts (below 45000, with
-//! the Erlang distribution port, 20000 above it, free too), so tests and
+//! the Erlang distribution port, 20000 above it, and the management port,
+//! 10000 above it, free too), so tests and
 //! parallel checkouts never collide. Its data directory is removed when it
 //! is dropped. Set `WARREN_BROKER_SCRIPT` to use a script elsewhere than
 //! `scripts/broker`.
@@ -171,16 +172,18 @@ pub fn script(var: &str, name: &str) -> PathBuf {
 }
 
 /// A port free now below 45000 whose Erlang distribution port (20000
-/// above it) is free too.
+/// above it) and management port (10000 above it, for a node with the
+/// management plugin) are free too.
 pub fn free_port() -> u16 {
+    let free = |port: u16| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok();
     for _ in 0..100 {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
         let port = listener.local_addr().unwrap().port();
-        if port < 45_000 && std::net::TcpListener::bind(("127.0.0.1", port + 20_000)).is_ok() {
+        if port < 45_000 && free(port + 20_000) && free(port + 10_000) {
             return port;
         }
     }
-    panic!("no free port below 45000 with its distribution port free");
+    panic!("no free port below 45000 with its distribution and management ports free");
 }
 
 impl Drop for PrivateBroker {

@@ -7,6 +7,7 @@ pub mod certs;
 pub mod cluster;
 pub mod handler;
 pub mod load;
+pub mod metrics;
 pub mod proxy;
 pub mod raw;
 pub mod sends;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use warren::events::{DeadLetters, Publisher, RetryPolicy, Tail};
 use warren::{
     Address, Client, Code, Config, Connection, ContentType, Delivery, Error, Gather, Layout,
-    QueueStats, Request, Response, ServiceId, ServiceType,
+    ManagementError, ManagementStats, QueueStats, Request, Response, ServiceId, ServiceType,
 };
 
 /// Exit codes, by what went wrong.
@@ -132,7 +132,10 @@ enum Command {
     Services,
     /// Messages and consumers of a service's queues: its work queue, the
     /// instance queues of --instance, and its event, retry (under the
-    /// default retry policy) and dead-letter queues.
+    /// default retry policy) and dead-letter queues. With
+    /// WARREN_MANAGEMENT_URL set (the broker's management API,
+    /// `http://user:password@host:15672`), unacknowledged messages and
+    /// publish, deliver and ack rates too.
     Stats {
         /// The service type (also the subscribing service's name).
         service: String,
@@ -491,6 +494,10 @@ fn topology(
 
 async fn stats(service: &str, instances: &[String], json: bool) -> Outcome {
     let (t, ids) = names(service, instances)?;
+    let config = Config::from_env().map_err(|e| Failure::new(Exit::Usage, e.to_string()))?;
+    if config.management_url.is_some() {
+        return managed_stats(&config, service, &t, &ids, json).await;
+    }
     let conn = connect().await?;
     let stats = QueueStats::new(&conn);
     let read = async {
@@ -519,6 +526,57 @@ async fn stats(service: &str, instances: &[String], json: bool) -> Outcome {
             );
         } else {
             println!("{:<40} {:<12} {:>9} {:>9}", q.queue, kind, "-", "-");
+        }
+    }
+    Ok(())
+}
+
+/// `warren stats` through the management API (WARREN_MANAGEMENT_URL):
+/// unacknowledged messages and rates too.
+async fn managed_stats(
+    config: &Config,
+    service: &str,
+    t: &ServiceType,
+    ids: &[ServiceId],
+    json: bool,
+) -> Outcome {
+    let broker = |e: ManagementError| Failure::new(Exit::Broker, e.to_string());
+    let stats = ManagementStats::new(config).map_err(broker)?;
+    let mut all = stats.service(t, ids).await.map_err(broker)?;
+    all.extend(
+        stats
+            .events(service, &RetryPolicy::default())
+            .await
+            .map_err(broker)?,
+    );
+    if json {
+        println!("{}", serde_json::to_string(&all).unwrap_or_default());
+        return Ok(());
+    }
+    println!(
+        "{:<40} {:<12} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+        "queue", "kind", "ready", "unacked", "consumers", "publish/s", "deliver/s", "ack/s"
+    );
+    let rate = |r: Option<f64>| r.map_or_else(|| "-".to_owned(), |r| format!("{r:.1}"));
+    for q in &all {
+        let kind = q.kind.as_str();
+        if q.exists {
+            println!(
+                "{:<40} {:<12} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+                q.queue,
+                kind,
+                q.messages,
+                q.unacked,
+                q.consumers,
+                rate(q.rates.publish),
+                rate(q.rates.deliver),
+                rate(q.rates.ack)
+            );
+        } else {
+            println!(
+                "{:<40} {:<12} {:>9} {:>9} {:>9} {:>10} {:>10} {:>10}",
+                q.queue, kind, "-", "-", "-", "-", "-", "-"
+            );
         }
     }
     Ok(())
