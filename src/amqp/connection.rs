@@ -250,10 +250,14 @@ impl Connection {
     }
 
     /// The announced size of delivery `tag` on `channel` if its body was
-    /// over [`Config::max_body`] and dropped on arrival (its delivery then
-    /// has an empty body); forgets it.
-    pub(crate) fn oversized(&self, channel: u16, tag: u64) -> Option<u64> {
-        self.shared.oversized.take(channel, tag)
+    /// over [`Config::max_body`] and dropped on arrival (such a delivery
+    /// comes with an empty `body`); forgets it.
+    pub(crate) fn oversized(&self, channel: u16, tag: u64, body: &[u8]) -> Option<u64> {
+        if body.is_empty() {
+            self.shared.oversized.take(channel, tag)
+        } else {
+            None
+        }
     }
 
     /// Closes the connection; clients and nodes on it stop.

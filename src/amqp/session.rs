@@ -291,10 +291,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                         let id = d.properties.correlation_id().as_ref()
                             .and_then(|c| c.as_str().parse::<u64>().ok());
                         // A body over the limit was dropped on arrival.
-                        let dropped = d.data.is_empty()
-                            .then(|| conn.oversized(channel, d.delivery_tag))
-                            .flatten();
-                        let reply = match dropped {
+                        let reply = match conn.oversized(channel, d.delivery_tag, &d.data) {
                             Some(size) => Reply::TooLarge { size, limit: conn.config().max_body },
                             None => Reply::Response(Box::new(response(d))),
                         };

@@ -147,12 +147,9 @@ async fn consume(
                         return Ok(Finish::Stopped);
                     };
                     // A body over the limit was dropped on arrival.
-                    let dropped = if delivery.data.is_empty() {
-                        conn.oversized(channel.id(), delivery.delivery_tag)
-                            .map(|size| (size, conn.config().max_body))
-                    } else {
-                        None
-                    };
+                    let dropped = conn
+                        .oversized(channel.id(), delivery.delivery_tag, &delivery.data)
+                        .map(|size| (size, conn.config().max_body));
                     let shared = shared.clone();
                     let channel = channel.clone();
                     let lost = lost.clone();

@@ -164,11 +164,11 @@ impl Runner {
                             return Ok(Finish::Stopped);
                         };
                         // A body over the limit was dropped on arrival.
-                        let dropped = if delivery.data.is_empty() {
-                            self.conn.oversized(channel.id(), delivery.delivery_tag)
-                        } else {
-                            None
-                        };
+                        let dropped = self.conn.oversized(
+                            channel.id(),
+                            delivery.delivery_tag,
+                            &delivery.data,
+                        );
                         let dispatch = Dispatch {
                             dropped,
                             channel: channel.clone(),
