@@ -149,6 +149,8 @@ impl<DB: Backend> Relay<DB> {
         let mut next_purge = Instant::now() + purge_every;
         let mut failures = 0u32;
         let mut eager: Option<Duration> = None;
+        #[cfg(feature = "metrics")]
+        let mut next_backlog = Instant::now();
         while !*stop.borrow() {
             if Instant::now() >= next_purge {
                 match store.purge().await {
@@ -175,7 +177,13 @@ impl<DB: Backend> Relay<DB> {
                     p.error.map_or(Ok(sent), Err)
                 });
             #[cfg(feature = "metrics")]
-            record_round(store, published, round.is_err()).await;
+            {
+                let read_backlog = Instant::now() >= next_backlog;
+                record_round(store, published, round.is_err(), read_backlog).await;
+                if read_backlog {
+                    next_backlog = Instant::now() + BACKLOG_EVERY;
+                }
+            }
             let wait = match round {
                 Ok(sent) => {
                     if failures > 0 {
@@ -230,11 +238,23 @@ impl<DB: Backend> Relay<DB> {
     }
 }
 
-/// Counts what a round published or that it failed, and reads the backlog into the outbox gauges
-/// (`warren_outbox_pending`, `warren_outbox_relay_lag_seconds`), while
-/// metrics are recorded: one `COUNT`/`MIN` over the unsent rows' index.
+/// How often a relay reads its backlog into the outbox gauges while metrics
+/// are recorded: a busy relay runs rounds back to back, and the gauges need
+/// not cost each of them a query.
 #[cfg(feature = "metrics")]
-async fn record_round<DB: Backend>(store: &Store<DB>, published: u64, failed: bool) {
+const BACKLOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Counts what a round published or that it failed while metrics are
+/// recorded, and with `read_backlog` reads the backlog into the outbox
+/// gauges (`warren_outbox_pending`, `warren_outbox_relay_lag_seconds`): one
+/// `COUNT`/`MIN` over the unsent rows' index.
+#[cfg(feature = "metrics")]
+async fn record_round<DB: Backend>(
+    store: &Store<DB>,
+    published: u64,
+    failed: bool,
+    read_backlog: bool,
+) {
     let Some(m) = crate::metrics::get() else {
         return;
     };
@@ -242,6 +262,9 @@ async fn record_round<DB: Backend>(store: &Store<DB>, published: u64, failed: bo
     counts.published.add(published);
     if failed {
         counts.failed_rounds.inc();
+    }
+    if !read_backlog {
+        return;
     }
     match store.backlog().await {
         Ok((pending, age)) => {
