@@ -16,7 +16,7 @@ use std::time::Duration;
 use support::handler::{echo, Hits};
 use support::raw::Raw;
 use tower::service_fn;
-use warren::events::{DeadLetters, Delivery, Publisher, Subscription};
+use warren::events::{DeadLetters, Delivery, Publisher, Subscription, Tail};
 use warren::{Address, Client, Code, ContentType, Error, Node, Request, Response};
 
 const MIB: usize = 1024 * 1024;
@@ -260,4 +260,37 @@ async fn an_oversized_event_is_dead_lettered_and_the_subscription_goes_on() {
     assert_eq!(handled.load(Ordering::SeqCst), 1);
     assert_eq!(dlq.purge().await.unwrap(), 1);
     sub.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_tail_lists_an_oversized_event_without_its_body_and_goes_on() {
+    let config = support::config()
+        .events_exchange(support::unique("events"))
+        .max_body(1024);
+    let exchange = config.events_exchange.clone();
+    let conn = support::connect(config).await;
+    let mut tail = Tail::start(&conn, ["upload.*"]).await.unwrap();
+    let raw = Raw::open().await;
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    raw.publish(&exchange, "upload.stored", json, &vec![b' '; 100_000])
+        .await;
+    Publisher::new(&conn)
+        .publish(&Stored { name: "b".into() })
+        .await
+        .unwrap();
+    let big = tokio::time::timeout(Duration::from_secs(10), tail.next())
+        .await
+        .expect("the oversized event")
+        .expect("a live tail");
+    assert_eq!(big.dropped, Some(100_000));
+    assert!(big.body.is_empty());
+    assert_eq!(big.routing_key, "upload.stored");
+    let small = tokio::time::timeout(Duration::from_secs(10), tail.next())
+        .await
+        .expect("the next event")
+        .expect("a live tail");
+    assert_eq!(small.dropped, None);
+    let envelope = small.json().expect("a JSON envelope");
+    assert_eq!(envelope["payload"]["name"], "b", "{envelope}");
+    tail.close().await;
 }

@@ -18,6 +18,7 @@ use lapin::Channel;
 pub struct Tail {
     consumer: lapin::Consumer,
     channel: Channel,
+    conn: Connection,
 }
 
 impl std::fmt::Debug for Tail {
@@ -38,8 +39,12 @@ pub struct Tailed {
     pub event_id: Option<String>,
     /// The content type, if set.
     pub content_type: Option<String>,
-    /// The body as published (the envelope).
+    /// The body as published (the envelope); empty when it was dropped.
     pub body: Vec<u8>,
+    /// The size of a body over the connection's
+    /// [`max_body`](crate::Config::max_body), dropped as it arrived: the
+    /// event is seen, its body is not kept (`body` is then empty).
+    pub dropped: Option<u64>,
 }
 
 impl Tailed {
@@ -81,7 +86,11 @@ impl Tail {
         let consumer = temporary_consumer(&channel, &short("exchange", exchange)?, keys)
             .await
             .map_err(|e| broker("cannot watch the events exchange (a temporary queue)", e))?;
-        Ok(Tail { consumer, channel })
+        Ok(Tail {
+            consumer,
+            channel,
+            conn: conn.clone(),
+        })
     }
 
     /// The next event; `None` once the channel or connection is gone.
@@ -89,12 +98,16 @@ impl Tail {
         let d = self.consumer.next().await?.ok()?;
         let p = &d.properties;
         let text = |s: &Option<lapin::types::ShortString>| s.as_ref().map(|s| s.to_string());
+        let dropped = self
+            .conn
+            .oversized(self.channel.id(), d.delivery_tag, &d.data);
         Some(Tailed {
             routing_key: d.routing_key.to_string(),
             event_type: text(p.kind()),
             event_id: text(p.message_id()),
             content_type: text(p.content_type()),
             body: d.data,
+            dropped,
         })
     }
 

@@ -618,9 +618,15 @@ async fn events(cmd: EventsCommand, json: bool) -> Outcome {
                     return Err(Failure::new(Exit::Broker, "the broker connection was lost"));
                 };
                 seen += 1;
-                let body = event.json().unwrap_or_else(|| {
-                    Value::String(String::from_utf8_lossy(&event.body).into_owned())
-                });
+                let body = match event.dropped {
+                    Some(size) => Value::String(format!(
+                        "(a body of {size} bytes, over the limit of {} bytes (WARREN_MAX_BODY), was dropped)",
+                        conn.config().max_body
+                    )),
+                    None => event.json().unwrap_or_else(|| {
+                        Value::String(String::from_utf8_lossy(&event.body).into_owned())
+                    }),
+                };
                 if json {
                     println!(
                         "{}",
