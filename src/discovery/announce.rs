@@ -135,7 +135,7 @@ impl Peers {
 async fn learn(conn: Connection, peers: WeakPeers) {
     let mut links = Links::new(&conn);
     while let Some(link) = links.next(std::future::pending()).await {
-        let consumer = match subscribe(&link, &conn.config().exchange).await {
+        let (channel, consumer) = match subscribe(&link, &conn.config().exchange).await {
             Ok(c) => c,
             Err(e) => {
                 debug!(error = %e, "cannot listen to announcements; retrying");
@@ -147,7 +147,10 @@ async fn learn(conn: Connection, peers: WeakPeers) {
         };
         p.listening(true);
         drop(p);
-        let alive = listen(consumer, &peers).await;
+        let alive = listen(consumer, &peers, |tag: u64, body: &[u8]| {
+            conn.oversized(channel, tag, body)
+        })
+        .await;
         if let Some(p) = peers.upgrade() {
             p.listening(false);
             // Most likely the connection is gone, maybe with the broker:
@@ -161,22 +164,36 @@ async fn learn(conn: Connection, peers: WeakPeers) {
     }
 }
 
-async fn subscribe(link: &Link, exchange_name: &str) -> Result<lapin::Consumer, lapin::Error> {
+/// The announcements' consumer, and its channel's number.
+async fn subscribe(
+    link: &Link,
+    exchange_name: &str,
+) -> Result<(u16, lapin::Consumer), lapin::Error> {
     let channel = link.conn.create_channel().await?;
     exchange(&channel, exchange_name).await?;
     let keys = [ANNOUNCE_KEY.into()];
-    crate::amqp::temporary_consumer(&channel, &exchange_name.into(), keys).await
+    let consumer = crate::amqp::temporary_consumer(&channel, &exchange_name.into(), keys).await?;
+    Ok((channel.id(), consumer))
 }
 
 /// Feeds announcements into the registry until the consumer ends (`true`)
-/// or the registry is dropped (`false`).
-async fn listen(mut consumer: lapin::Consumer, peers: &WeakPeers) -> bool {
+/// or the registry is dropped (`false`). `oversized` gives the size of a
+/// delivery whose body was over the limit and dropped (and forgets it).
+async fn listen(
+    mut consumer: lapin::Consumer,
+    peers: &WeakPeers,
+    oversized: impl Fn(u64, &[u8]) -> Option<u64>,
+) -> bool {
     let mut check = tokio::time::interval(Duration::from_secs(5));
     loop {
         tokio::select! {
             d = consumer.next() => match d {
                 Some(Ok(d)) => {
                     let Some(p) = peers.upgrade() else { return false };
+                    if let Some(size) = oversized(d.delivery_tag, &d.data) {
+                        debug!(size, "ignoring an announcement over the body limit");
+                        continue;
+                    }
                     match read(&d.data) {
                         Some((t, id, url, every, methods)) => p.learn(t, id, url, every, methods),
                         None => debug!("ignoring a malformed announcement"),
