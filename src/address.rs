@@ -55,6 +55,19 @@ pub enum NameError {
     },
 }
 
+/// The bytes a name may hold: ASCII letters, digits, `-` and `_`.
+const NAME_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0u8;
+    loop {
+        table[b as usize] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        if b == u8::MAX {
+            break table;
+        }
+        b += 1;
+    }
+};
+
 fn check_segment(what: &'static str, name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { what });
@@ -67,10 +80,11 @@ fn check_segment(what: &'static str, name: &str) -> Result<(), NameError> {
             max: MAX_NAME_LEN,
         });
     }
-    if let Some(found) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
+    // Bytes through a table, not chars: a reply's sender is checked on
+    // every call. The first byte outside the set starts a character (all
+    // before it are ASCII), which the error names.
+    if let Some(at) = name.bytes().position(|b| !NAME_BYTES[usize::from(b)]) {
+        let found = name[at..].chars().next().unwrap_or_default();
         return Err(NameError::BadChar {
             what,
             name: name.to_owned(),
@@ -373,6 +387,9 @@ mod tests {
             msg,
             "service type `a.b` contains '.'; use only ASCII letters, digits, `-` and `_`"
         );
+        // A character beyond ASCII is named whole.
+        let msg = ServiceId::new("ab-\u{e9}1").unwrap_err().to_string();
+        assert!(msg.contains("contains '\u{e9}'"), "{msg}");
     }
 
     #[test]

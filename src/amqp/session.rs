@@ -29,7 +29,8 @@ use crate::status::{Code, Status};
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, ConfirmSelectOptions};
 use lapin::types::FieldTable;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -72,6 +73,33 @@ pub(crate) enum Waiter {
     Many(mpsc::UnboundedSender<Reply>),
 }
 
+/// The calls waiting for replies, by id.
+type Waiters = HashMap<u64, Waiter, BuildHasherDefault<IdHasher>>;
+
+/// Hashes a waiter's id with one multiplication (Fibonacci hashing)
+/// rather than SipHash: the ids are this process's own counter, never
+/// chosen by a peer (a reply's correlation id is only looked up), so
+/// there is no collision attack to resist, and the map is hashed three
+/// times a call.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(self.0.rotate_left(8) ^ u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// A live pair of reply channels.
 pub(crate) struct Session {
     /// Transient calls and gathers: no confirms.
@@ -79,7 +107,7 @@ pub(crate) struct Session {
     /// Sends and persistent calls: confirm mode.
     pub(crate) confirmed: lapin::Channel,
     /// `None` once the session is dead: no call may wait on it any more.
-    waiters: Mutex<Option<HashMap<u64, Waiter>>>,
+    waiters: Mutex<Option<Waiters>>,
     /// Wakes the sweeper when the first call starts waiting.
     waiting: Notify,
     /// Something was published on `calls` since the last sweep.
@@ -136,24 +164,26 @@ impl Session {
         self.lock().as_ref().map_or(0, HashMap::len)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<u64, Waiter>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Waiters>> {
         self.waiters.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn deliver(&self, id: u64, reply: Reply) {
         let mut guard = self.lock();
         let Some(map) = guard.as_mut() else { return };
-        match map.get(&id) {
-            Some(Waiter::One(_)) => {
-                if let Some(Waiter::One(tx)) = map.remove(&id) {
+        match map.entry(id) {
+            Entry::Occupied(waiter) if matches!(waiter.get(), Waiter::One(_)) => {
+                if let Waiter::One(tx) = waiter.remove() {
                     drop(guard);
                     let _ = tx.send(reply);
                 }
             }
-            Some(Waiter::Many(tx)) => {
-                let _ = tx.send(reply);
+            Entry::Occupied(waiter) => {
+                if let Waiter::Many(tx) = waiter.get() {
+                    let _ = tx.send(reply);
+                }
             }
-            None => debug!(
+            Entry::Vacant(_) => debug!(
                 correlation_id = id,
                 "reply for no waiting call (late or dropped)"
             ),
@@ -341,7 +371,7 @@ async fn open(
     let session = Arc::new(Session {
         calls: channel,
         confirmed,
-        waiters: Mutex::new(Some(HashMap::new())),
+        waiters: Mutex::new(Some(Waiters::default())),
         waiting: Notify::new(),
         fresh: AtomicBool::new(false),
         dozing: AtomicBool::new(false),
