@@ -217,13 +217,32 @@ struct Stored {
     name: String,
 }
 
-#[tokio::test]
-async fn an_oversized_event_is_dead_lettered_and_the_subscription_goes_on() {
+/// A connection with a 1 KiB body limit, and an events exchange of its own.
+async fn events_connection() -> (warren::Connection, String) {
     let config = support::config()
         .events_exchange(support::unique("events"))
         .max_body(1024);
     let exchange = config.events_exchange.clone();
-    let conn = support::connect(config).await;
+    (support::connect(config).await, exchange)
+}
+
+/// Publishes a 100,000-byte `upload.stored` event on `exchange`, then a
+/// normal one named `name`. The first is published raw: warren's publisher
+/// keeps to its own limit.
+async fn oversized_then(conn: &warren::Connection, exchange: &str, name: &str) {
+    let raw = Raw::open().await;
+    let json = BasicProperties::default().with_content_type("application/json".into());
+    raw.publish(exchange, "upload.stored", json, &vec![b' '; 100_000])
+        .await;
+    Publisher::new(conn)
+        .publish(&Stored { name: name.into() })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn an_oversized_event_is_dead_lettered_and_the_subscription_goes_on() {
+    let (conn, exchange) = events_connection().await;
     let service = support::unique("uploads");
     let handled = Arc::new(AtomicUsize::new(0));
     let h = handled.clone();
@@ -235,15 +254,7 @@ async fn an_oversized_event_is_dead_lettered_and_the_subscription_goes_on() {
         .start(&conn)
         .await
         .unwrap();
-    // Published raw: warren's publisher keeps to its own limit.
-    let raw = Raw::open().await;
-    let json = BasicProperties::default().with_content_type("application/json".into());
-    raw.publish(&exchange, "upload.stored", json, &vec![b' '; 100_000])
-        .await;
-    Publisher::new(&conn)
-        .publish(&Stored { name: "a".into() })
-        .await
-        .unwrap();
+    oversized_then(&conn, &exchange, "a").await;
     let dlq = DeadLetters::new(&conn, &service);
     let start = std::time::Instant::now();
     while dlq.count().await.unwrap() < 1 || handled.load(Ordering::SeqCst) < 1 {
@@ -264,20 +275,9 @@ async fn an_oversized_event_is_dead_lettered_and_the_subscription_goes_on() {
 
 #[tokio::test]
 async fn a_tail_lists_an_oversized_event_without_its_body_and_goes_on() {
-    let config = support::config()
-        .events_exchange(support::unique("events"))
-        .max_body(1024);
-    let exchange = config.events_exchange.clone();
-    let conn = support::connect(config).await;
+    let (conn, exchange) = events_connection().await;
     let mut tail = Tail::start(&conn, ["upload.*"]).await.unwrap();
-    let raw = Raw::open().await;
-    let json = BasicProperties::default().with_content_type("application/json".into());
-    raw.publish(&exchange, "upload.stored", json, &vec![b' '; 100_000])
-        .await;
-    Publisher::new(&conn)
-        .publish(&Stored { name: "b".into() })
-        .await
-        .unwrap();
+    oversized_then(&conn, &exchange, "b").await;
     let big = tokio::time::timeout(Duration::from_secs(10), tail.next())
         .await
         .expect("the oversized event")

@@ -172,17 +172,18 @@ impl Session {
         let mut guard = self.lock();
         let Some(map) = guard.as_mut() else { return };
         match map.entry(id) {
-            Entry::Occupied(waiter) if matches!(waiter.get(), Waiter::One(_)) => {
-                if let Waiter::One(tx) = waiter.remove() {
-                    drop(guard);
+            Entry::Occupied(waiter) => match waiter.get() {
+                Waiter::Many(tx) => {
                     let _ = tx.send(reply);
                 }
-            }
-            Entry::Occupied(waiter) => {
-                if let Waiter::Many(tx) = waiter.get() {
-                    let _ = tx.send(reply);
+                // One reply ends the call: its waiter goes.
+                Waiter::One(_) => {
+                    if let Waiter::One(tx) = waiter.remove() {
+                        drop(guard);
+                        let _ = tx.send(reply);
+                    }
                 }
-            }
+            },
             Entry::Vacant(_) => debug!(
                 correlation_id = id,
                 "reply for no waiting call (late or dropped)"

@@ -147,10 +147,7 @@ async fn learn(conn: Connection, peers: WeakPeers) {
         };
         p.listening(true);
         drop(p);
-        let alive = listen(consumer, &peers, |tag: u64, body: &[u8]| {
-            conn.oversized(channel, tag, body)
-        })
-        .await;
+        let alive = listen(consumer, channel, &conn, &peers).await;
         if let Some(p) = peers.upgrade() {
             p.listening(false);
             // Most likely the connection is gone, maybe with the broker:
@@ -177,12 +174,13 @@ async fn subscribe(
 }
 
 /// Feeds announcements into the registry until the consumer ends (`true`)
-/// or the registry is dropped (`false`). `oversized` gives the size of a
-/// delivery whose body was over the limit and dropped (and forgets it).
+/// or the registry is dropped (`false`). `channel` is the consumer's, on
+/// `conn`: where a body over the limit was noted when it was dropped.
 async fn listen(
     mut consumer: lapin::Consumer,
+    channel: u16,
+    conn: &Connection,
     peers: &WeakPeers,
-    oversized: impl Fn(u64, &[u8]) -> Option<u64>,
 ) -> bool {
     let mut check = tokio::time::interval(Duration::from_secs(5));
     loop {
@@ -190,7 +188,7 @@ async fn listen(
             d = consumer.next() => match d {
                 Some(Ok(d)) => {
                     let Some(p) = peers.upgrade() else { return false };
-                    if let Some(size) = oversized(d.delivery_tag, &d.data) {
+                    if let Some(size) = conn.oversized(channel, d.delivery_tag, &d.data) {
                         debug!(size, "ignoring an announcement over the body limit");
                         continue;
                     }

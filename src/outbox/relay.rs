@@ -178,9 +178,9 @@ impl<DB: Backend> Relay<DB> {
                 });
             #[cfg(feature = "metrics")]
             {
-                let read_backlog = Instant::now() >= next_backlog;
-                record_round(store, published, round.is_err(), read_backlog).await;
-                if read_backlog {
+                count_round(store, published, round.is_err());
+                if Instant::now() >= next_backlog {
+                    record_backlog(store).await;
                     next_backlog = Instant::now() + BACKLOG_EVERY;
                 }
             }
@@ -244,17 +244,10 @@ impl<DB: Backend> Relay<DB> {
 #[cfg(feature = "metrics")]
 const BACKLOG_EVERY: Duration = Duration::from_secs(1);
 
-/// Counts what a round published or that it failed while metrics are
-/// recorded, and with `read_backlog` reads the backlog into the outbox
-/// gauges (`warren_outbox_pending`, `warren_outbox_relay_lag_seconds`): one
-/// `COUNT`/`MIN` over the unsent rows' index.
+/// Counts what a round published or that it failed, while metrics are
+/// recorded.
 #[cfg(feature = "metrics")]
-async fn record_round<DB: Backend>(
-    store: &Store<DB>,
-    published: u64,
-    failed: bool,
-    read_backlog: bool,
-) {
+fn count_round<DB: Backend>(store: &Store<DB>, published: u64, failed: bool) {
     let Some(m) = crate::metrics::get() else {
         return;
     };
@@ -263,9 +256,17 @@ async fn record_round<DB: Backend>(
     if failed {
         counts.failed_rounds.inc();
     }
-    if !read_backlog {
+}
+
+/// Reads the backlog into the outbox gauges (`warren_outbox_pending`,
+/// `warren_outbox_relay_lag_seconds`) while metrics are recorded: one
+/// `COUNT`/`MIN` over the unsent rows' index.
+#[cfg(feature = "metrics")]
+async fn record_backlog<DB: Backend>(store: &Store<DB>) {
+    let Some(m) = crate::metrics::get() else {
         return;
-    }
+    };
+    let counts = m.outbox.get(&store.tables().outbox());
     match store.backlog().await {
         Ok((pending, age)) => {
             counts
