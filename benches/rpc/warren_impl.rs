@@ -1,9 +1,10 @@
 //! warren under test: a typed service from `#[warren::service]`, served by a
 //! [`Node`] and called with the generated client over [`warren::Client`].
 //!
-//! The body is a `serde_bytes::ByteBuf`: a plain `Vec<u8>` would be encoded
-//! by serde as an array of integers (one MessagePack int per byte), which is
-//! not what an application sending bytes would do.
+//! The body is a `bytes::Bytes` (its `serde` feature encodes it as
+//! MessagePack bin): what an application sending bytes holds, passed to the
+//! generated client without a copy. A plain `Vec<u8>` would be encoded by
+//! serde as an array of integers (one MessagePack int per byte).
 //!
 //! Each mode has a service type of its own (`bench-echo-<mode>`: its work
 //! queue, durable as every warren work queue is), on an exchange of the
@@ -16,7 +17,6 @@ use crate::client::{BoxError, Caller, ClientCtx};
 use crate::mode::Mode;
 use crate::server::{Gate, ServerCtx};
 use bytes::Bytes;
-use serde_bytes::ByteBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::util::MapRequest;
@@ -26,7 +26,7 @@ use warren::{Address, Config, Connection, Node, Request, ServiceType};
 #[warren::service(name = "bench-echo")]
 pub(crate) trait Echo {
     /// Returns `body`.
-    async fn echo(&self, body: ByteBuf) -> ByteBuf;
+    async fn echo(&self, body: Bytes) -> Bytes;
 }
 
 /// The exchange warren declares (unused by calls to `Any`, which go through
@@ -51,7 +51,7 @@ struct EchoImpl {
 }
 
 impl Echo for EchoImpl {
-    async fn echo(&self, body: ByteBuf) -> ByteBuf {
+    async fn echo(&self, body: Bytes) -> Bytes {
         if let Some(gate) = &self.gate {
             gate.pass().await;
         }
@@ -136,8 +136,7 @@ impl Client {
 
 impl Caller for Client {
     async fn call(&self, body: Bytes) -> Result<Bytes, BoxError> {
-        let reply = self.client.echo(ByteBuf::from(body.to_vec())).await?;
-        Ok(Bytes::from(reply.into_vec()))
+        Ok(self.client.echo(body).await?)
     }
 
     fn waiting(&self) -> usize {

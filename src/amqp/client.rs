@@ -622,7 +622,6 @@ impl Amqp {
         // A send names itself (its id stays the same when it is published
         // again); a call only if its caller gave it a message id.
         let message_id = message_id.or(request.message_id.as_deref());
-        let correlation_id = (!send).then(|| id.to_string());
         let timeout = deadline.saturating_duration_since(Instant::now());
         if timeout.is_zero() {
             return Err(Error::Timeout { after: timeout });
@@ -632,7 +631,7 @@ impl Amqp {
             content_type: request.content_type,
             headers: &request.headers,
             message_id,
-            correlation_id: correlation_id.as_deref(),
+            correlation_id: (!send).then_some(id),
             reply_to: (!send).then_some(REPLY_TO),
             // Sends are not calls: nobody waits, so they do not expire.
             timeout: (!send).then_some(timeout),

@@ -260,8 +260,8 @@ impl Session {
 }
 
 /// Turns a delivery on the reply queue into a [`Response`].
-fn response(delivery: lapin::message::Delivery) -> Response {
-    let inc = wire::incoming(&delivery.properties);
+fn response(delivery: lapin::message::Delivery, last: &mut wire::LastSender) -> Response {
+    let inc = wire::incoming(&delivery.properties, Some(last));
     // The delivery's buffer becomes the body: no copy.
     let body = bytes::Bytes::from(delivery.data);
     let mut resp = match wire::content_type(&delivery.properties) {
@@ -315,6 +315,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                 .map(move |d| Some((confirmed_id, d)))
                 .chain(futures::stream::once(futures::future::ready(None))),
         );
+        let mut last = wire::LastSender::default();
         let lost = loop {
             tokio::select! {
                 d = replies.next() => match d.flatten() {
@@ -324,7 +325,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                         // A body over the limit was dropped on arrival.
                         let reply = match conn.oversized(channel, d.delivery_tag, &d.data) {
                             Some(size) => Reply::TooLarge { size, limit: conn.config().max_body },
-                            None => Reply::Response(Box::new(response(d))),
+                            None => Reply::Response(Box::new(response(d, &mut last))),
                         };
                         match id {
                             Some(id) => session.deliver(id, reply),

@@ -26,7 +26,7 @@ pub(crate) struct Outgoing<'a> {
     pub(crate) headers: &'a Headers,
     /// Sends always have one; calls only if their caller gave one.
     pub(crate) message_id: Option<&'a str>,
-    pub(crate) correlation_id: Option<&'a str>,
+    pub(crate) correlation_id: Option<u64>,
     pub(crate) reply_to: Option<&'a str>,
     /// The remaining deadline; also the message's TTL in the queue.
     pub(crate) timeout: Option<Duration>,
@@ -141,7 +141,7 @@ pub(crate) fn request_properties(out: &Outgoing<'_>) -> Result<BasicProperties, 
         props = props.with_expiration(ShortString::from(ms.to_string()));
     }
     if let Some(c) = out.correlation_id {
-        props = props.with_correlation_id(short("correlation id", c)?);
+        props = props.with_correlation_id(ShortString::from(c.to_string()));
     }
     if let Some(r) = out.reply_to {
         props = props.with_reply_to(short("reply_to", r)?);
@@ -241,11 +241,34 @@ pub(crate) struct Incoming {
     pub(crate) status: Option<Code>,
 }
 
-/// Reads headers, sender, deadline and status from `props`.
-pub(crate) fn incoming(props: &BasicProperties) -> Incoming {
+/// The last `app_id` read and the sender it names. A client's replies
+/// come from few instances, mostly the same one in a row: each `app_id` is
+/// checked and parsed when it changes, not on every reply.
+#[derive(Default)]
+pub(crate) struct LastSender(Option<(ShortString, Peer)>);
+
+impl LastSender {
+    fn peer(&mut self, app_id: &ShortString) -> Peer {
+        match &self.0 {
+            Some((last, peer)) if last == app_id => peer.clone(),
+            _ => {
+                let peer = peer_of_app_id(app_id.as_str());
+                self.0 = Some((app_id.clone(), peer.clone()));
+                peer
+            }
+        }
+    }
+}
+
+/// Reads headers, sender, deadline and status from `props`; the sender
+/// through `last` when the reader keeps one.
+pub(crate) fn incoming(props: &BasicProperties, last: Option<&mut LastSender>) -> Incoming {
     let mut inc = Incoming::default();
     if let Some(app_id) = props.app_id() {
-        inc.sender = peer_of_app_id(app_id.as_str());
+        inc.sender = match last {
+            Some(last) => last.peer(app_id),
+            None => peer_of_app_id(app_id.as_str()),
+        };
     }
     if let Some(table) = props.headers() {
         for (k, v) in table.inner() {
@@ -302,7 +325,7 @@ mod tests {
             content_type: ContentType::Json,
             headers: &headers,
             message_id: Some("m1"),
-            correlation_id: Some("7"),
+            correlation_id: Some(7),
             reply_to: Some(REPLY_TO),
             timeout: Some(Duration::from_millis(1500)),
             persistent: false,
@@ -312,7 +335,7 @@ mod tests {
         assert_eq!(props.expiration().as_ref().unwrap().as_str(), "1500");
         assert_eq!(props.kind().as_ref().unwrap().as_str(), "Calc.add");
         assert_eq!(props.delivery_mode(), &None);
-        let inc = incoming(&props);
+        let inc = incoming(&props, None);
         assert_eq!(inc.timeout, Some(Duration::from_millis(1500)));
         assert_eq!(inc.sender, sender);
         assert_eq!(inc.headers, headers);
@@ -327,7 +350,7 @@ mod tests {
             content_type: ContentType::MsgPack,
             headers: &Headers::default(),
             message_id: Some("m1"),
-            correlation_id: Some("7"),
+            correlation_id: Some(7),
             reply_to: Some(REPLY_TO),
             timeout: Some(Duration::from_millis(20)),
             persistent: false,
@@ -336,7 +359,7 @@ mod tests {
         .unwrap();
         assert_eq!(props.headers(), &None);
         assert_eq!(props.app_id().as_ref().unwrap().as_str(), "/c1");
-        assert_eq!(incoming(&props).sender, sender);
+        assert_eq!(incoming(&props, None).sender, sender);
 
         let me = sender_app_id(&Peer::new(
             ServiceType::new("calc").ok(),
@@ -347,19 +370,48 @@ mod tests {
         let ok = reply_properties(None, ContentType::Json, &Code::Ok, &none, me.as_ref()).unwrap();
         assert_eq!(ok.headers(), &None);
         assert_eq!(ok.app_id().as_ref().unwrap().as_str(), "calc/n1");
-        let inc = incoming(&ok);
+        let inc = incoming(&ok, None);
         assert_eq!(inc.status, None);
         assert_eq!(inc.sender.service.unwrap().as_str(), "calc");
         assert_eq!(inc.sender.id.unwrap().as_str(), "n1");
 
         let err = reply_properties(None, ContentType::Json, &Code::Internal, &none, None).unwrap();
-        assert_eq!(incoming(&err).status, Some(Code::Internal));
+        assert_eq!(incoming(&err, None).status, Some(Code::Internal));
+    }
+
+    #[test]
+    fn a_kept_last_sender_follows_each_change_of_app_id() {
+        let mut last = LastSender::default();
+        let mut of = |app_id: &str| {
+            let props = BasicProperties::default().with_app_id(app_id.into());
+            incoming(&props, Some(&mut last)).sender
+        };
+        for app_id in [
+            "calc/n1", "calc/n1", "calc/n2", "bill/", "calc/n1", "a.b/n1",
+        ] {
+            assert_eq!(
+                of(app_id),
+                incoming(&BasicProperties::default().with_app_id(app_id.into()), None).sender,
+                "{app_id}"
+            );
+        }
+        // No app_id at all: no sender, whatever was read before.
+        let mut last = LastSender::default();
+        let _ = incoming(
+            &BasicProperties::default().with_app_id("calc/n1".into()),
+            Some(&mut last),
+        );
+        assert_eq!(
+            incoming(&BasicProperties::default(), Some(&mut last)).sender,
+            Peer::default()
+        );
     }
 
     #[test]
     fn senders_are_read_from_app_id_or_older_headers() {
-        let of =
-            |app_id: &str| incoming(&BasicProperties::default().with_app_id(app_id.into())).sender;
+        let of = |app_id: &str| {
+            incoming(&BasicProperties::default().with_app_id(app_id.into()), None).sender
+        };
         let peer = |service: Option<&str>, id: Option<&str>| {
             Peer::new(
                 service.map(|s| ServiceType::new(s).unwrap()),
@@ -377,7 +429,7 @@ mod tests {
             "x-sender-type".into(),
             AMQPValue::LongString("python".into()),
         );
-        let inc = incoming(&BasicProperties::default().with_headers(t));
+        let inc = incoming(&BasicProperties::default().with_headers(t), None);
         assert_eq!(inc.sender, peer(Some("python"), Some("py-1")));
         assert!(inc.headers.is_empty());
     }
@@ -411,7 +463,7 @@ mod tests {
         t.insert("n".into(), AMQPValue::LongInt(5));
         t.insert("f".into(), AMQPValue::Double(0.5));
         t.insert("yes".into(), AMQPValue::Boolean(true));
-        let inc = incoming(&BasicProperties::default().with_headers(t));
+        let inc = incoming(&BasicProperties::default().with_headers(t), None);
         assert_eq!(inc.timeout, Some(Duration::from_millis(250)));
         assert_eq!(inc.status, Some(Code::Application));
         assert_eq!(inc.headers.get("n"), Some("5"));
@@ -420,7 +472,7 @@ mod tests {
 
         let mut t = FieldTable::default();
         t.insert("x-timeout-ms".into(), AMQPValue::Double(1500.0));
-        let inc = incoming(&BasicProperties::default().with_headers(t));
+        let inc = incoming(&BasicProperties::default().with_headers(t), None);
         assert_eq!(inc.timeout, Some(Duration::from_millis(1500)));
     }
 }

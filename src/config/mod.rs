@@ -364,6 +364,13 @@ impl Config {
                 .parse()
                 .map_err(|_| Error::Config(format!("{name}=`{v}` is not a valid number")))
         }
+        // A number from the variable `name`, if it is set.
+        fn var<T: std::str::FromStr>(
+            lookup: &dyn Fn(&str) -> Option<String>,
+            name: &str,
+        ) -> Result<Option<T>, Error> {
+            lookup(name).map(|v| num(name, &v)).transpose()
+        }
         let urls = ["WARREN_AMQP_URL", "RABBITMQ_URL"]
             .into_iter()
             .find_map(|var| lookup(var).map(|urls| (var, urls)));
@@ -404,21 +411,13 @@ impl Config {
         if let Some(v) = lookup("WARREN_EVENTS_EXCHANGE") {
             self.events_exchange = v;
         }
-        if let Some(v) = lookup("WARREN_PREFETCH") {
-            self.prefetch = num("WARREN_PREFETCH", &v)?;
-        }
-        if let Some(v) = lookup("WARREN_MAX_BODY") {
-            self.max_body = num("WARREN_MAX_BODY", &v)?;
-        }
-        if let Some(v) = lookup("WARREN_BODY_BUDGET") {
-            self.body_budget = num("WARREN_BODY_BUDGET", &v)?;
-        }
-        if let Some(v) = lookup("WARREN_DEADLINE_MS") {
-            self.default_timeout = Duration::from_millis(num("WARREN_DEADLINE_MS", &v)?);
-        }
-        if let Some(v) = lookup("WARREN_HEARTBEAT_S") {
-            self.heartbeat = Duration::from_secs(num("WARREN_HEARTBEAT_S", &v)?);
-        }
+        self.prefetch = var(&lookup, "WARREN_PREFETCH")?.unwrap_or(self.prefetch);
+        self.max_body = var(&lookup, "WARREN_MAX_BODY")?.unwrap_or(self.max_body);
+        self.body_budget = var(&lookup, "WARREN_BODY_BUDGET")?.unwrap_or(self.body_budget);
+        let ms = var(&lookup, "WARREN_DEADLINE_MS")?;
+        self.default_timeout = ms.map_or(self.default_timeout, Duration::from_millis);
+        self.heartbeat =
+            var(&lookup, "WARREN_HEARTBEAT_S")?.map_or(self.heartbeat, Duration::from_secs);
         if let Some(v) = lookup("RABBITMQ_RETRY_ATTEMPTS") {
             let n: u32 = num("RABBITMQ_RETRY_ATTEMPTS", &v)?;
             self.backoff.max_attempts = (n > 0).then_some(n);
@@ -430,15 +429,10 @@ impl Config {
         if let Some(v) = lookup("WARREN_RETRY_MAX_DELAY") {
             self.backoff.max = duration("WARREN_RETRY_MAX_DELAY", &v)?;
         }
-        if let Some(v) = lookup("WARREN_RETRY_FACTOR") {
-            self.backoff.factor = num("WARREN_RETRY_FACTOR", &v)?;
-        }
-        if let Some(v) = lookup("WARREN_CONNECT_TIMEOUT_MS") {
-            self.connect_timeout = Duration::from_millis(num("WARREN_CONNECT_TIMEOUT_MS", &v)?);
-        }
-        if let Some(v) = lookup("WARREN_SETTLE_MS") {
-            self.settle = Duration::from_millis(num("WARREN_SETTLE_MS", &v)?);
-        }
+        self.backoff.factor = var(&lookup, "WARREN_RETRY_FACTOR")?.unwrap_or(self.backoff.factor);
+        let ms = var(&lookup, "WARREN_CONNECT_TIMEOUT_MS")?;
+        self.connect_timeout = ms.map_or(self.connect_timeout, Duration::from_millis);
+        self.settle = var(&lookup, "WARREN_SETTLE_MS")?.map_or(self.settle, Duration::from_millis);
         if let Some(v) = lookup("WARREN_MANAGEMENT_URL") {
             self.management_url = Some(ManagementUrl::from_setting(v, "WARREN_MANAGEMENT_URL")?);
         }

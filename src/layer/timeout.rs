@@ -1,6 +1,6 @@
 //! A timeout that travels with the request.
 
-use crate::message::{Gather, Request};
+use crate::message::Message;
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 use tower::{Layer, Service};
@@ -43,39 +43,19 @@ pub struct Timeout<S> {
     timeout: Duration,
 }
 
-impl<S> Timeout<S> {
-    fn shorten(&self, request: &mut Request) {
+impl<S: Service<M>, M: Message> Service<M> for Timeout<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut message: M) -> S::Future {
         let at = Instant::now() + self.timeout;
+        let request = message.request_mut();
         request.deadline = Some(request.deadline.map_or(at, |own| own.min(at)));
-    }
-}
-
-impl<S: Service<Request>> Service<Request> for Timeout<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request) -> S::Future {
-        self.shorten(&mut request);
-        self.inner.call(request)
-    }
-}
-
-impl<S: Service<Gather>> Service<Gather> for Timeout<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut gather: Gather) -> S::Future {
-        self.shorten(&mut gather.request);
-        self.inner.call(gather)
+        self.inner.call(message)
     }
 }

@@ -95,7 +95,7 @@ fn read(
             ),
         ));
     };
-    let inc = wire::incoming(props);
+    let inc = wire::incoming(props, None);
     let deadline = match inc.timeout {
         Some(t) => {
             let deadline = received + remaining(t, props.timestamp().as_ref().copied());
