@@ -397,14 +397,22 @@ macro_rules! transport_services {
     // `owned`: the type's `call` returns a `'static` future, boxed as it is
     // (wrapping it in another `async` block would hold the request twice).
     ($ty:ty, owned) => {
-        $crate::message::transport_services!(@services $ty, |this: $ty, request| Box::pin(this.call(request)));
+        $crate::message::transport_services!(@gather $ty);
+        $crate::message::transport_services!(@one $ty, Request, $crate::message::Response,
+            |this, request| Box::pin(this.call(request)));
     };
     ($ty:ty) => {
-        $crate::message::transport_services!(@services $ty, |this: $ty, request| Box::pin(async move { this.call(request).await }));
+        $crate::message::transport_services!(@gather $ty);
+        $crate::message::transport_services!(@one $ty, Request, $crate::message::Response,
+            |this, request| Box::pin(async move { this.call(request).await }));
     };
-    (@services $ty:ty, |$this:ident: $t:ty, $request:ident| $call:expr) => {
-        impl tower::Service<$crate::message::Request> for $ty {
-            type Response = $crate::message::Response;
+    (@gather $ty:ty) => {
+        $crate::message::transport_services!(@one $ty, Gather, Vec<$crate::message::Response>,
+            |this, gather| Box::pin(async move { this.gather(gather).await }));
+    };
+    (@one $ty:ty, $message:ident, $reply:ty, |$this:ident, $m:ident| $call:expr) => {
+        impl tower::Service<$crate::message::$message> for $ty {
+            type Response = $reply;
             type Error = $crate::error::Error;
             type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
 
@@ -415,27 +423,9 @@ macro_rules! transport_services {
                 std::task::Poll::Ready(Ok(()))
             }
 
-            fn call(&mut self, $request: $crate::message::Request) -> Self::Future {
+            fn call(&mut self, $m: $crate::message::$message) -> Self::Future {
                 let $this = self.clone();
                 $call
-            }
-        }
-
-        impl tower::Service<$crate::message::Gather> for $ty {
-            type Response = Vec<$crate::message::Response>;
-            type Error = $crate::error::Error;
-            type Future = futures::future::BoxFuture<'static, Result<Self::Response, Self::Error>>;
-
-            fn poll_ready(
-                &mut self,
-                _cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<Result<(), Self::Error>> {
-                std::task::Poll::Ready(Ok(()))
-            }
-
-            fn call(&mut self, gather: $crate::message::Gather) -> Self::Future {
-                let this = self.clone();
-                Box::pin(async move { this.gather(gather).await })
             }
         }
     };

@@ -387,3 +387,71 @@ impl Links {
         Some(link)
     }
 }
+
+/// Told once how setting up on the first connection went; `None` after.
+pub(crate) type Ready = Option<tokio::sync::oneshot::Sender<Result<(), Error>>>;
+
+/// How a consumer's time on one connection ended.
+pub(crate) enum Finish {
+    /// It was told to stop: it is done.
+    Stopped,
+    /// The connection or its channel went: it consumes on the next one.
+    Lost,
+}
+
+/// Whether a consumer (a node's, a subscription's) whose time on one
+/// connection ended with `consumed` goes on to the next [`Link`]: not once
+/// stopped; failing to set up on the first connection is told to `ready`
+/// and ends it (the start-up fails); on a later connection it is logged and
+/// set up again.
+pub(crate) fn consume_again(
+    consumed: Result<Finish, Error>,
+    ready: &mut Ready,
+    what: &str,
+) -> bool {
+    match consumed {
+        Ok(Finish::Stopped) => false,
+        Ok(Finish::Lost) => true,
+        Err(e) => match ready.take() {
+            Some(ready) => {
+                let _ = ready.send(Err(e));
+                false
+            }
+            None => {
+                tracing::warn!(
+                    error = &e as &dyn std::error::Error,
+                    "cannot set up {what}; retrying"
+                );
+                true
+            }
+        },
+    }
+}
+
+/// Stops consuming (cancels `tags`), waits up to `grace` for running
+/// handlers (all `concurrency` of `permits` back), then closes the channel,
+/// which hands every delivery not yet started back to its queue.
+pub(crate) async fn drain(
+    channel: &lapin::Channel,
+    tags: &[lapin::types::ShortString],
+    permits: &tokio::sync::Semaphore,
+    concurrency: usize,
+    grace: std::time::Duration,
+) {
+    for tag in tags {
+        let _ = channel
+            .basic_cancel(tag.clone(), lapin::options::BasicCancelOptions::default())
+            .await;
+    }
+    let all = u32::try_from(concurrency).unwrap_or(u32::MAX);
+    if tokio::time::timeout(grace, permits.acquire_many(all))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            ?grace,
+            "handlers still running at the end of the grace period"
+        );
+    }
+    let _ = channel.close(200, "consumer stopped".into()).await;
+}

@@ -8,7 +8,7 @@ use super::policy::Policy;
 use super::retry::{self, RetryPolicy};
 use super::topology::{dead_letter_queue, service_queue, short, Queues};
 use crate::amqp::confirm::Confirm;
-use crate::amqp::connection::{until_closed, Link, Links};
+use crate::amqp::connection::{consume_again, drain, until_closed, Finish, Link, Links, Ready};
 use crate::amqp::refusal::broker;
 use crate::amqp::wire::{without_forged_x_death, PERSISTENT};
 use crate::codec::ContentType;
@@ -20,15 +20,14 @@ use crate::Connection;
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions,
-    BasicPublishOptions, BasicQosOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
 use lapin::Channel;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, error, info, warn, Instrument as _};
 
 /// A subscription, as its runner and every delivery's task see it.
@@ -48,14 +47,6 @@ pub(crate) struct Shared {
     pub(crate) policy: Policy,
 }
 
-/// Told once how setting up on the first connection went.
-type Ready = Option<oneshot::Sender<Result<(), Error>>>;
-
-enum Finish {
-    Stopped,
-    Lost,
-}
-
 /// Consumes on each connection in turn until `stopped` turns true (or its
 /// sender is dropped).
 pub(crate) async fn run(
@@ -65,19 +56,12 @@ pub(crate) async fn run(
     mut ready: Ready,
 ) {
     let permits = Arc::new(Semaphore::new(shared.concurrency));
+    let what = format!("the subscription of `{}`", shared.service);
     let mut links = Links::new(&conn);
     while let Some(link) = links.next(until_closed(&mut stopped)).await {
-        match consume(&shared, &conn, &link, &permits, &mut stopped, &mut ready).await {
-            Ok(Finish::Stopped) => return,
-            Ok(Finish::Lost) => {}
-            Err(e) => {
-                if let Some(ready) = ready.take() {
-                    let _ = ready.send(Err(e));
-                    return;
-                }
-                warn!(service = %shared.service, error = &e as &dyn std::error::Error,
-                    "cannot set up the subscription; retrying");
-            }
+        let consumed = consume(&shared, &conn, &link, &permits, &mut stopped, &mut ready).await;
+        if !consume_again(consumed, &mut ready, &what) {
+            return;
         }
     }
 }
@@ -168,21 +152,10 @@ async fn consume(
     }
 }
 
-/// Stops consuming, waits for running handlers (up to the grace period),
-/// then closes the channel, which hands every delivery not yet started
-/// back to the queue.
+/// Stops consuming and closes the channel ([`drain`]): the subscription
+/// is done.
 async fn stop(shared: &Shared, channel: &Channel, tag: ShortString, permits: &Semaphore) -> Finish {
-    let _ = channel
-        .basic_cancel(tag, BasicCancelOptions::default())
-        .await;
-    let all = u32::try_from(shared.concurrency).unwrap_or(u32::MAX);
-    if tokio::time::timeout(shared.grace, permits.acquire_many(all))
-        .await
-        .is_err()
-    {
-        warn!(service = %shared.service, "handlers still running after the grace period");
-    }
-    let _ = channel.close(200, "subscription stopped".into()).await;
+    drain(channel, &[tag], permits, shared.concurrency, shared.grace).await;
     info!(service = %shared.service, "subscription stopped");
     Finish::Stopped
 }

@@ -4,19 +4,19 @@
 use super::dispatch::Dispatch;
 use super::topology::Topology;
 use crate::address::{Address, Peer};
-use crate::amqp::connection::{until_closed, Link, Links};
+use crate::amqp::connection::{consume_again, drain, until_closed, Finish, Link, Links, Ready};
 use crate::amqp::refusal::{broker, in_exclusive_use};
 use crate::amqp::Connection;
 use crate::error::Error;
 use crate::serve::Handler;
 use futures::stream::{SelectAll, StreamExt};
 use futures::FutureExt;
-use lapin::options::{BasicCancelOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 use tracing::{info, warn};
 
 pub(super) struct Runner {
@@ -32,29 +32,16 @@ pub(super) struct Runner {
     pub(super) grace: Duration,
 }
 
-/// Told once how setting up on the first connection went; `None` after.
-pub(super) type Ready = Option<oneshot::Sender<Result<(), Error>>>;
-
 impl Runner {
     pub(super) async fn run(self, mut stopped: watch::Receiver<bool>, mut ready: Ready) {
+        let what = format!("the node `{}/{}`", self.topology.service, self.topology.id);
         let mut links = Links::new(&self.conn);
         while let Some(link) = links.next(until_closed(&mut stopped)).await {
             let consumed = self.consume(&link, &mut stopped, &mut ready).await;
             self.consumers.store(0, Ordering::Relaxed);
             self.serving.send_replace(None);
-            match consumed {
-                Ok(Finish::Stopped) => return,
-                Ok(Finish::Lost) => {}
-                Err(e) => {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(Err(e));
-                        return;
-                    }
-                    warn!(
-                        error = &e as &dyn std::error::Error,
-                        "cannot set up the node; retrying"
-                    );
-                }
+            if !consume_again(consumed, &mut ready, &what) {
+                return;
             }
         }
     }
@@ -218,27 +205,7 @@ impl Runner {
         Finish::Stopped
     }
 
-    /// Stops consuming, waits for running handlers (up to the grace
-    /// period), then closes the channel, which hands every delivery not
-    /// yet started back to its queue.
     async fn drain(&self, channel: &lapin::Channel, tags: &[lapin::types::ShortString]) {
-        for tag in tags {
-            let _ = channel
-                .basic_cancel(tag.clone(), BasicCancelOptions::default())
-                .await;
-        }
-        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
-        if tokio::time::timeout(self.grace, self.permits.acquire_many(all))
-            .await
-            .is_err()
-        {
-            warn!(grace = ?self.grace, "handlers still running at the end of the grace period");
-        }
-        let _ = channel.close(200, "node shut down".into()).await;
+        drain(channel, tags, &self.permits, self.concurrency, self.grace).await;
     }
-}
-
-enum Finish {
-    Stopped,
-    Lost,
 }

@@ -1,5 +1,6 @@
 use crate::error::Error;
 use crate::layer::{deadline, trace, validate};
+use futures::future::Either;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
@@ -10,31 +11,23 @@ type Stacked<F> = trace::ResponseFuture<deadline::ResponseFuture<validate::Respo
 pin_project! {
     /// The future of a call through a [`Policy`](super::Policy).
     pub struct PolicyFuture<F> {
+        // Left: the call passes through the policy here; right: an outer
+        // policy has it already.
         #[pin]
-        kind: Kind<F>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<F> {
-        // The call passes through the policy here.
-        Stacked { #[pin] inner: Stacked<F> },
-        // An outer policy has it already.
-        Bypassed { #[pin] inner: F },
+        inner: Either<Stacked<F>, F>,
     }
 }
 
 impl<F> PolicyFuture<F> {
     pub(super) fn stacked(inner: Stacked<F>) -> Self {
         Self {
-            kind: Kind::Stacked { inner },
+            inner: Either::Left(inner),
         }
     }
 
     pub(super) fn bypassed(inner: F) -> Self {
         Self {
-            kind: Kind::Bypassed { inner },
+            inner: Either::Right(inner),
         }
     }
 }
@@ -47,10 +40,7 @@ where
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Stacked { inner } => inner.poll(cx),
-            KindProj::Bypassed { inner } => inner.poll(cx),
-        }
+        self.project().inner.poll(cx)
     }
 }
 
