@@ -113,19 +113,24 @@ pub(crate) struct Mismatch {
     pub(crate) existing: Option<String>,
 }
 
-/// Reads a `PRECONDITION_FAILED - inequivalent arg 'x-expires' for queue
-/// 'q' in vhost '/': received '2000' but current is '1000'` refusal.
-pub(crate) fn mismatch(e: &lapin::Error) -> Option<Mismatch> {
+/// The broker's refusal in `e` (a channel closed with a soft error code)
+/// and its text, if that is what `e` is.
+fn soft(e: &lapin::Error) -> Option<(&AMQPSoftError, &str)> {
     let ErrorKind::ProtocolError(p) = e.kind() else {
         return None;
     };
-    if !matches!(
-        p.kind(),
-        AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
-    ) {
+    let AMQPErrorKind::Soft(code) = p.kind() else {
         return None;
-    }
-    let text = p.get_message().as_str();
+    };
+    Some((code, p.get_message().as_str()))
+}
+
+/// Reads a `PRECONDITION_FAILED - inequivalent arg 'x-expires' for queue
+/// 'q' in vhost '/': received '2000' but current is '1000'` refusal.
+pub(crate) fn mismatch(e: &lapin::Error) -> Option<Mismatch> {
+    let (AMQPSoftError::PRECONDITIONFAILED, text) = soft(e)? else {
+        return None;
+    };
     let rest = text.split_once("inequivalent arg '")?.1;
     let (argument, rest) = rest.split_once('\'')?;
     let current = rest.split_once(" but current is ")?.1;
@@ -147,18 +152,15 @@ fn value(s: &str) -> Option<String> {
 /// Whether the broker refused an exclusive consume because another
 /// consumer holds the queue (`ACCESS_REFUSED - queue … in exclusive use`).
 pub(crate) fn in_exclusive_use(e: &lapin::Error) -> bool {
-    matches!(e.kind(), ErrorKind::ProtocolError(p)
-        if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)))
+    matches!(soft(e), Some((AMQPSoftError::ACCESSREFUSED, _)))
 }
 
 /// Whether the broker answered that a queue or exchange does not exist
 /// (`NOT_FOUND`, as a passive declare of a missing queue is answered).
 pub(crate) fn not_found(e: &lapin::Error) -> bool {
-    matches!(e.kind(), ErrorKind::ProtocolError(p)
-        if matches!(p.kind(), AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)))
+    matches!(soft(e), Some((AMQPSoftError::NOTFOUND, _)))
 }
 
-/// Any other failed broker operation, with lapin's error as the source.
 /// What a failed TLS handshake means, from what rustls said.
 fn tls_reason(said: &str, uri: Option<&lapin::uri::AMQPUri>) -> String {
     let host = uri.map_or("", |u| u.authority.host.as_str());
@@ -186,21 +188,21 @@ fn tls_reason(said: &str, uri: Option<&lapin::uri::AMQPUri>) -> String {
     }
 }
 
+/// Any other failed broker operation, with lapin's error as the source;
+/// a refused permission is [`Error::AccessRefused`].
 pub(crate) fn broker(context: impl Into<String>, e: lapin::Error) -> Error {
-    if let ErrorKind::ProtocolError(p) = e.kind() {
-        if p.kind() == &AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED) {
-            let context: String = context.into();
-            return Error::AccessRefused {
-                context: context
-                    .strip_prefix("cannot ")
-                    .unwrap_or(&context)
-                    .to_owned(),
-                reason: p.get_message().to_string(),
-            };
-        }
+    let context: String = context.into();
+    if let Some((AMQPSoftError::ACCESSREFUSED, reason)) = soft(&e) {
+        return Error::AccessRefused {
+            context: context
+                .strip_prefix("cannot ")
+                .unwrap_or(&context)
+                .to_owned(),
+            reason: reason.to_owned(),
+        };
     }
     Error::Broker {
-        context: context.into(),
+        context,
         source: Some(Arc::new(e)),
     }
 }

@@ -192,7 +192,7 @@ pub(crate) fn sender_app_id(sender: &Peer) -> Result<Option<ShortString>, Error>
 }
 
 /// A header value as text, whatever AMQP type a peer used for it.
-fn value_str(v: &AMQPValue) -> Option<String> {
+pub(crate) fn value_str(v: &AMQPValue) -> Option<String> {
     match v {
         AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
         AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
@@ -204,7 +204,8 @@ fn value_str(v: &AMQPValue) -> Option<String> {
     }
 }
 
-fn value_i64(v: &AMQPValue) -> Option<i64> {
+/// A header value as a whole number, whatever AMQP type a peer used for it.
+pub(crate) fn value_i64(v: &AMQPValue) -> Option<i64> {
     match v {
         AMQPValue::ShortShortInt(n) => Some(i64::from(*n)),
         AMQPValue::ShortShortUInt(n) => Some(i64::from(*n)),

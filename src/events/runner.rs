@@ -10,7 +10,7 @@ use super::topology::{dead_letter_queue, service_queue, short, Queues};
 use crate::amqp::confirm::Confirm;
 use crate::amqp::connection::{consume_again, drain, until_closed, Finish, Link, Links, Ready};
 use crate::amqp::refusal::broker;
-use crate::amqp::wire::{without_forged_x_death, PERSISTENT};
+use crate::amqp::wire::{value_i64, value_str, without_forged_x_death, PERSISTENT};
 use crate::codec::ContentType;
 use crate::context::Context;
 use crate::error::Error;
@@ -165,24 +165,15 @@ fn header<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {
 }
 
 fn header_str(d: &Delivery, name: &str) -> Option<String> {
-    match header(d, name)? {
-        AMQPValue::LongString(s) => Some(s.to_string()),
-        AMQPValue::ShortString(s) => Some(s.to_string()),
-        _ => None,
-    }
+    value_str(header(d, name)?)
 }
 
 /// The failed attempts a delivery carries (0 for a first delivery).
 fn failed_attempts(d: &Delivery) -> u32 {
-    let n = match header(d, retry::ATTEMPTS) {
-        Some(AMQPValue::LongLongInt(n)) => u32::try_from(*n).ok(),
-        Some(AMQPValue::LongInt(n)) => u32::try_from(*n).ok(),
-        Some(AMQPValue::LongUInt(n)) => Some(*n),
-        Some(AMQPValue::ShortInt(n)) => u32::try_from(*n).ok(),
-        Some(AMQPValue::LongString(s)) => s.to_string().parse().ok(),
-        _ => None,
-    };
-    n.unwrap_or(0)
+    header(d, retry::ATTEMPTS)
+        .and_then(value_i64)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(0)
 }
 
 /// Handles one delivery to the end: acked, or published again (to a delay
