@@ -428,10 +428,11 @@ pub(crate) fn consume_again(
     }
 }
 
-/// Stops consuming (cancels `tags`), waits up to `grace` for running
+/// Stops `what` consuming (cancels `tags`), waits up to `grace` for running
 /// handlers (all `concurrency` of `permits` back), then closes the channel,
 /// which hands every delivery not yet started back to its queue.
 pub(crate) async fn drain(
+    what: &str,
     channel: &lapin::Channel,
     tags: &[lapin::types::ShortString],
     permits: &tokio::sync::Semaphore,
@@ -450,7 +451,7 @@ pub(crate) async fn drain(
     {
         tracing::warn!(
             ?grace,
-            "handlers still running at the end of the grace period"
+            "{what}: handlers still running at the end of the grace period"
         );
     }
     let _ = channel.close(200, "consumer stopped".into()).await;

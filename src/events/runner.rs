@@ -56,7 +56,7 @@ pub(crate) async fn run(
     mut ready: Ready,
 ) {
     let permits = Arc::new(Semaphore::new(shared.concurrency));
-    let what = format!("the subscription of `{}`", shared.service);
+    let what = what(&shared);
     let mut links = Links::new(&conn);
     while let Some(link) = links.next(until_closed(&mut stopped)).await {
         let consumed = consume(&shared, &conn, &link, &permits, &mut stopped, &mut ready).await;
@@ -155,9 +155,23 @@ async fn consume(
 /// Stops consuming and closes the channel ([`drain`]): the subscription
 /// is done.
 async fn stop(shared: &Shared, channel: &Channel, tag: ShortString, permits: &Semaphore) -> Finish {
-    drain(channel, &[tag], permits, shared.concurrency, shared.grace).await;
+    let what = what(shared);
+    drain(
+        &what,
+        channel,
+        &[tag],
+        permits,
+        shared.concurrency,
+        shared.grace,
+    )
+    .await;
     info!(service = %shared.service, "subscription stopped");
     Finish::Stopped
+}
+
+/// The subscription, as logs name it.
+fn what(shared: &Shared) -> String {
+    format!("the subscription of `{}`", shared.service)
 }
 
 fn header<'a>(d: &'a Delivery, name: &str) -> Option<&'a AMQPValue> {

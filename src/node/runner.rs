@@ -34,7 +34,7 @@ pub(super) struct Runner {
 
 impl Runner {
     pub(super) async fn run(self, mut stopped: watch::Receiver<bool>, mut ready: Ready) {
-        let what = format!("the node `{}/{}`", self.topology.service, self.topology.id);
+        let what = self.what();
         let mut links = Links::new(&self.conn);
         while let Some(link) = links.next(until_closed(&mut stopped)).await {
             let consumed = self.consume(&link, &mut stopped, &mut ready).await;
@@ -206,6 +206,20 @@ impl Runner {
     }
 
     async fn drain(&self, channel: &lapin::Channel, tags: &[lapin::types::ShortString]) {
-        drain(channel, tags, &self.permits, self.concurrency, self.grace).await;
+        let what = self.what();
+        drain(
+            &what,
+            channel,
+            tags,
+            &self.permits,
+            self.concurrency,
+            self.grace,
+        )
+        .await;
+    }
+
+    /// The node, as logs name it.
+    fn what(&self) -> String {
+        format!("the node `{}/{}`", self.topology.service, self.topology.id)
     }
 }
