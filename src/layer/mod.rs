@@ -3,16 +3,17 @@
 //!
 //! # The policy, in one place
 //!
-//! Each call passes once through [`Policy`], the stack every transport is
+//! Each call passes once through [`Policy`], the layer every transport is
 //! built with (from its configuration: [`Config`](crate::Config) for a
-//! [`Client`](crate::Client), the builder of `Local` and `HttpClient`),
-//! outermost first:
+//! [`Client`](crate::Client), the builder of `Local` and `HttpClient`).
+//! It is one `Service` and one future per call; its steps, each in a file
+//! of its own, outermost first:
 //!
-//! | layer | file | what it does |
+//! | step | file | what it does |
 //! | --- | --- | --- |
-//! | trace | `layer/trace/` | a `warren.call` (or `warren.gather`) span, its `outcome` and `duration_us` |
-//! | deadline | `layer/deadline/` | the deadline fixed once: the current [`Context`](crate::Context)'s, the request's own, or the default; a `deadline_exceeded` reply at the deadline becomes [`Error::Timeout`](crate::Error::Timeout) |
-//! | validate | `layer/validate/` | a body over the limit ([`Error::BodyTooLarge`](crate::Error::BodyTooLarge)) and a single-reply call to `every`/`all` ([`Error::MulticastCall`](crate::Error::MulticastCall)) refused before anything is sent |
+//! | trace | `layer/trace.rs` | a `warren.call` (or `warren.gather`) span, its `outcome` and `duration_us` |
+//! | deadline | `layer/deadline.rs` | the deadline fixed once: the current [`Context`](crate::Context)'s, the request's own, or the default; a `deadline_exceeded` reply at the deadline becomes [`Error::Timeout`](crate::Error::Timeout) |
+//! | validate | `layer/validate.rs` | a body over the limit ([`Error::BodyTooLarge`](crate::Error::BodyTooLarge)) and a single-reply call to `every`/`all` ([`Error::MulticastCall`](crate::Error::MulticastCall)) refused before anything is sent |
 //!
 //! The transports below only route and publish. A transport under another
 //! (the fallback's AMQP and HTTP transports) leaves the policy to the outer

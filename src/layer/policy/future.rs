@@ -1,33 +1,73 @@
 use crate::error::Error;
-use crate::layer::{deadline, trace, validate};
-use futures::future::Either;
+use crate::layer::deadline::Deadline;
+use crate::layer::trace::Traced;
+use crate::message::Replies;
 use pin_project_lite::pin_project;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
-
-type Stacked<F> = trace::ResponseFuture<deadline::ResponseFuture<validate::ResponseFuture<F>>>;
+use std::task::{ready, Context, Poll};
 
 pin_project! {
     /// The future of a call through a [`Policy`](super::Policy).
     pub struct PolicyFuture<F> {
-        // Left: the call passes through the policy here; right: an outer
-        // policy has it already.
         #[pin]
-        inner: Either<Stacked<F>, F>,
+        inner: Sent<F>,
+        // None: an outer policy has the call already.
+        applied: Option<Applied>,
+    }
+}
+
+/// What the policy keeps of a call until its outcome.
+struct Applied {
+    traced: Traced,
+    deadline: Deadline,
+}
+
+pin_project! {
+    /// A request sent on, or refused before it was.
+    #[project = SentProj]
+    enum Sent<F> {
+        Sent { #[pin] inner: F },
+        // Boxed: the error is rare, and the future of every call carries
+        // the room of its largest variant.
+        Refused { error: Option<Box<Error>> },
     }
 }
 
 impl<F> PolicyFuture<F> {
-    pub(super) fn stacked(inner: Stacked<F>) -> Self {
+    pub(super) fn applied(sent: Result<F, Error>, traced: Traced, deadline: Deadline) -> Self {
+        let inner = match sent {
+            Ok(inner) => Sent::Sent { inner },
+            Err(error) => Sent::Refused {
+                error: Some(Box::new(error)),
+            },
+        };
         Self {
-            inner: Either::Left(inner),
+            inner,
+            applied: Some(Applied { traced, deadline }),
         }
     }
 
     pub(super) fn bypassed(inner: F) -> Self {
         Self {
-            inner: Either::Right(inner),
+            inner: Sent::Sent { inner },
+            applied: None,
+        }
+    }
+}
+
+impl<F, T> Future for Sent<F>
+where
+    F: Future<Output = Result<T, Error>>,
+{
+    type Output = Result<T, Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            SentProj::Sent { inner } => inner.poll(cx),
+            SentProj::Refused { error } => {
+                Poll::Ready(Err(*error.take().expect("polled after completion")))
+            }
         }
     }
 }
@@ -35,12 +75,22 @@ impl<F> PolicyFuture<F> {
 impl<F, T> Future for PolicyFuture<F>
 where
     F: Future<Output = Result<T, Error>>,
-    T: crate::message::Replies,
+    T: Replies,
 {
     type Output = Result<T, Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project().inner.poll(cx)
+        let this = self.project();
+        let Some(applied) = this.applied else {
+            return this.inner.poll(cx);
+        };
+        let result = {
+            let _entered = applied.traced.span.enter();
+            ready!(this.inner.poll(cx))
+        };
+        let result = applied.deadline.outcome(result);
+        applied.traced.end(&result);
+        Poll::Ready(result)
     }
 }
 

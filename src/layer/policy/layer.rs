@@ -1,7 +1,7 @@
 use super::PolicyFuture;
-use crate::layer::deadline::DeadlineLayer;
-use crate::layer::trace::TraceLayer;
-use crate::layer::validate::ValidateLayer;
+use crate::layer::deadline::Deadline;
+use crate::layer::trace::Traced;
+use crate::layer::validate;
 use crate::message::Message;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -100,12 +100,15 @@ where
         if std::mem::replace(&mut message.request_mut().under_policy, true) {
             return PolicyFuture::bypassed(self.inner.call(message));
         }
-        // The stack around the transport, for this call: references and
-        // the layers' settings, nothing allocated.
-        let mut stack = TraceLayer.layer(
-            DeadlineLayer::new(self.layer.default_timeout)
-                .layer(ValidateLayer::new(self.layer.max_body).layer(&mut self.inner)),
-        );
-        PolicyFuture::stacked(stack.call(message))
+        // Outermost the span, then the deadline, then what is refused
+        // before anything is sent.
+        let traced = Traced::start(&message);
+        let (sent, deadline) = traced.span.in_scope(|| {
+            let deadline = Deadline::fix(message.request_mut(), self.layer.default_timeout);
+            let sent =
+                validate::check(&message, self.layer.max_body).map(|()| self.inner.call(message));
+            (sent, deadline)
+        });
+        PolicyFuture::applied(sent, traced, deadline)
     }
 }

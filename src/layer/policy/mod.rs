@@ -1,4 +1,4 @@
-//! The caller's policy as one stack, applied once per call.
+//! The caller's policy: one layer, one future per call, applied once.
 
 mod future;
 mod layer;

@@ -13,25 +13,55 @@
 //! own shorter call timed out) stays [`Error::Remote`].
 //!
 //! [`Context::propagate`]: crate::Context::propagate
-//! [`Error::Timeout`]: crate::Error::Timeout
-//! [`Error::Remote`]: crate::Error::Remote
 
-mod future;
-mod layer;
-
-pub(crate) use future::ResponseFuture;
-pub(crate) use layer::DeadlineLayer;
-
-use std::time::Duration;
+use crate::context::Context;
+use crate::error::Error;
+use crate::message::Request;
+use crate::status::Code;
+use std::time::{Duration, Instant};
 
 /// How close to the caller's deadline a `deadline_exceeded` reply counts as
 /// that deadline passing: more than the wire's rounding to whole
 /// milliseconds and a timer's resolution.
-pub(crate) const SLACK: Duration = Duration::from_millis(10);
+const SLACK: Duration = Duration::from_millis(10);
+
+/// A call's deadline, and the time it was given when it was fixed.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline {
+    at: Instant,
+    after: Duration,
+}
+
+impl Deadline {
+    /// Fixes `request`'s deadline: inherited, its own, or `default` from now.
+    pub(super) fn fix(request: &mut Request, default: Duration) -> Self {
+        Context::propagate(request);
+        let now = Instant::now();
+        let at = *request.deadline.get_or_insert(now + default);
+        Self {
+            at,
+            after: at.saturating_duration_since(now),
+        }
+    }
+
+    /// `result`, with a `deadline_exceeded` reply at the deadline as
+    /// [`Error::Timeout`].
+    pub(super) fn outcome<T>(self, result: Result<T, Error>) -> Result<T, Error> {
+        match result {
+            Err(Error::Remote(status))
+                if *status.code() == Code::DeadlineExceeded
+                    && Instant::now() + SLACK >= self.at =>
+            {
+                Err(Error::Timeout { after: self.after })
+            }
+            other => other,
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
-    use super::DeadlineLayer;
+    use crate::layer::PolicyLayer;
     use crate::{Address, Code, ContentType, Error, Request, Response, Status};
     use std::time::{Duration, Instant};
     use tower::{service_fn, Layer, ServiceExt};
@@ -50,10 +80,7 @@ mod tests {
         let request = Request::new(Address::any("t").unwrap(), "T.m", ContentType::Json, "")
             .unwrap()
             .with_timeout(timeout);
-        DeadlineLayer::new(Duration::from_secs(30))
-            .layer(server)
-            .oneshot(request)
-            .await
+        PolicyLayer::default().layer(server).oneshot(request).await
     }
 
     #[tokio::test]
