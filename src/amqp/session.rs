@@ -316,8 +316,14 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                 .chain(futures::stream::once(futures::future::ready(None))),
         );
         let mut last = wire::LastSender::default();
+        // One wait for the close, kept across replies (not set up anew for
+        // each one).
+        let closing = until_closed(&mut closed);
+        tokio::pin!(closing);
         let lost = loop {
             tokio::select! {
+                biased;
+                () = &mut closing => break false,
                 d = replies.next() => match d.flatten() {
                     Some((channel, Ok(d))) => {
                         let id = d.properties.correlation_id().as_ref()
@@ -335,7 +341,6 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                     Some((_, Err(e))) => { debug!(error = %e, "reply consumer error"); break true; }
                     None => break true,
                 },
-                () = until_closed(&mut closed) => break false,
             }
         };
         session.kill();
