@@ -317,13 +317,13 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
         );
         let mut last = wire::LastSender::default();
         // One wait for the close, kept across replies (not set up anew for
-        // each one).
+        // each one), and looked at when no reply is ready: replies come
+        // only for calls made, so the stream is soon pending.
         let closing = until_closed(&mut closed);
         tokio::pin!(closing);
         let lost = loop {
             tokio::select! {
                 biased;
-                () = &mut closing => break false,
                 d = replies.next() => match d.flatten() {
                     Some((channel, Ok(d))) => {
                         let id = d.properties.correlation_id().as_ref()
@@ -341,6 +341,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                     Some((_, Err(e))) => { debug!(error = %e, "reply consumer error"); break true; }
                     None => break true,
                 },
+                () = &mut closing => break false,
             }
         };
         session.kill();
