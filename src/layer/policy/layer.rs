@@ -14,10 +14,10 @@ use tower::{Layer, Service};
 /// to a multicast address.
 ///
 /// Every warren transport ([`Client`], [`Local`], and with the `http`
-/// feature `HttpClient` and the fallback) is built with this stack already,
+/// feature `HttpClient` and the fallback) is built with this layer already,
 /// from its configuration; it is public for transports of your own. A
 /// request passes through it once: a transport under another one (the
-/// fallback's AMQP and HTTP transports) leaves it to the outer stack.
+/// fallback's AMQP and HTTP transports) leaves it to the outer one.
 ///
 /// [`Context`]: crate::Context
 /// [`Client`]: crate::Client
