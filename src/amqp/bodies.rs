@@ -52,31 +52,28 @@ pub(crate) struct Oversized {
 }
 
 impl Oversized {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u16, u64), u64>> {
-        self.map
+    /// Runs `f` on the locked map, keeping `len` in step.
+    fn update<R>(&self, f: impl FnOnce(&mut HashMap<(u16, u64), u64>) -> R) -> R {
+        let mut map = self
+            .map
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let result = f(&mut map);
+        self.len.store(map.len(), Ordering::Release);
+        result
     }
 
     fn insert(&self, channel: u16, tag: u64, size: u64) {
-        let mut map = self.lock();
-        if map.len() >= MAX_NOTED {
-            // Deliveries nobody reads the note of (a watcher's consumer):
-            // forget one; its reader sees an empty body.
-            if let Some(&key) = map.keys().next() {
-                map.remove(&key);
+        self.update(|map| {
+            if map.len() >= MAX_NOTED {
+                // Deliveries nobody reads the note of (a watcher's consumer):
+                // forget one; its reader sees an empty body.
+                if let Some(&key) = map.keys().next() {
+                    map.remove(&key);
+                }
             }
-        }
-        map.insert((channel, tag), size);
-        self.len.store(map.len(), Ordering::Release);
-    }
-
-    /// Forgets (channel, tag) if noted: a delivery whose body was within the
-    /// limit may reuse the key of one never read (its channel was lost).
-    fn forget(&self, channel: u16, tag: u64) {
-        if self.len.load(Ordering::Acquire) > 0 {
-            self.take(channel, tag);
-        }
+            map.insert((channel, tag), size);
+        });
     }
 
     /// The announced size of the delivery `tag` on `channel`, if its body
@@ -85,24 +82,17 @@ impl Oversized {
         if self.len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let mut map = self.lock();
-        let size = map.remove(&(channel, tag));
-        self.len.store(map.len(), Ordering::Release);
-        size
+        self.update(|map| map.remove(&(channel, tag)))
     }
 
     fn close_channel(&self, channel: u16) {
         if self.len.load(Ordering::Acquire) > 0 {
-            let mut map = self.lock();
-            map.retain(|&(c, _), _| c != channel);
-            self.len.store(map.len(), Ordering::Release);
+            self.update(|map| map.retain(|&(c, _), _| c != channel));
         }
     }
 
     fn clear(&self) {
-        let mut map = self.lock();
-        map.clear();
-        self.len.store(0, Ordering::Release);
+        self.update(HashMap::clear);
     }
 }
 
@@ -176,11 +166,6 @@ impl Filter {
             at_boundary: true,
             dropped: false,
         }
-    }
-
-    /// A filter that drops nothing.
-    fn unlimited() -> Self {
-        Self::new(u64::MAX, Arc::default())
     }
 
     fn channel(&mut self, id: u16) -> &mut ChannelState {
@@ -404,7 +389,9 @@ impl Filter {
             state.skip = declared;
             self.table.insert(channel, tag, declared);
         } else {
-            self.table.forget(channel, tag);
+            // A delivery within the limit may reuse the key of one never
+            // read (its channel was lost): forget that one.
+            self.table.take(channel, tag);
         }
     }
 }
@@ -435,6 +422,18 @@ impl<S> Filtered<S> {
             spill_at: 0,
             spill_len: 0,
         }
+    }
+
+    /// Copies what fits of `bytes` to `buf` and spills the rest for the
+    /// next read; returns how many bytes `buf` got.
+    fn hand_over(&mut self, buf: &mut [u8], bytes: &[u8]) -> usize {
+        let give = bytes.len().min(buf.len());
+        buf[..give].copy_from_slice(&bytes[..give]);
+        let rest = &bytes[give..];
+        self.spill[..rest.len()].copy_from_slice(rest);
+        self.spill_at = 0;
+        self.spill_len = rest.len();
+        give
     }
 }
 
@@ -476,24 +475,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Filtered<S> {
                     // All dropped: lapin gets a heartbeat instead, so that
                     // a long body being dropped neither looks like a dead
                     // connection to it nor keeps it from running.
-                    let give = HEARTBEAT.len().min(buf.len());
-                    buf[..give].copy_from_slice(&HEARTBEAT[..give]);
-                    let rest = HEARTBEAT.len() - give;
-                    this.spill[..rest].copy_from_slice(&HEARTBEAT[give..]);
-                    this.spill_at = 0;
-                    this.spill_len = rest;
-                    return Poll::Ready(Ok(give));
+                    return Poll::Ready(Ok(this.hand_over(buf, &HEARTBEAT)));
                 }
                 // Held back: read on.
                 continue;
             }
             if small {
-                let give = kept.min(buf.len());
-                buf[..give].copy_from_slice(&spill[..give]);
-                this.spill[..kept - give].copy_from_slice(&spill[give..kept]);
-                this.spill_at = 0;
-                this.spill_len = kept - give;
-                return Poll::Ready(Ok(give));
+                return Poll::Ready(Ok(this.hand_over(buf, &spill[..kept])));
             }
             return Poll::Ready(Ok(kept));
         }
@@ -611,7 +599,8 @@ impl async_rs::traits::Reactor for Kit {
         let connect = self.tokio.tcp_connect_addr(addr);
         async move {
             let plain = lapin::tcp::AsyncTcpStream::Plain(connect.await?);
-            Ok(Filtered::new(plain, Filter::unlimited()))
+            // A filter that drops nothing.
+            Ok(Filtered::new(plain, Filter::new(u64::MAX, Arc::default())))
         }
     }
 }
@@ -653,13 +642,6 @@ mod tests {
         frame(HEADER, channel, &p)
     }
 
-    fn bodies(channel: u16, size: usize, frame_max: usize) -> Vec<u8> {
-        let data: Vec<u8> = (0..size).map(|i| i as u8).collect();
-        data.chunks(frame_max)
-            .flat_map(|c| frame(BODY, channel, c))
-            .collect()
-    }
-
     /// The frames of a stream (which must be whole frames), heartbeats
     /// apart: those lapin may get besides the broker's.
     fn frames(stream: &[u8]) -> (Vec<&[u8]>, usize) {
@@ -698,16 +680,20 @@ mod tests {
         get: bool,
     }
 
+    fn message_on(channel: u16, size: usize, get: bool) -> Message {
+        Message { channel, size, get }
+    }
+
     const LIMIT: u64 = 100;
 
-    /// The stream the broker sends, and what lapin must see. Messages are
-    /// interleaved frame by frame across channels, with heartbeats.
     /// A frame as sent, and as lapin must see it (empty: dropped).
     type Frame = (Vec<u8>, Vec<u8>);
 
     /// Deliveries cut: channel, tag, announced size.
     type Cut = Vec<(u16, u64, u64)>;
 
+    /// The stream the broker sends, and what lapin must see. Messages are
+    /// interleaved frame by frame across channels, with heartbeats.
     fn streams(messages: &[Message], frame_max: usize) -> (Vec<u8>, Vec<u8>, Cut) {
         let mut sent = Vec::new();
         let mut seen = Vec::new();
@@ -729,13 +715,10 @@ mod tests {
                     header(m.channel, if over { 0 } else { m.size as u64 }),
                 ),
             ];
-            let b = bodies(m.channel, m.size, frame_max);
-            let mut at = 0;
-            while at < b.len() {
-                let len = 8 + u32::from_be_bytes(b[at + 3..at + 7].try_into().unwrap()) as usize;
-                let f = b[at..at + len].to_vec();
+            let body: Vec<u8> = (0..m.size).map(|i| i as u8).collect();
+            for chunk in body.chunks(frame_max) {
+                let f = frame(BODY, m.channel, chunk);
                 frames.push((f.clone(), if over { Vec::new() } else { f }));
-                at += len;
             }
             if over {
                 cut.push((m.channel, tag, m.size as u64));
@@ -824,21 +807,9 @@ mod tests {
     #[test]
     fn nothing_over_the_limit_passes_unchanged() {
         let messages = [
-            Message {
-                channel: 1,
-                size: 50,
-                get: false,
-            },
-            Message {
-                channel: 2,
-                size: 100,
-                get: true,
-            },
-            Message {
-                channel: 1,
-                size: 0,
-                get: false,
-            },
+            message_on(1, 50, false),
+            message_on(2, 100, true),
+            message_on(1, 0, false),
         ];
         let (sent, seen, _) = streams(&messages, 16);
         assert_eq!(sent, seen);
@@ -854,26 +825,10 @@ mod tests {
     #[test]
     fn every_split_point() {
         let messages = [
-            Message {
-                channel: 1,
-                size: 50,
-                get: false,
-            },
-            Message {
-                channel: 2,
-                size: 300,
-                get: false,
-            },
-            Message {
-                channel: 1,
-                size: 101,
-                get: true,
-            },
-            Message {
-                channel: 3,
-                size: 100,
-                get: false,
-            },
+            message_on(1, 50, false),
+            message_on(2, 300, false),
+            message_on(1, 101, true),
+            message_on(3, 100, false),
         ];
         let (sent, seen, cut) = streams(&messages, 64);
         for split in 1..sent.len() {

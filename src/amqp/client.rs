@@ -262,13 +262,16 @@ impl Amqp {
             // waits for its publish. Boxed: the state of that wait would
             // otherwise weigh on every pending call.
             return Box::pin(self.bounded(deadline, timeout, async {
-                let confirm = self
+                let mut confirm = self
                     .publish(&session, request, id, None, deadline, false)
                     .await?;
-                match confirm {
-                    Some(confirm) => reply_and_confirm(rx, confirm, &request.address).await,
-                    None => reply_or_lost(rx.await, &request.address),
-                }
+                // The confirm first, as a plain publisher awaits it: it is
+                // never far from the reply, and one dropped unresolved (the
+                // reply came first) would cost a task to complete it
+                // (`Confirm`'s drop). A request that came back unroutable
+                // has no reply to wait for.
+                confirm.outcome(&request.address).await?;
+                reply_or_lost(rx.await, &request.address)
             }))
             .await;
         }
@@ -321,13 +324,10 @@ impl Amqp {
         let _forget = Forget(&session, id);
         tracing::Span::current().record("correlation_id", id);
         self.bounded(deadline, timeout, async {
-            match self
-                .publish(&session, request, id, None, deadline, false)
+            self.publish(&session, request, id, None, deadline, false)
                 .await?
-            {
-                Some(mut confirm) => confirm.outcome(&request.address).await,
-                None => Ok(()),
-            }
+                .outcome(&request.address)
+                .await
         })
         .await?;
         let deadline = tokio::time::Instant::from_std(deadline);
@@ -374,51 +374,46 @@ impl Amqp {
             .message_id
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        {
-            let mut policy = self.inner.conn.config().when_disconnected;
-            let mut retry = false;
-            let mut returned = 0;
-            loop {
-                let session = match self.session(deadline, timeout, policy).await {
-                    // An earlier attempt may have arrived: not "not sent".
-                    Err(Error::Unavailable { .. }) if retry => {
-                        return Err(Error::Timeout { after: timeout })
-                    }
-                    session => session?,
-                };
-                let attempt = self
-                    .bounded(deadline, timeout, async {
-                        match self
-                            .publish(&session, &request, 0, Some(&message_id), deadline, true)
-                            .await?
-                        {
-                            Some(mut confirm) => confirm.outcome(&request.address).await,
-                            None => unreachable!("sends go out on the confirmed channel"),
-                        }
-                    })
-                    .await;
-                if matches!(attempt, Err(Error::NoRoute { .. }))
-                    && self.unroutable_pause(&mut returned, deadline).await
-                {
-                    continue;
+        let mut policy = self.inner.conn.config().when_disconnected;
+        let mut retry = false;
+        let mut returned = 0;
+        loop {
+            let session = match self.session(deadline, timeout, policy).await {
+                // An earlier attempt may have arrived: not "not sent".
+                Err(Error::Unavailable { .. }) if retry => {
+                    return Err(Error::Timeout { after: timeout })
                 }
-                match attempt {
-                    Err(Error::ConnectionLost | Error::Unavailable { .. }) => {
-                        tracing::debug!("send interrupted by a connection loss; sending again");
-                        (policy, retry) = (WhenDisconnected::Wait, true);
-                        // The session may not know yet that it died.
-                        let mut slot = self.inner.session.subscribe();
-                        let replaced = slot
-                            .wait_for(|s| !s.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)));
-                        if tokio::time::timeout_at(deadline.into(), replaced)
-                            .await
-                            .is_err()
-                        {
-                            return Err(Error::Timeout { after: timeout });
-                        }
+                session => session?,
+            };
+            let attempt = self
+                .bounded(deadline, timeout, async {
+                    self.publish(&session, &request, 0, Some(&message_id), deadline, true)
+                        .await?
+                        .outcome(&request.address)
+                        .await
+                })
+                .await;
+            if matches!(attempt, Err(Error::NoRoute { .. }))
+                && self.unroutable_pause(&mut returned, deadline).await
+            {
+                continue;
+            }
+            match attempt {
+                Err(Error::ConnectionLost | Error::Unavailable { .. }) => {
+                    tracing::debug!("send interrupted by a connection loss; sending again");
+                    (policy, retry) = (WhenDisconnected::Wait, true);
+                    // The session may not know yet that it died.
+                    let mut slot = self.inner.session.subscribe();
+                    let replaced =
+                        slot.wait_for(|s| !s.as_ref().is_some_and(|s| Arc::ptr_eq(s, &session)));
+                    if tokio::time::timeout_at(deadline.into(), replaced)
+                        .await
+                        .is_err()
+                    {
+                        return Err(Error::Timeout { after: timeout });
                     }
-                    other => return other,
                 }
+                other => return other,
             }
         }
     }
@@ -486,10 +481,7 @@ impl Amqp {
                         return Ok(s.clone());
                     }
                 }
-                if *conn.closed().borrow() {
-                    return Err(conn.unavailable());
-                }
-                if fail_fast && cannot() {
+                if *conn.closed().borrow() || (fail_fast && cannot()) {
                     return Err(conn.unavailable());
                 }
                 tokio::select! {
@@ -552,7 +544,8 @@ impl Amqp {
     /// Publishes a request (`send`: one with no reply, always persistent;
     /// a call is persistent if it asks to be). Persistent requests go out
     /// on the confirmed channel, and the returned [`Confirm`] tells what
-    /// the broker did with them; others on the calls channel, with none.
+    /// the broker did with them; others on the calls channel, whose
+    /// [`Confirm`] is resolved already (not in confirm mode).
     async fn publish(
         &self,
         session: &Session,
@@ -561,23 +554,17 @@ impl Amqp {
         message_id: Option<&str>,
         deadline: Instant,
         send: bool,
-    ) -> Result<Option<Confirm>, Error> {
-        let confirmed = request.delivery.is_persistent();
+    ) -> Result<Confirm, Error> {
         let confirm = self
             .frames(session, request, id, message_id, deadline, send)?
             .await
             // The broker never got it: the channel was gone before the
             // frames went out. Only after this point may a call have run.
             .map_err(|e| not_sent(&e.to_string()))?;
-        if confirmed {
-            Ok(Some(Confirm::new(confirm)))
-        } else {
-            // Not in confirm mode: resolved already; awaited so lapin does
-            // not keep it for `wait_for_confirms`.
-            let _ = confirm.await;
+        if !request.delivery.is_persistent() {
             session.published();
-            Ok(None)
         }
+        Ok(Confirm::new(confirm))
     }
 
     /// Publishes a transient call without waiting for its frames to be
@@ -664,21 +651,6 @@ fn not_sent(why: &str) -> Error {
     Error::Unavailable {
         reason: format!("{why} before the request was published"),
     }
-}
-
-/// A persistent call's outcome: what its confirm says (`NoRoute`, a
-/// refusal), then its reply.
-async fn reply_and_confirm(
-    rx: oneshot::Receiver<Reply>,
-    mut confirm: Confirm,
-    address: &Address,
-) -> Result<Response, Error> {
-    // The confirm first, as a plain publisher awaits it: it is never far
-    // from the reply, and one dropped unresolved (the reply came first)
-    // would cost a task to complete it (`Confirm`'s drop). A request that
-    // came back unroutable has no reply to wait for.
-    confirm.outcome(address).await?;
-    reply_or_lost(rx.await, address)
 }
 
 fn reply_or_lost(

@@ -76,12 +76,10 @@ impl Confirm {
 
 impl Drop for Confirm {
     fn drop(&mut self) {
-        if let Some(confirm) = self.0.take() {
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(async move {
-                    let _ = confirm.await;
-                });
-            }
+        if let (Some(confirm), Ok(rt)) = (self.0.take(), tokio::runtime::Handle::try_current()) {
+            rt.spawn(async move {
+                let _ = confirm.await;
+            });
         }
     }
 }

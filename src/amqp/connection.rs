@@ -253,11 +253,9 @@ impl Connection {
     /// over [`Config::max_body`] and dropped on arrival (such a delivery
     /// comes with an empty `body`); forgets it.
     pub(crate) fn oversized(&self, channel: u16, tag: u64, body: &[u8]) -> Option<u64> {
-        if body.is_empty() {
-            self.shared.oversized.take(channel, tag)
-        } else {
-            None
-        }
+        body.is_empty()
+            .then(|| self.shared.oversized.take(channel, tag))
+            .flatten()
     }
 
     /// Closes the connection; clients and nodes on it stop.
@@ -298,11 +296,8 @@ impl Connection {
     /// connection (at once if it does now); never, if it does not.
     pub(crate) async fn until_blocked(&self) -> String {
         let mut state = self.shared.state.subscribe();
-        let reason = match state.wait_for(|s| blocked(s).is_some()).await {
-            Ok(s) => blocked(&s),
-            Err(_) => None,
-        };
-        match reason {
+        let changed = state.wait_for(|s| blocked(s).is_some()).await;
+        match changed.ok().and_then(|s| blocked(&s)) {
             Some(reason) => reason,
             None => std::future::pending().await,
         }

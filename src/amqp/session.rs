@@ -231,8 +231,7 @@ impl Session {
                 return;
             };
             for message in returned {
-                let id = message.properties.correlation_id().as_ref();
-                match id.and_then(|c| c.as_str().parse::<u64>().ok()) {
+                match correlation_id(&message.properties) {
                     Some(id) => self.deliver(id, Reply::Returned),
                     None => debug!("a returned message without a correlation id"),
                 }
@@ -248,15 +247,18 @@ impl Session {
         // to end.
         self.waiting.notify_one();
         self.kick.notify_one();
-        if let Some(w) = waiters {
-            if !w.is_empty() {
-                warn!(
-                    calls = w.len(),
-                    "reply channel lost; failing calls in flight"
-                );
-            }
+        if let Some(w) = waiters.filter(|w| !w.is_empty()) {
+            warn!(
+                calls = w.len(),
+                "reply channel lost; failing calls in flight"
+            );
         }
     }
+}
+
+/// The waiting call a message is for.
+fn correlation_id(props: &lapin::BasicProperties) -> Option<u64> {
+    props.correlation_id().as_ref()?.as_str().parse().ok()
 }
 
 /// Turns a delivery on the reply queue into a [`Response`].
@@ -287,9 +289,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
     let mut closed = conn.closed();
     let mut links = Links::new(&conn);
     while let Some(link) = links.next(std::future::pending()).await {
-        let Some(s) = slot.upgrade() else {
-            return;
-        };
+        let Some(s) = slot.upgrade() else { return };
         let (session, replies) = match open(&link, exchange, link.settling_until(settle)).await {
             Ok(x) => x,
             Err(e) => {
@@ -326,8 +326,7 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
                 biased;
                 d = replies.next() => match d.flatten() {
                     Some((channel, Ok(d))) => {
-                        let id = d.properties.correlation_id().as_ref()
-                            .and_then(|c| c.as_str().parse::<u64>().ok());
+                        let id = correlation_id(&d.properties);
                         // A body over the limit was dropped on arrival.
                         let reply = match conn.oversized(channel, d.delivery_tag, &d.data) {
                             Some(size) => Reply::TooLarge { size, limit: conn.config().max_body },

@@ -185,8 +185,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
             }
             attempts += 1;
             let err = last_error.clone().unwrap_or_default();
-            let given_up = config.backoff.max_attempts.is_some_and(|m| attempts >= m);
-            if given_up {
+            let delay = if config.backoff.max_attempts.is_some_and(|m| attempts >= m) {
                 let was_down = matches!(&*shared.state.borrow(), ConnectionState::Down { .. });
                 if !was_down {
                     error!(error = %err, attempts, "cannot reach the broker; still trying");
@@ -195,16 +194,13 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
                     since,
                     last_error: err,
                 });
+                config.backoff.max
             } else {
                 shared.state.send_replace(ConnectionState::Reconnecting {
                     since,
                     attempts,
                     last_error: Some(err),
                 });
-            }
-            let delay = if given_up {
-                config.backoff.max
-            } else {
                 config.backoff.delay(attempts - 1)
             };
             tokio::select! {
@@ -235,24 +231,23 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
         // Watch the connection: lapin reports most losses as events; the
         // status poll catches the rest (a close that raised no event).
         let mut poll = tokio::time::interval(Duration::from_millis(250));
+        let set_blocked = |reason: Option<String>| {
+            shared.state.send_modify(|s| {
+                if let ConnectionState::Connected { blocked, .. } = s {
+                    *blocked = reason;
+                }
+            });
+        };
         let lost = loop {
             tokio::select! {
                 ev = events.next() => match ev {
                     Some(Event::ConnectionBlocked(reason)) => {
                         warn!(%reason, "the broker blocked publishing");
-                        shared.state.send_modify(|s| {
-                            if let ConnectionState::Connected { blocked, .. } = s {
-                                *blocked = Some(reason);
-                            }
-                        });
+                        set_blocked(Some(reason));
                     }
                     Some(Event::ConnectionUnblocked) => {
                         info!("the broker unblocked publishing");
-                        shared.state.send_modify(|s| {
-                            if let ConnectionState::Connected { blocked, .. } = s {
-                                *blocked = None;
-                            }
-                        });
+                        set_blocked(None);
                     }
                     Some(Event::Error(e)) if !conn.status().connected() => break e.to_string(),
                     Some(_) => {}

@@ -41,17 +41,10 @@ fn short(what: &str, s: &str) -> Result<ShortString, Error> {
     })
 }
 
-fn put_str(table: &mut FieldTable, key: &str, value: &str) -> Result<(), Error> {
-    table.insert(
-        short("a header name", key)?,
-        AMQPValue::LongString(LongString::from(value)),
-    );
-    Ok(())
-}
-
 /// The sender as an `app_id`: `<type>/<id>`, either side empty when
-/// unknown; `None` when both are.
-fn app_id(peer: &Peer) -> Result<Option<ShortString>, Error> {
+/// unknown; `None` when both are. A client's or node's, computed once and
+/// sent with each of its requests or replies.
+pub(crate) fn sender_app_id(peer: &Peer) -> Result<Option<ShortString>, Error> {
     let t = peer.service.as_ref().map(ServiceType::as_str);
     let id = peer.id.as_ref().map(ServiceId::as_str);
     if t.is_none() && id.is_none() {
@@ -83,11 +76,11 @@ fn table_of(headers: &Headers, extra: Option<(&str, &str)>) -> Result<Option<Fie
         return Ok(None);
     }
     let mut table = FieldTable::default();
-    for (k, v) in headers.iter() {
-        put_str(&mut table, k, v)?;
-    }
-    if let Some((k, v)) = extra {
-        put_str(&mut table, k, v)?;
+    for (k, v) in headers.iter().chain(extra) {
+        table.insert(
+            short("a header name", k)?,
+            AMQPValue::LongString(LongString::from(v)),
+        );
     }
     Ok(Some(table))
 }
@@ -184,11 +177,6 @@ pub(crate) fn reply_properties(
         props = props.with_headers(table);
     }
     Ok(props)
-}
-
-/// A node's `app_id`, computed once and sent with each of its replies.
-pub(crate) fn sender_app_id(sender: &Peer) -> Result<Option<ShortString>, Error> {
-    app_id(sender)
 }
 
 /// A header value as text, whatever AMQP type a peer used for it.
@@ -317,22 +305,27 @@ pub(crate) fn content_type(props: &BasicProperties) -> Result<ContentType, Error
 mod tests {
     use super::*;
 
-    #[test]
-    fn request_round_trip() {
-        let headers: Headers = [("traceparent", "00-1-2-01")].into_iter().collect();
-        let sender = Peer::new(ServiceType::new("caller").ok(), ServiceId::new("c1").ok());
-        let props = request_properties(&Outgoing {
+    /// A transient call's request, as a client sends it.
+    fn call<'a>(headers: &'a Headers, app_id: Option<&'a ShortString>) -> Outgoing<'a> {
+        Outgoing {
             method: "Calc.add",
             content_type: ContentType::Json,
-            headers: &headers,
+            headers,
             message_id: Some("m1"),
             correlation_id: Some(7),
             reply_to: Some(REPLY_TO),
             timeout: Some(Duration::from_millis(1500)),
             persistent: false,
-            app_id: sender_app_id(&sender).unwrap().as_ref(),
-        })
-        .unwrap();
+            app_id,
+        }
+    }
+
+    #[test]
+    fn request_round_trip() {
+        let headers: Headers = [("traceparent", "00-1-2-01")].into_iter().collect();
+        let sender = Peer::new(ServiceType::new("caller").ok(), ServiceId::new("c1").ok());
+        let props =
+            request_properties(&call(&headers, sender_app_id(&sender).unwrap().as_ref())).unwrap();
         assert_eq!(props.expiration().as_ref().unwrap().as_str(), "1500");
         assert_eq!(props.kind().as_ref().unwrap().as_str(), "Calc.add");
         assert_eq!(props.delivery_mode(), &None);
@@ -347,15 +340,12 @@ mod tests {
     fn a_plain_call_and_an_ok_reply_carry_no_header_table() {
         let sender = Peer::new(None, ServiceId::new("c1").ok());
         let props = request_properties(&Outgoing {
-            method: "Calc.add",
             content_type: ContentType::MsgPack,
-            headers: &Headers::default(),
-            message_id: Some("m1"),
-            correlation_id: Some(7),
-            reply_to: Some(REPLY_TO),
             timeout: Some(Duration::from_millis(20)),
-            persistent: false,
-            app_id: sender_app_id(&sender).unwrap().as_ref(),
+            ..call(
+                &Headers::default(),
+                sender_app_id(&sender).unwrap().as_ref(),
+            )
         })
         .unwrap();
         assert_eq!(props.headers(), &None);
@@ -380,28 +370,23 @@ mod tests {
         assert_eq!(incoming(&err, None).status, Some(Code::Internal));
     }
 
+    /// The sender named by `app_id`, read through `last` if given.
+    fn sender_of(app_id: &str, last: Option<&mut LastSender>) -> Peer {
+        incoming(&BasicProperties::default().with_app_id(app_id.into()), last).sender
+    }
+
     #[test]
     fn a_kept_last_sender_follows_each_change_of_app_id() {
         let mut last = LastSender::default();
-        let mut of = |app_id: &str| {
-            let props = BasicProperties::default().with_app_id(app_id.into());
-            incoming(&props, Some(&mut last)).sender
-        };
         for app_id in [
             "calc/n1", "calc/n1", "calc/n2", "bill/", "calc/n1", "a.b/n1",
         ] {
-            assert_eq!(
-                of(app_id),
-                incoming(&BasicProperties::default().with_app_id(app_id.into()), None).sender,
-                "{app_id}"
-            );
+            let kept = sender_of(app_id, Some(&mut last));
+            assert_eq!(kept, sender_of(app_id, None), "{app_id}");
         }
         // No app_id at all: no sender, whatever was read before.
         let mut last = LastSender::default();
-        let _ = incoming(
-            &BasicProperties::default().with_app_id("calc/n1".into()),
-            Some(&mut last),
-        );
+        let _ = sender_of("calc/n1", Some(&mut last));
         assert_eq!(
             incoming(&BasicProperties::default(), Some(&mut last)).sender,
             Peer::default()
@@ -410,9 +395,7 @@ mod tests {
 
     #[test]
     fn senders_are_read_from_app_id_or_older_headers() {
-        let of = |app_id: &str| {
-            incoming(&BasicProperties::default().with_app_id(app_id.into()), None).sender
-        };
+        let of = |app_id: &str| sender_of(app_id, None);
         let peer = |service: Option<&str>, id: Option<&str>| {
             Peer::new(
                 service.map(|s| ServiceType::new(s).unwrap()),
@@ -440,14 +423,11 @@ mod tests {
         let headers: Headers = [("h".repeat(300), "v")].into_iter().collect();
         let err = request_properties(&Outgoing {
             method: "m",
-            content_type: ContentType::Json,
-            headers: &headers,
-            message_id: Some("m1"),
             correlation_id: None,
             reply_to: None,
             timeout: None,
             persistent: true,
-            app_id: None,
+            ..call(&headers, None)
         })
         .unwrap_err();
         assert!(err.to_string().contains("255"), "{err}");
