@@ -122,8 +122,7 @@ impl Client {
     /// A client on `conn` that names itself `identity` in the requests it sends.
     #[must_use]
     pub fn with_identity(conn: &Connection, identity: Peer) -> Self {
-        let (tx, _) = watch::channel(None);
-        let session = Arc::new(tx);
+        let session = Arc::new(watch::Sender::new(None));
         tokio::spawn(session::run(conn.clone(), Arc::downgrade(&session)));
         let app_id = wire::sender_app_id(&identity)
             .inspect_err(|e| tracing::warn!(error = %e, "requests will not name their sender"))

@@ -215,18 +215,17 @@ impl Connection {
     /// [`Error::Config`] for an unusable configuration.
     pub fn start(config: Config) -> Result<Self, Error> {
         config.validate()?;
-        let (state, _) = watch::channel(ConnectionState::Reconnecting {
+        let state = watch::Sender::new(ConnectionState::Reconnecting {
             since: SystemTime::now(),
             attempts: 0,
             last_error: None,
         });
         crate::record::connection(&state);
-        let (link, _) = watch::channel(None);
-        let (closed, _) = watch::channel(false);
+        let closed = watch::Sender::new(false);
         let shared = Arc::new(Shared {
             config,
             state,
-            link,
+            link: watch::Sender::new(None),
             closed: closed.clone(),
             refused: OnceLock::new(),
             oversized: Arc::default(),
