@@ -60,17 +60,11 @@ pub(crate) async fn announce(
         Ok(b) => b,
         Err(e) => return warn!(error = %e, "cannot encode the announcement"),
     };
+    let ttl_ms = every.saturating_mul(3).as_millis().max(1).to_string();
     let props = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_type(ANNOUNCE_KEY.into())
-        .with_expiration(
-            every
-                .saturating_mul(3)
-                .as_millis()
-                .max(1)
-                .to_string()
-                .into(),
-        );
+        .with_expiration(ttl_ms.into());
     let exchange_name = conn.config().exchange.as_str();
     let mut links = conn.link();
     let mut relink = Links::new(&conn);
@@ -88,10 +82,11 @@ pub(crate) async fn announce(
             }
         };
         let gen = Some(link.generation);
+        let replaced = |l: &Option<Link>| l.as_ref().map(|l| l.generation) != gen;
         loop {
             tokio::select! {
                 r = consuming.wait_for(|g| *g == gen) => if r.is_err() { return },
-                _ = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen) => continue 'links,
+                _ = links.wait_for(replaced) => continue 'links,
                 () = until_closed(&mut stop) => return,
             }
             let sent = channel
@@ -111,7 +106,7 @@ pub(crate) async fn announce(
                 () = tokio::time::sleep(every) => {}
                 // A new connection: announce there as soon as the node
                 // consumes, not a period later.
-                () = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen).map(drop) => {
+                () = links.wait_for(replaced).map(drop) => {
                     continue 'links;
                 }
                 () = until_closed(&mut stop) => {
@@ -142,11 +137,10 @@ async fn learn(conn: Connection, peers: WeakPeers) {
                 continue;
             }
         };
-        let Some(p) = peers.upgrade() else {
-            return;
-        };
-        p.listening(true);
-        drop(p);
+        match peers.upgrade() {
+            Some(p) => p.listening(true),
+            None => return,
+        }
         let alive = listen(consumer, channel, &conn, &peers).await;
         if let Some(p) = peers.upgrade() {
             p.listening(false);
