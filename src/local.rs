@@ -121,22 +121,6 @@ impl Local {
     }
 }
 
-async fn invoke(handler: Handler, peer: Peer, mut req: Request) -> Response {
-    // The server's side of the call: what it receives, as over RabbitMQ.
-    req.from = Peer::default();
-    req.under_policy = false;
-    req.message_id = Some(uuid::Uuid::new_v4().to_string());
-    let content_type = req.content_type;
-    // The server layer never fails: every outcome is a response.
-    let mut resp = handler
-        .oneshot(req)
-        .await
-        .unwrap_or_else(|e| Response::error(content_type, &e.to_status()));
-    resp.from = peer;
-    resp.transport = crate::message::Transport::Local;
-    resp
-}
-
 impl Servers {
     fn registry(&self) -> RwLockReadGuard<'_, Registry> {
         self.registry.read().unwrap_or_else(|e| e.into_inner())
@@ -207,6 +191,22 @@ impl Servers {
         }
         Ok(replies)
     }
+}
+
+async fn invoke(handler: Handler, peer: Peer, mut req: Request) -> Response {
+    // The server's side of the call: what it receives, as over RabbitMQ.
+    req.from = Peer::default();
+    req.under_policy = false;
+    req.message_id = Some(uuid::Uuid::new_v4().to_string());
+    let content_type = req.content_type;
+    // The server layer never fails: every outcome is a response.
+    let mut resp = handler
+        .oneshot(req)
+        .await
+        .unwrap_or_else(|e| Response::error(content_type, &e.to_status()));
+    resp.from = peer;
+    resp.transport = crate::message::Transport::Local;
+    resp
 }
 
 crate::message::transport_services!(Servers);

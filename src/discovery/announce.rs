@@ -11,10 +11,10 @@
 use super::peers::{Peers, WeakPeers};
 use crate::address::{ServiceId, ServiceType};
 use crate::amqp::connection::{until_closed, Link, Links};
-use crate::amqp::Connection;
+use crate::amqp::{declare_exchange, Connection};
 use futures::{FutureExt, StreamExt};
 use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel};
+use lapin::BasicProperties;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -39,10 +39,6 @@ pub struct Announcement {
     /// says; absent from the JSON when empty.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub methods: Vec<String>,
-}
-
-async fn exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
-    crate::amqp::declare_exchange(channel, name.into()).await
 }
 
 /// Announces `what` every `every` on each connection until `stop` turns
@@ -71,7 +67,7 @@ pub(crate) async fn announce(
     'links: while let Some(link) = relink.next(until_closed(&mut stop)).await {
         let opened = async {
             let channel = link.conn.create_channel().await?;
-            exchange(&channel, exchange_name).await?;
+            declare_exchange(&channel, exchange_name.into()).await?;
             Ok::<_, lapin::Error>(channel)
         };
         let channel = match opened.await {
@@ -161,7 +157,7 @@ async fn subscribe(
     exchange_name: &str,
 ) -> Result<(u16, lapin::Consumer), lapin::Error> {
     let channel = link.conn.create_channel().await?;
-    exchange(&channel, exchange_name).await?;
+    declare_exchange(&channel, exchange_name.into()).await?;
     let keys = [ANNOUNCE_KEY.into()];
     let consumer = crate::amqp::temporary_consumer(&channel, &exchange_name.into(), keys).await?;
     Ok((channel.id(), consumer))

@@ -5,7 +5,7 @@
 //! connection; `every`/`all` ([`Gather`]) to each known one.
 
 use super::outgoing;
-use super::wire::{self};
+use super::wire;
 use super::Token;
 use crate::address::{Address, Peer, ServiceId};
 use crate::discovery::{Peers, Target};

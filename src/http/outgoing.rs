@@ -36,17 +36,11 @@ pub(super) fn headers(
         HeaderValue::from_static(request.content_type.as_str()),
     );
     let ms = remaining.as_millis().max(1).to_string();
+    let address = envelope::address_value(&request.address);
+    let message_id = uuid::Uuid::new_v4().to_string();
     put(&mut h, envelope::TIMEOUT_MS, &ms)?;
-    put(
-        &mut h,
-        envelope::ADDRESS,
-        &envelope::address_value(&request.address),
-    )?;
-    put(
-        &mut h,
-        envelope::MESSAGE_ID,
-        &uuid::Uuid::new_v4().to_string(),
-    )?;
+    put(&mut h, envelope::ADDRESS, &address)?;
+    put(&mut h, envelope::MESSAGE_ID, &message_id)?;
     wire::put_peer(&mut h, identity).map_err(Error::InvalidRequest)?;
     if let Some(t) = token {
         let bearer = format!("Bearer {}", t.expose());

@@ -28,7 +28,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::util::BoxCloneSyncService;
 use tower::Service;
 use tracing::{warn, Instrument};
 
@@ -73,7 +72,7 @@ impl HttpServer {
         S: Service<Request, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
-        Self::with_handler(service, id, BoxCloneSyncService::new(handler))
+        Self::with_handler(service, id, Handler::new(handler))
     }
 
     pub(crate) fn with_handler(service: ServiceType, id: ServiceId, handler: Handler) -> Self {
@@ -226,6 +225,7 @@ async fn rpc(
 }
 
 async fn run(s: &Shared, request: Request) -> Response {
+    // Held while the handler runs.
     let permit = OptionFuture::from(s.permits.as_ref().map(|p| p.acquire())).await;
     if let Some(Err(_)) = permit {
         let st = Status::new(Code::Unavailable, "the node is shutting down");
