@@ -14,16 +14,12 @@ use crate::address::{Address, Peer, ServiceId, ServiceType};
 use crate::error::Error;
 use crate::layer::{Policy, PolicyLayer};
 use crate::message::{Delivery, Gather, Request, Response};
-use futures::future::BoxFuture;
+use crate::serve::{Handler, Serve};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
-use std::task::{Context as TaskContext, Poll};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
-use tower::util::BoxCloneSyncService;
 use tower::{Layer, Service, ServiceExt};
-
-type Handler = BoxCloneSyncService<Request, Response, Error>;
 
 struct Instance {
     id: ServiceId,
@@ -79,20 +75,14 @@ impl Default for Local {
 
 impl std::fmt::Debug for Local {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let reg = self
-            .stack
-            .get_ref()
-            .registry
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
+        let reg = self.stack.get_ref().registry();
+        let instances: Vec<_> = reg
+            .instances
+            .iter()
+            .map(|i| format!("{}/{}", i.service, i.id))
+            .collect();
         f.debug_struct("Local")
-            .field(
-                "instances",
-                &reg.instances
-                    .iter()
-                    .map(|i| format!("{}/{}", i.service, i.id))
-                    .collect::<Vec<_>>(),
-            )
+            .field("instances", &instances)
             .finish()
     }
 }
@@ -126,19 +116,22 @@ impl Local {
         reg.instances.push(Instance {
             id,
             service,
-            handler: BoxCloneSyncService::new(crate::serve::Serve::new(handler)),
+            handler: Handler::new(Serve::new(handler)),
         });
     }
 }
 
 impl Servers {
-    fn route(&self, address: &Address) -> Vec<(Peer, Handler)> {
-        let reg = self.registry.read().unwrap_or_else(|e| e.into_inner());
-        let peer = |i: &Instance| Peer {
-            id: Some(i.id.clone()),
-            service: Some(i.service.clone()),
-        };
-        let matching: Vec<_> = reg
+    fn registry(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The handlers `address` reaches (for [`Address::Any`], the next one
+    /// in turn), or [`Error::NoRoute`].
+    fn route(&self, address: &Address) -> Result<Vec<(Peer, Handler)>, Error> {
+        let reg = self.registry();
+        let peer = |i: &Instance| Peer::new(Some(i.service.clone()), Some(i.id.clone()));
+        let mut matching: Vec<_> = reg
             .instances
             .iter()
             .filter(|i| match address {
@@ -148,11 +141,55 @@ impl Servers {
             })
             .map(|i| (peer(i), i.handler.clone()))
             .collect();
-        if matches!(address, Address::Any(_)) && !matching.is_empty() {
-            let n = reg.next.fetch_add(1, Ordering::Relaxed) % matching.len();
-            return matching.into_iter().skip(n).take(1).collect();
+        if matching.is_empty() {
+            return Err(Error::NoRoute {
+                address: address.clone(),
+            });
         }
-        matching
+        if matches!(address, Address::Any(_)) {
+            let n = reg.next.fetch_add(1, Ordering::Relaxed) % matching.len();
+            return Ok(vec![matching.swap_remove(n)]);
+        }
+        Ok(matching)
+    }
+
+    async fn call(&self, req: Request) -> Result<Response, Error> {
+        let deadline = req.fixed_deadline();
+        let (peer, handler) = self.route(&req.address)?.swap_remove(0);
+        if req.delivery == Delivery::OneWay {
+            let content_type = req.content_type;
+            tokio::spawn(invoke(handler, peer, req));
+            return Ok(Response::ok(content_type, bytes::Bytes::new()));
+        }
+        let after = deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout_at(deadline.into(), invoke(handler, peer, req))
+            .await
+            .map_err(|_| Error::Timeout { after })?
+            .into_result()
+    }
+
+    async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
+        let Gather { request, expect } = gather;
+        let deadline = request.fixed_deadline();
+        let mut pending: FuturesUnordered<_> = self
+            .route(&request.address)?
+            .into_iter()
+            .map(|(peer, h)| invoke(h, peer, request.clone()))
+            .collect();
+        let expect = expect.unwrap_or(usize::MAX);
+        let mut replies = Vec::new();
+        let sleep = tokio::time::sleep_until(deadline.into());
+        tokio::pin!(sleep);
+        while replies.len() < expect {
+            tokio::select! {
+                next = pending.next() => match next {
+                    Some(r) => replies.push(r),
+                    None => break,
+                },
+                () = &mut sleep => break,
+            }
+        }
+        Ok(replies)
     }
 }
 
@@ -172,76 +209,5 @@ async fn invoke(handler: Handler, peer: Peer, mut req: Request) -> Response {
     resp
 }
 
-impl Service<Request> for Servers {
-    type Response = Response;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Response, Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: Request) -> Self::Future {
-        let deadline = req.fixed_deadline();
-        let targets = self.route(&req.address);
-        Box::pin(async move {
-            let Some((peer, handler)) = targets.into_iter().next() else {
-                return Err(Error::NoRoute {
-                    address: req.address,
-                });
-            };
-            if req.delivery == Delivery::OneWay {
-                let content_type = req.content_type;
-                tokio::spawn(invoke(handler, peer, req));
-                return Ok(Response::ok(content_type, bytes::Bytes::new()));
-            }
-            let after = deadline.saturating_duration_since(Instant::now());
-            tokio::time::timeout_at(deadline.into(), invoke(handler, peer, req))
-                .await
-                .map_err(|_| Error::Timeout { after })?
-                .into_result()
-        })
-    }
-}
-
-impl Service<Gather> for Servers {
-    type Response = Vec<Response>;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Vec<Response>, Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, gather: Gather) -> Self::Future {
-        let deadline = gather.request.fixed_deadline();
-        let targets = self.route(&gather.request.address);
-        Box::pin(async move {
-            if targets.is_empty() {
-                return Err(Error::NoRoute {
-                    address: gather.request.address,
-                });
-            }
-            let expect = gather.expect.unwrap_or(usize::MAX);
-            let mut pending: FuturesUnordered<_> = targets
-                .into_iter()
-                .map(|(peer, h)| invoke(h, peer, gather.request.clone()))
-                .collect();
-            let mut replies = Vec::new();
-            let sleep = tokio::time::sleep_until(deadline.into());
-            tokio::pin!(sleep);
-            while replies.len() < expect {
-                tokio::select! {
-                    next = pending.next() => match next {
-                        Some(r) => replies.push(r),
-                        None => break,
-                    },
-                    () = &mut sleep => break,
-                }
-            }
-            Ok(replies)
-        })
-    }
-}
-
+crate::message::transport_services!(Servers);
 crate::message::policy_services!(Local);

@@ -64,13 +64,10 @@ where
             tracing::error!(%method, panic = what, "handler panicked");
             Response::error(ct, &Status::new(Code::Internal, PANIC_MESSAGE))
         }
-        None => Response::error(
-            ct,
-            &Status::new(
-                Code::DeadlineExceeded,
-                "the deadline passed while the handler ran",
-            ),
-        ),
+        None => {
+            let why = "the deadline passed while the handler ran";
+            Response::error(ct, &Status::new(Code::DeadlineExceeded, why))
+        }
     };
     handling.end(resp.status.as_str());
     resp

@@ -11,10 +11,10 @@
 use super::peers::{Peers, WeakPeers};
 use crate::address::{ServiceId, ServiceType};
 use crate::amqp::connection::{until_closed, Link, Links};
-use crate::amqp::Connection;
+use crate::amqp::{declare_exchange, Connection};
 use futures::{FutureExt, StreamExt};
 use lapin::options::BasicPublishOptions;
-use lapin::{BasicProperties, Channel};
+use lapin::BasicProperties;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -41,10 +41,6 @@ pub struct Announcement {
     pub methods: Vec<String>,
 }
 
-async fn exchange(channel: &Channel, name: &str) -> Result<(), lapin::Error> {
-    crate::amqp::declare_exchange(channel, name.into()).await
-}
-
 /// Announces `what` every `every` on each connection until `stop` turns
 /// true, while the node consumes on that connection (`consuming` holds its
 /// generation): a caller that hears the announcement may send over the
@@ -60,24 +56,18 @@ pub(crate) async fn announce(
         Ok(b) => b,
         Err(e) => return warn!(error = %e, "cannot encode the announcement"),
     };
+    let ttl_ms = every.saturating_mul(3).as_millis().max(1).to_string();
     let props = BasicProperties::default()
         .with_content_type("application/json".into())
         .with_type(ANNOUNCE_KEY.into())
-        .with_expiration(
-            every
-                .saturating_mul(3)
-                .as_millis()
-                .max(1)
-                .to_string()
-                .into(),
-        );
+        .with_expiration(ttl_ms.into());
     let exchange_name = conn.config().exchange.as_str();
     let mut links = conn.link();
     let mut relink = Links::new(&conn);
     'links: while let Some(link) = relink.next(until_closed(&mut stop)).await {
         let opened = async {
             let channel = link.conn.create_channel().await?;
-            exchange(&channel, exchange_name).await?;
+            declare_exchange(&channel, exchange_name.into()).await?;
             Ok::<_, lapin::Error>(channel)
         };
         let channel = match opened.await {
@@ -88,10 +78,11 @@ pub(crate) async fn announce(
             }
         };
         let gen = Some(link.generation);
+        let replaced = |l: &Option<Link>| l.as_ref().map(|l| l.generation) != gen;
         loop {
             tokio::select! {
                 r = consuming.wait_for(|g| *g == gen) => if r.is_err() { return },
-                _ = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen) => continue 'links,
+                _ = links.wait_for(replaced) => continue 'links,
                 () = until_closed(&mut stop) => return,
             }
             let sent = channel
@@ -111,7 +102,7 @@ pub(crate) async fn announce(
                 () = tokio::time::sleep(every) => {}
                 // A new connection: announce there as soon as the node
                 // consumes, not a period later.
-                () = links.wait_for(|l| l.as_ref().map(|l| l.generation) != gen).map(drop) => {
+                () = links.wait_for(replaced).map(drop) => {
                     continue 'links;
                 }
                 () = until_closed(&mut stop) => {
@@ -142,11 +133,10 @@ async fn learn(conn: Connection, peers: WeakPeers) {
                 continue;
             }
         };
-        let Some(p) = peers.upgrade() else {
-            return;
-        };
-        p.listening(true);
-        drop(p);
+        match peers.upgrade() {
+            Some(p) => p.listening(true),
+            None => return,
+        }
         let alive = listen(consumer, channel, &conn, &peers).await;
         if let Some(p) = peers.upgrade() {
             p.listening(false);
@@ -167,7 +157,7 @@ async fn subscribe(
     exchange_name: &str,
 ) -> Result<(u16, lapin::Consumer), lapin::Error> {
     let channel = link.conn.create_channel().await?;
-    exchange(&channel, exchange_name).await?;
+    declare_exchange(&channel, exchange_name.into()).await?;
     let keys = [ANNOUNCE_KEY.into()];
     let consumer = crate::amqp::temporary_consumer(&channel, &exchange_name.into(), keys).await?;
     Ok((channel.id(), consumer))

@@ -11,7 +11,7 @@ use crate::address::{Address, ServiceId, ServiceType};
 use crate::http::{HttpConfig, PeerUrl};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
@@ -31,6 +31,25 @@ struct Entry {
     /// again by its next announcement (a node announces only while it
     /// consumes).
     consuming: bool,
+}
+
+impl Entry {
+    /// A peer just heard of, taken to consume.
+    fn new(
+        service: ServiceType,
+        url: String,
+        learned: Option<Learned>,
+        methods: Vec<String>,
+    ) -> Self {
+        Self {
+            service,
+            url,
+            learned,
+            methods,
+            down_until: None,
+            consuming: true,
+        }
+    }
 }
 
 struct Learned {
@@ -85,6 +104,15 @@ impl State {
             (Some(l), Some(since)) => now.saturating_duration_since(l.last_seen.max(since)) > l.ttl,
             _ => false,
         }
+    }
+}
+
+/// Whether `address` reaches instance `id` of `service`.
+fn reaches(address: &Address, id: &ServiceId, service: &ServiceType) -> bool {
+    match address {
+        Address::Instance(want) => want == id,
+        Address::Any(t) | Address::Every(t) => t == service,
+        Address::All => true,
     }
 }
 
@@ -172,18 +200,9 @@ impl Peers {
 
     /// Adds (or replaces) a configured peer; it never expires.
     pub fn insert(&self, peer: PeerUrl) {
+        let entry = Entry::new(peer.service, peer.url, None, Vec::new());
         self.write(|s| {
-            s.entries.insert(
-                peer.id,
-                Entry {
-                    service: peer.service,
-                    url: peer.url,
-                    learned: None,
-                    methods: Vec::new(),
-                    down_until: None,
-                    consuming: true,
-                },
-            );
+            s.entries.insert(peer.id, entry);
         });
     }
 
@@ -208,17 +227,8 @@ impl Peers {
                     e.consuming = true;
                 }
                 _ => {
-                    s.entries.insert(
-                        id,
-                        Entry {
-                            service,
-                            url,
-                            learned: Some(seen),
-                            methods,
-                            down_until: None,
-                            consuming: true,
-                        },
-                    );
+                    s.entries
+                        .insert(id, Entry::new(service, url, Some(seen), methods));
                 }
             }
         });
@@ -257,21 +267,14 @@ impl Peers {
             return Route::Amqp;
         }
         let key = address.to_string();
-        let mut s = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.lock();
         if s.answered.contains(&key) {
             return Route::Amqp;
         }
         let consuming: Vec<bool> = s
             .entries
             .iter()
-            .filter(|(id, e)| {
-                !s.expired(e, now)
-                    && match address {
-                        Address::Instance(want) => *id == want,
-                        Address::Any(t) | Address::Every(t) => &e.service == t,
-                        _ => true,
-                    }
-            })
+            .filter(|(id, e)| !s.expired(e, now) && reaches(address, id, &e.service))
             .map(|(_, e)| e.consuming)
             .collect();
         let some = consuming.iter().any(|c| *c);
@@ -288,22 +291,18 @@ impl Peers {
     /// delivered it (a reply came, an error reply included).
     pub(crate) fn probed(&self, address: &Address, answered: bool) {
         let key = address.to_string();
-        let mut s = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
+        let mut s = self.lock();
         s.probing.remove(&key);
         if answered && s.after_loss {
             s.answered.insert(key);
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
-    }
-
     /// Every peer known now.
     #[must_use]
     pub fn list(&self) -> Vec<KnownPeer> {
         let now = Instant::now();
-        let s = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
+        let s = self.read();
         s.entries
             .iter()
             .filter(|(_, e)| !s.expired(e, now))
@@ -337,11 +336,7 @@ impl Peers {
         let mut known: Vec<_> = self
             .list()
             .into_iter()
-            .filter(|p| match address {
-                Address::Instance(id) => &p.id == id,
-                Address::Any(t) | Address::Every(t) => &p.service == t,
-                _ => true,
-            })
+            .filter(|p| reaches(address, &p.id, &p.service))
             .collect();
         if matches!(address, Address::Any(_)) && !known.is_empty() {
             let n = self.inner.next.fetch_add(1, Ordering::Relaxed) % known.len();
@@ -369,10 +364,11 @@ impl Peers {
 
     /// Marks a peer as answering again.
     pub(crate) fn mark_up(&self, id: &ServiceId) {
-        let down = {
-            let s = self.inner.state.read().unwrap_or_else(|e| e.into_inner());
-            s.entries.get(id).is_some_and(|e| e.down_until.is_some())
-        };
+        let down = self
+            .read()
+            .entries
+            .get(id)
+            .is_some_and(|e| e.down_until.is_some());
         if down {
             self.write(|s| {
                 if let Some(e) = s.entries.get_mut(id) {
@@ -388,11 +384,18 @@ impl Peers {
         WeakPeers(Arc::downgrade(&self.inner))
     }
 
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.inner.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state to change, without telling the waiters ([`Peers::write`]).
+    fn lock(&self) -> RwLockWriteGuard<'_, State> {
+        self.inner.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Changes the state and tells those waiting for a change.
     fn write(&self, f: impl FnOnce(&mut State)) {
-        {
-            let mut s = self.inner.state.write().unwrap_or_else(|e| e.into_inner());
-            f(&mut s);
-        }
+        f(&mut self.lock());
         self.inner.version.send_modify(|v| *v += 1);
     }
 }

@@ -5,9 +5,9 @@
 //! connection; `every`/`all` ([`Gather`]) to each known one.
 
 use super::outgoing;
-use super::wire::{self};
+use super::wire;
 use super::Token;
-use crate::address::{Peer, ServiceId};
+use crate::address::{Address, Peer, ServiceId};
 use crate::discovery::{Peers, Target};
 use crate::error::Error;
 use crate::layer::{Policy, PolicyLayer};
@@ -82,10 +82,7 @@ impl HttpClient {
             tls: ClientTls::default(),
             peers,
             token: None,
-            identity: Peer {
-                id: Some(ServiceId::random()),
-                service: None,
-            },
+            identity: Peer::new(None, Some(ServiceId::random())),
             max_body: defaults.max_body,
         };
         Ok(Self {
@@ -249,12 +246,7 @@ impl HttpClient {
 impl Http {
     async fn call(&self, request: Request) -> Result<Response, Error> {
         let deadline = request.fixed_deadline();
-        let targets = self.peers.targets(&request.address);
-        if targets.is_empty() {
-            return Err(Error::NoRoute {
-                address: request.address,
-            });
-        }
+        let targets = self.targets(&request.address)?;
         let mut refused = Vec::new();
         #[cfg(feature = "tls")]
         let mut tls_refused = None;
@@ -276,24 +268,13 @@ impl Http {
         if let Some(e) = tls_refused {
             return Err(e);
         }
-        Err(Error::Unavailable {
-            reason: format!(
-                "no HTTP peer of {} took the call ({})",
-                request.address,
-                refused.join("; ")
-            ),
-        })
+        Err(not_taken(&request.address, &refused))
     }
 
     async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
         let Gather { request, expect } = gather;
         let deadline = request.fixed_deadline();
-        let targets = self.peers.targets(&request.address);
-        if targets.is_empty() {
-            return Err(Error::NoRoute {
-                address: request.address,
-            });
-        }
+        let targets = self.targets(&request.address)?;
         let mut pending: FuturesUnordered<_> = targets
             .iter()
             .map(|t| self.attempt(t, &request, deadline))
@@ -316,15 +297,20 @@ impl Http {
             }
         }
         if replies.is_empty() && refused.len() == targets.len() {
-            return Err(Error::Unavailable {
-                reason: format!(
-                    "no HTTP peer of {} took the call ({})",
-                    request.address,
-                    refused.join("; ")
-                ),
-            });
+            return Err(not_taken(&request.address, &refused));
         }
         Ok(replies)
+    }
+
+    /// The peers known for `address`, or [`Error::NoRoute`].
+    fn targets(&self, address: &Address) -> Result<Vec<Target>, Error> {
+        let targets = self.peers.targets(address);
+        if targets.is_empty() {
+            return Err(Error::NoRoute {
+                address: address.clone(),
+            });
+        }
+        Ok(targets)
     }
 
     async fn attempt(&self, target: &Target, request: &Request, deadline: Instant) -> Attempt {
@@ -389,9 +375,7 @@ impl Http {
             Err(e) => Attempt::Failed(e),
         }
     }
-}
 
-impl Http {
     /// What the TLS library said, if `e` is a failed TLS handshake.
     #[cfg(feature = "tls")]
     fn tls_failure(&self, e: &reqwest::Error) -> Option<String> {
@@ -420,6 +404,16 @@ impl Http {
             source = err.source();
         }
         None
+    }
+}
+
+/// No peer of `address` took the call; `refused` says why, peer by peer.
+fn not_taken(address: &Address, refused: &[String]) -> Error {
+    Error::Unavailable {
+        reason: format!(
+            "no HTTP peer of {address} took the call ({})",
+            refused.join("; ")
+        ),
     }
 }
 

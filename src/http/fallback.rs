@@ -15,7 +15,7 @@ use crate::amqp::{Connection, ConnectionState};
 use crate::discovery::{Peers, Route};
 use crate::error::Error;
 use crate::layer::{Policy, PolicyFuture, PolicyLayer};
-use crate::message::{Gather, Request, Response};
+use crate::message::{Gather, Message, Request, Response};
 use futures::future::BoxFuture;
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -165,16 +165,18 @@ impl Choice {
 
     /// Runs `amqp` while connected, and `http` when it is down or the AMQP
     /// attempt allows a resend.
-    async fn run<T, FA, FH>(
+    async fn run<M, T, FA, FH>(
         self,
-        request: Request,
-        amqp: impl FnOnce(Request) -> FA,
-        http: impl FnOnce(Request) -> FH,
+        message: M,
+        amqp: impl FnOnce(M) -> FA,
+        http: impl FnOnce(M) -> FH,
     ) -> Result<T, Error>
     where
+        M: Message + Clone,
         FA: Future<Output = Result<T, Error>>,
         FH: Future<Output = Result<T, Error>>,
     {
+        let request = message.request();
         let span = tracing::Span::current();
         // Back from a loss, the broker may not deliver to the address yet
         // (its nodes reconnect after us): HTTP still can.
@@ -196,13 +198,13 @@ impl Choice {
                     address: &request.address,
                     answered: false,
                 });
-            let result = amqp(request.clone()).await;
+            let result = amqp(message.clone()).await;
             if let Some(probe) = &mut probe {
                 probe.answered = matches!(result, Ok(_) | Err(Error::Remote(_)));
             }
             drop(probe);
             match result {
-                Err(e) if self.may_resend(&request, &e) => {
+                Err(e) if self.may_resend(request, &e) => {
                     info!(error = %e, method = %request.method, "sending over HTTP instead");
                 }
                 other => {
@@ -214,7 +216,7 @@ impl Choice {
         span.record("transport", "http");
         crate::record::fallback(true);
         let address = request.address.clone();
-        http(request).await.map_err(|e| match e {
+        http(message).await.map_err(|e| match e {
             Error::NoRoute { .. } => Error::Unavailable {
                 reason: format!(
                     "the broker connection is {} and no HTTP peer is known for {address} \
@@ -241,52 +243,27 @@ impl Drop for Probe<'_> {
     }
 }
 
-impl<A, H> Service<Request> for Switch<A, H>
+impl<A, H, M> Service<M> for Switch<A, H>
 where
-    A: Service<Request, Response = Response, Error = Error> + Clone + Send + 'static,
+    M: Message + Clone + Send + 'static,
+    A: Service<M, Error = Error> + Clone + Send + 'static,
     A::Future: Send,
-    H: Service<Request, Response = Response, Error = Error> + Clone + Send + 'static,
+    A::Response: Send,
+    H: Service<M, Response = A::Response, Error = Error> + Clone + Send + 'static,
     H::Future: Send,
 {
-    type Response = Response;
+    type Response = A::Response;
     type Error = Error;
-    type Future = BoxFuture<'static, Result<Response, Error>>;
+    type Future = BoxFuture<'static, Result<A::Response, Error>>;
 
     fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
         // Each call readies its own clone of the transport it uses.
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request) -> Self::Future {
+    fn call(&mut self, message: M) -> Self::Future {
         let (amqp, http, policy) = (self.amqp.clone(), self.http.clone(), self.policy.clone());
-        Box::pin(policy.run(request, |r| amqp.oneshot(r), |r| http.oneshot(r)))
-    }
-}
-
-impl<A, H> Service<Gather> for Switch<A, H>
-where
-    A: Service<Gather, Response = Vec<Response>, Error = Error> + Clone + Send + 'static,
-    A::Future: Send,
-    H: Service<Gather, Response = Vec<Response>, Error = Error> + Clone + Send + 'static,
-    H::Future: Send,
-{
-    type Response = Vec<Response>;
-    type Error = Error;
-    type Future = BoxFuture<'static, Result<Vec<Response>, Error>>;
-
-    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, gather: Gather) -> Self::Future {
-        let (amqp, http, policy) = (self.amqp.clone(), self.http.clone(), self.policy.clone());
-        let expect = gather.expect;
-        let with = move |request| Gather { request, expect };
-        Box::pin(policy.run(
-            gather.request,
-            move |r| amqp.oneshot(with(r)),
-            move |r| http.oneshot(with(r)),
-        ))
+        Box::pin(policy.run(message, |m| amqp.oneshot(m), |m| http.oneshot(m)))
     }
 }
 

@@ -31,19 +31,11 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
         auth::check(token, h).map_err(|m| refuse(ContentType::Json, Code::Unauthenticated, m))?;
     }
     let ct = match h.get(header::CONTENT_TYPE).map(HeaderValue::to_str) {
-        None => ContentType::Json,
-        Some(Ok(v)) => ContentType::parse(v).map_err(|e| {
-            refuse(
-                ContentType::Json,
-                Code::UnsupportedContentType,
-                e.to_string(),
-            )
-        })?,
-        Some(Err(_)) => {
-            let msg = "the content type is not readable text".to_owned();
-            return Err(refuse(ContentType::Json, Code::UnsupportedContentType, msg));
-        }
-    };
+        None => Ok(ContentType::Json),
+        Some(Ok(v)) => ContentType::parse(v).map_err(|e| e.to_string()),
+        Some(Err(_)) => Err("the content type is not readable text".to_owned()),
+    }
+    .map_err(|m| refuse(ContentType::Json, Code::UnsupportedContentType, m))?;
     let path = parts.uri.path().strip_prefix("/rpc/").unwrap_or_default();
     let method = wire::decode_method(path)
         .filter(|m| crate::address::check_method(m).is_ok())
@@ -99,19 +91,17 @@ fn address(s: &Shared, h: &HeaderMap) -> Result<Address, String> {
     let Some(v) = h.get(envelope::ADDRESS).and_then(|v| v.to_str().ok()) else {
         return Ok(Address::Instance(s.id.clone()));
     };
-    let ours = match envelope::parse_address(v) {
-        Some(Address::Instance(id)) => id == s.id,
-        Some(Address::Any(t) | Address::Every(t)) => t == s.service,
-        Some(_) => true,
-        None => false,
+    let ours = |a: &Address| match a {
+        Address::Instance(id) => *id == s.id,
+        Address::Any(t) | Address::Every(t) => *t == s.service,
+        Address::All => true,
     };
-    match envelope::parse_address(v) {
-        Some(a) if ours => Ok(a),
-        _ => Err(format!(
+    envelope::parse_address(v).filter(ours).ok_or_else(|| {
+        format!(
             "this is instance `{}` of `{}`, not {v}; the peer list is stale",
             s.id, s.service
-        )),
-    }
+        )
+    })
 }
 
 async fn read_body(body: Body, h: &HeaderMap, max: usize) -> Result<bytes::Bytes, (Code, String)> {

@@ -20,41 +20,31 @@ pub(super) fn headers(
     token: Option<&Token>,
 ) -> Result<HeaderMap, Error> {
     let mut h = HeaderMap::new();
-    let invalid = Error::InvalidRequest;
+    let put = |h: &mut HeaderMap, name: &str, value: &str| {
+        wire::put(h, name, value).map_err(Error::InvalidRequest)
+    };
     for (k, v) in request.headers.iter() {
         if !wire::is_application(&k.to_ascii_lowercase()) {
-            return Err(invalid(format!(
+            return Err(Error::InvalidRequest(format!(
                 "header `{k}` is reserved for the transport"
             )));
         }
-        wire::put(&mut h, k, v).map_err(invalid)?;
+        put(&mut h, k, v)?;
     }
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(request.content_type.as_str()),
     );
     let ms = remaining.as_millis().max(1).to_string();
-    wire::put(&mut h, envelope::TIMEOUT_MS, &ms).map_err(invalid)?;
-    wire::put(
-        &mut h,
-        envelope::ADDRESS,
-        &envelope::address_value(&request.address),
-    )
-    .map_err(invalid)?;
-    wire::put(
-        &mut h,
-        envelope::MESSAGE_ID,
-        &uuid::Uuid::new_v4().to_string(),
-    )
-    .map_err(invalid)?;
-    wire::put_peer(&mut h, identity).map_err(invalid)?;
+    let address = envelope::address_value(&request.address);
+    let message_id = uuid::Uuid::new_v4().to_string();
+    put(&mut h, envelope::TIMEOUT_MS, &ms)?;
+    put(&mut h, envelope::ADDRESS, &address)?;
+    put(&mut h, envelope::MESSAGE_ID, &message_id)?;
+    wire::put_peer(&mut h, identity).map_err(Error::InvalidRequest)?;
     if let Some(t) = token {
-        wire::put(
-            &mut h,
-            header::AUTHORIZATION.as_str(),
-            &format!("Bearer {}", t.expose()),
-        )
-        .map_err(invalid)?;
+        let bearer = format!("Bearer {}", t.expose());
+        put(&mut h, header::AUTHORIZATION.as_str(), &bearer)?;
     }
     Ok(h)
 }

@@ -21,13 +21,14 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
+use futures::future::OptionFuture;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tower::util::BoxCloneSyncService;
+use tower::Service;
 use tracing::{warn, Instrument};
 
 /// Serves a handler over HTTP.
@@ -68,14 +69,10 @@ impl HttpServer {
     /// A server answering as instance `id` of `service` with `handler`.
     pub fn new<S>(service: ServiceType, id: ServiceId, handler: S) -> Self
     where
-        S: tower::Service<Request, Response = Response, Error = Error>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: Service<Request, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
-        Self::with_handler(service, id, BoxCloneSyncService::new(handler))
+        Self::with_handler(service, id, Handler::new(handler))
     }
 
     pub(crate) fn with_handler(service: ServiceType, id: ServiceId, handler: Handler) -> Self {
@@ -228,17 +225,12 @@ async fn rpc(
 }
 
 async fn run(s: &Shared, request: Request) -> Response {
-    let ct = request.content_type;
-    let _permit = match &s.permits {
-        Some(p) => match p.clone().acquire_owned().await {
-            Ok(permit) => Some(permit),
-            Err(_) => {
-                let st = Status::new(Code::Unavailable, "the node is shutting down");
-                return Response::error(ct, &st);
-            }
-        },
-        None => None,
-    };
+    // Held while the handler runs.
+    let permit = OptionFuture::from(s.permits.as_ref().map(|p| p.acquire())).await;
+    if let Some(Err(_)) = permit {
+        let st = Status::new(Code::Unavailable, "the node is shutting down");
+        return Response::error(request.content_type, &st);
+    }
     answer(s.handler.clone(), request).await
 }
 
@@ -248,10 +240,7 @@ fn reply(s: &Shared, resp: Response, misdirected: bool) -> axum::response::Respo
         header::CONTENT_TYPE,
         HeaderValue::from_static(resp.content_type.as_str()),
     );
-    let identity = Peer {
-        id: Some(s.id.clone()),
-        service: Some(s.service.clone()),
-    };
+    let identity = Peer::new(Some(s.service.clone()), Some(s.id.clone()));
     let _ = wire::put(&mut headers, envelope::STATUS, resp.status.as_str());
     let _ = wire::put_peer(&mut headers, &identity);
     for (k, v) in resp.headers.iter().filter(|(k, _)| wire::is_application(k)) {

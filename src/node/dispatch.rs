@@ -53,80 +53,6 @@ struct Incoming {
     reply_to: Option<ShortString>,
 }
 
-fn read(
-    d: &mut Delivery,
-    address: &Address,
-    (max_body, dropped): (usize, Option<u64>),
-    received: Instant,
-) -> Result<Incoming, Refusal> {
-    let props = &d.properties;
-    let reply_to = props.reply_to().clone();
-    let can_reply = reply_to.is_some();
-    let refuse = |ct: ContentType, status: Status| {
-        if can_reply {
-            Refusal::Reply(ct, status)
-        } else {
-            Refusal::Reject(status.to_string())
-        }
-    };
-    let content_type =
-        wire::content_type(props).map_err(|e| refuse(ContentType::Json, e.to_status()))?;
-    if props.correlation_id().is_some() && !can_reply {
-        return Err(Refusal::Reject(
-            "a call (it has a correlation id) without reply_to cannot be answered".into(),
-        ));
-    }
-    let size = dropped.unwrap_or(d.data.len() as u64);
-    if size > max_body as u64 {
-        return Err(refuse(
-            content_type,
-            Status::new(
-                Code::PayloadTooLarge,
-                format!("the body is {size} bytes; this node accepts {max_body}"),
-            ),
-        ));
-    }
-    let Some(method) = props.kind().as_ref().map(|m| m.as_str().to_owned()) else {
-        return Err(refuse(
-            content_type,
-            Status::new(
-                Code::BadRequest,
-                "the `type` property (the method name) is missing",
-            ),
-        ));
-    };
-    let inc = wire::incoming(props, None);
-    let deadline = match inc.timeout {
-        Some(t) => {
-            let deadline = received + remaining(t, props.timestamp().as_ref().copied());
-            if deadline <= Instant::now() {
-                return Err(Refusal::Expired);
-            }
-            Some(deadline)
-        }
-        None => None,
-    };
-    let request = Request {
-        address: address.clone(),
-        method,
-        // The delivery's buffer becomes the body: no copy.
-        body: bytes::Bytes::from(std::mem::take(&mut d.data)),
-        content_type,
-        headers: inc.headers,
-        deadline,
-        delivery: match (can_reply, *props.delivery_mode() == Some(wire::PERSISTENT)) {
-            (false, _) => message::Delivery::OneWay,
-            (true, true) => message::Delivery::PersistentCall,
-            (true, false) => message::Delivery::Call,
-        },
-        idempotent: false,
-        from: inc.sender,
-        message_id: props.message_id().as_ref().map(|m| m.as_str().to_owned()),
-        under_policy: false,
-    };
-    Ok(Incoming { request, reply_to })
-}
-
 /// Time left of a `timeout` that started at `sent` (seconds since the
 /// epoch, as AMQP timestamps are). A redelivered request keeps its age;
 /// one second of slack covers the timestamp's resolution and clock skew.
@@ -142,6 +68,64 @@ fn remaining(timeout: Duration, sent: Option<u64>) -> Duration {
 }
 
 impl Dispatch {
+    /// Reads `d`, or says why it is refused.
+    fn read(&self, d: &mut Delivery) -> Result<Incoming, Refusal> {
+        let props = &d.properties;
+        let reply_to = props.reply_to().clone();
+        let can_reply = reply_to.is_some();
+        let refuse = |ct: ContentType, status: Status| {
+            if can_reply {
+                Refusal::Reply(ct, status)
+            } else {
+                Refusal::Reject(status.to_string())
+            }
+        };
+        let content_type =
+            wire::content_type(props).map_err(|e| refuse(ContentType::Json, e.to_status()))?;
+        if props.correlation_id().is_some() && !can_reply {
+            return Err(Refusal::Reject(
+                "a call (it has a correlation id) without reply_to cannot be answered".into(),
+            ));
+        }
+        let max_body = self.max_body;
+        let size = self.dropped.unwrap_or(d.data.len() as u64);
+        if size > max_body as u64 {
+            let msg = format!("the body is {size} bytes; this node accepts {max_body}");
+            let status = Status::new(Code::PayloadTooLarge, msg);
+            return Err(refuse(content_type, status));
+        }
+        let Some(method) = props.kind().as_ref().map(|m| m.as_str().to_owned()) else {
+            let msg = "the `type` property (the method name) is missing";
+            return Err(refuse(content_type, Status::new(Code::BadRequest, msg)));
+        };
+        let inc = wire::incoming(props, None);
+        let deadline = inc
+            .timeout
+            .map(|t| self.received + remaining(t, props.timestamp().as_ref().copied()));
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(Refusal::Expired);
+        }
+        let request = Request {
+            address: self.address.clone(),
+            method,
+            // The delivery's buffer becomes the body: no copy.
+            body: bytes::Bytes::from(std::mem::take(&mut d.data)),
+            content_type,
+            headers: inc.headers,
+            deadline,
+            delivery: match (can_reply, *props.delivery_mode() == Some(wire::PERSISTENT)) {
+                (false, _) => message::Delivery::OneWay,
+                (true, true) => message::Delivery::PersistentCall,
+                (true, false) => message::Delivery::Call,
+            },
+            idempotent: false,
+            from: inc.sender,
+            message_id: props.message_id().as_ref().map(|m| m.as_str().to_owned()),
+            under_policy: false,
+        };
+        Ok(Incoming { request, reply_to })
+    }
+
     /// Handles one delivery to the end (reply and ack, or reject).
     pub(crate) async fn handle(self, mut d: Delivery) {
         let span = tracing::info_span!("warren.deliver", method = tracing::field::Empty,
@@ -157,12 +141,7 @@ impl Dispatch {
         }
         let start = Instant::now();
         async {
-            let outcome = match read(
-                &mut d,
-                &self.address,
-                (self.max_body, self.dropped),
-                self.received,
-            ) {
+            let outcome = match self.read(&mut d) {
                 Ok(inc) => {
                     tracing::Span::current().record("method", inc.request.method.as_str());
                     self.run(&d, inc).await
@@ -266,9 +245,7 @@ impl Dispatch {
         self.settle(self.channel.basic_reject(d.delivery_tag, options))
             .await;
     }
-}
 
-impl Dispatch {
     /// Awaits an ack, a reject or a reply, but stops waiting once the node
     /// stopped consuming on this channel: lapin may never complete one
     /// whose connection died (seen under the fault tests), and the

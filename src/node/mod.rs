@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{oneshot, watch, Semaphore};
 use topology::Topology;
+use tower::Service;
 
 /// A handler that knows the service type it serves: the servers generated
 /// by [`#[warren::service]`](crate::service) are.
@@ -154,7 +155,7 @@ impl Node {
     pub async fn serve<S>(conn: &Connection, handler: S) -> Result<Node, Error>
     where
         S: NamedService
-            + tower::Service<Request, Response = Response, Error = Error>
+            + Service<Request, Response = Response, Error = Error>
             + Clone
             + Send
             + Sync
@@ -263,27 +264,17 @@ impl NodeBuilder {
     /// connection is closed first.
     pub async fn serve<S>(self, conn: &Connection, handler: S) -> Result<Node, Error>
     where
-        S: tower::Service<Request, Response = Response, Error = Error>
-            + Clone
-            + Send
-            + Sync
-            + 'static,
+        S: Service<Request, Response = Response, Error = Error> + Clone + Send + Sync + 'static,
         S::Future: Send + 'static,
     {
-        let identity = Peer {
-            id: Some(self.id.clone()),
-            service: Some(self.service.clone()),
-        };
+        let identity = Peer::new(Some(self.service.clone()), Some(self.id.clone()));
         let concurrency = self
             .concurrency
             .unwrap_or(usize::from(conn.config().prefetch));
         let topology = Topology {
-            exchange: conn.config().exchange.clone(),
-            service: self.service.clone(),
-            id: self.id.clone(),
             queue_expires: self.queue_expires,
             dead_letter_exchange: self.dead_letter_exchange.clone(),
-            queue_type: conn.config().queue_type,
+            ..Topology::defaults(conn.config(), &self.service, self.id.clone())
         };
         let queues = [topology.work_layout(), topology.instance_layout().0]
             .into_iter()

@@ -59,34 +59,23 @@ impl Runner {
             .await
             .map_err(|e| broker("cannot open a channel", e))?;
         self.topology.declare(&channel).await?;
+        let config = self.conn.config();
         channel
             .basic_qos(
-                self.conn
-                    .config()
-                    .budgeted_prefetch(self.conn.config().prefetch),
+                config.budgeted_prefetch(config.prefetch),
                 BasicQosOptions::default(),
             )
             .await
             .map_err(|e| broker("cannot set the prefetch (basic.qos)", e))?;
-        let instance = self.topology.instance_queue();
-        let work = self.topology.work_queue();
+        let (instance, work) = (self.topology.instance_queue(), self.topology.work_queue());
+        let id = Address::Instance(self.topology.id.clone());
+        let any = Address::Any(self.topology.service.clone());
         let mut consumers = SelectAll::new();
         let mut tags = Vec::new();
-        for (queue, exclusive, address) in [
-            (
-                instance.as_str(),
-                true,
-                Address::Instance(self.topology.id.clone()),
-            ),
-            (
-                work.as_str(),
-                false,
-                Address::Any(self.topology.service.clone()),
-            ),
-        ] {
+        for (queue, exclusive, address) in [(instance, true, id), (work, false, any)] {
             let consumer = channel
                 .basic_consume(
-                    queue.into(),
+                    queue.as_str().into(),
                     "".into(),
                     BasicConsumeOptions {
                         exclusive,
@@ -163,7 +152,7 @@ impl Runner {
                             sender: sender.clone(),
                             lost: lost.clone(),
                             address,
-                            max_body: self.conn.config().max_body,
+                            max_body: config.max_body,
                             received,
                         };
                         tokio::spawn(async move {

@@ -155,13 +155,6 @@ impl Topology {
             .collect()
     }
 
-    /// A queue's arguments as a [`Error::TopologyMismatch`] shows them.
-    fn queue_arguments(args: &FieldTable, durable: bool) -> BTreeMap<String, String> {
-        let mut shown = Self::arguments(args);
-        shown.insert("durable".into(), durable.to_string());
-        shown
-    }
-
     /// Declares the exchange, both queues and the instance queue's bindings.
     ///
     /// # Errors
@@ -169,13 +162,11 @@ impl Topology {
     /// other arguments; [`Error::Broker`] if the broker refuses otherwise.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
         let exchange = declare_exchange(channel, &self.exchange, EXCHANGE_HINT).await?;
+        // A mismatch shows the queue's arguments and whether it is durable.
         let queue_refused = |e, queue: &str, args: &FieldTable, durable: bool| {
-            refused(
-                e,
-                format!("queue `{queue}`"),
-                Self::queue_arguments(args, durable),
-                QUEUE_HINT,
-            )
+            let mut shown = Self::arguments(args);
+            shown.insert("durable".into(), durable.to_string());
+            refused(e, format!("queue `{queue}`"), shown, QUEUE_HINT)
         };
         let options = |durable| QueueDeclareOptions {
             durable,
@@ -209,8 +200,6 @@ impl Topology {
     }
 }
 
-/// A refused declaration of `entity`: [`Error::TopologyMismatch`] if it
-/// exists with other arguments, else [`Error::Broker`].
 /// Declares the durable topic exchange `name`: its name checked, a
 /// mismatch with an existing one a [`Error::TopologyMismatch`] with `hint`.
 /// Returns the name as the broker takes it.
@@ -237,6 +226,8 @@ pub(crate) async fn declare_exchange(
     Ok(exchange)
 }
 
+/// A refused declaration of `entity`: [`Error::TopologyMismatch`] if it
+/// exists with other arguments, else [`Error::Broker`].
 pub(crate) fn refused(
     e: lapin::Error,
     entity: String,
