@@ -69,27 +69,41 @@ const NAME_BYTES: [bool; 256] = {
 };
 
 fn check_segment(what: &'static str, name: &str) -> Result<(), NameError> {
+    // Bytes through a table, not chars: a reply's sender is checked on
+    // every call.
+    let allowed = "ASCII letters, digits, `-` and `_`";
+    let ok = |b: u8| NAME_BYTES[usize::from(b)];
+    check_name(what, name, MAX_NAME_LEN, allowed, ok)
+}
+
+/// Checks that `name` is not empty, at most `max` bytes long, and made of
+/// ASCII bytes `ok` accepts (`allowed` describes them).
+fn check_name(
+    what: &'static str,
+    name: &str,
+    max: usize,
+    allowed: &'static str,
+    ok: impl Fn(u8) -> bool,
+) -> Result<(), NameError> {
     if name.is_empty() {
         return Err(NameError::Empty { what });
     }
-    if name.len() > MAX_NAME_LEN {
+    if name.len() > max {
         return Err(NameError::TooLong {
             what,
             name: name.to_owned(),
             len: name.len(),
-            max: MAX_NAME_LEN,
+            max,
         });
     }
-    // Bytes through a table, not chars: a reply's sender is checked on
-    // every call. The first byte outside the set starts a character (all
-    // before it are ASCII), which the error names.
-    if let Some(at) = name.bytes().position(|b| !NAME_BYTES[usize::from(b)]) {
-        let found = name[at..].chars().next().unwrap_or_default();
+    // The first byte refused starts a character (all before it are
+    // ASCII), which the error names.
+    if let Some(at) = name.bytes().position(|b| !ok(b)) {
         return Err(NameError::BadChar {
             what,
             name: name.to_owned(),
-            found,
-            allowed: "ASCII letters, digits, `-` and `_`",
+            found: name[at..].chars().next().unwrap_or_default(),
+            allowed,
         });
     }
     Ok(())
@@ -335,27 +349,8 @@ impl Peer {
 /// [`NameError`] when the name is empty, too long, or holds a space or a
 /// non-printable character.
 pub fn check_method(name: &str) -> Result<(), NameError> {
-    const WHAT: &str = "method";
-    if name.is_empty() {
-        return Err(NameError::Empty { what: WHAT });
-    }
-    if name.len() > 255 {
-        return Err(NameError::TooLong {
-            what: WHAT,
-            name: name.to_owned(),
-            len: name.len(),
-            max: 255,
-        });
-    }
-    if let Some(found) = name.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(NameError::BadChar {
-            what: WHAT,
-            name: name.to_owned(),
-            found,
-            allowed: "printable ASCII without spaces",
-        });
-    }
-    Ok(())
+    let allowed = "printable ASCII without spaces";
+    check_name("method", name, 255, allowed, |b| b.is_ascii_graphic())
 }
 
 #[cfg(test)]

@@ -171,18 +171,13 @@ mod tests {
 
     #[test]
     fn parses_mime_types() {
-        assert_eq!(
-            ContentType::parse("application/json; charset=utf-8").unwrap(),
-            ContentType::Json
-        );
-        assert_eq!(
-            ContentType::parse("Application/MsgPack").unwrap(),
-            ContentType::MsgPack
-        );
-        assert_eq!(
-            ContentType::parse("application/x-msgpack").unwrap(),
-            ContentType::MsgPack
-        );
+        for (mime, parsed) in [
+            ("application/json; charset=utf-8", ContentType::Json),
+            ("Application/MsgPack", ContentType::MsgPack),
+            ("application/x-msgpack", ContentType::MsgPack),
+        ] {
+            assert_eq!(ContentType::parse(mime).unwrap(), parsed, "{mime}");
+        }
         let err = ContentType::parse("text/plain").unwrap_err();
         assert!(err.to_string().contains("text/plain"));
     }

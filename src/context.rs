@@ -8,7 +8,7 @@
 
 use crate::address::Peer;
 use crate::headers::Headers;
-use crate::message::Request;
+use crate::message::{setters, Request};
 use crate::tracecontext::{TraceContext, TRACEPARENT};
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -54,13 +54,12 @@ impl Context {
         }
     }
 
-    /// This context in trace `trace`: run code in [`Context::scope`] of
-    /// `Context::default().with_trace(TraceContext::new_root())` to start
-    /// a trace its calls and events carry on.
-    #[must_use]
-    pub fn with_trace(mut self, trace: TraceContext) -> Self {
-        self.trace = Some(trace);
-        self
+    setters! {
+        /// This context in trace `trace`: run code in [`Context::scope`] of
+        /// `Context::default().with_trace(TraceContext::new_root())` to start
+        /// a trace its calls and events carry on.
+        #[must_use]
+        fn with_trace(trace: TraceContext) => Some(trace);
     }
 
     /// The context of the call being served by the current task, if any.
@@ -86,14 +85,9 @@ impl Context {
     /// current trace on (a `traceparent` naming the sending span) unless
     /// it has one of its own.
     pub fn propagate(request: &mut Request) {
-        let _ = CURRENT.try_with(|ctx| {
-            if let Some(inherited) = ctx.deadline {
-                request.deadline = Some(match request.deadline {
-                    Some(own) => own.min(inherited),
-                    None => inherited,
-                });
-            }
-        });
+        if let Ok(Some(inherited)) = CURRENT.try_with(|ctx| ctx.deadline) {
+            request.deadline = Some(request.deadline.map_or(inherited, |own| own.min(inherited)));
+        }
         if request.headers.get(TRACEPARENT).is_none() {
             if let Some(tp) = crate::tracecontext::outgoing() {
                 request.headers.insert(TRACEPARENT, tp);
@@ -116,16 +110,13 @@ mod tests {
     async fn deadlines_and_traces_propagate() {
         let outer = Instant::now() + Duration::from_secs(2);
         let received = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let incoming = Request::new(Address::all(), "m", ContentType::Json, "")
-            .unwrap()
-            .with_header(TRACEPARENT, received);
+        let request = || Request::new(Address::all(), "m", ContentType::Json, "").unwrap();
+        let incoming = request().with_header(TRACEPARENT, received);
         let mut ctx = Context::from_request(&incoming);
         ctx.deadline = Some(outer);
         let trace = ctx.trace.expect("the request's traceparent is read");
         assert_eq!(trace.parent_id().unwrap().to_string(), "00f067aa0ba902b7");
-        let mut req = Request::new(Address::all(), "m", ContentType::Json, "")
-            .unwrap()
-            .with_timeout(Duration::from_secs(60));
+        let mut req = request().with_timeout(Duration::from_secs(60));
         ctx.scope(async { Context::propagate(&mut req) }).await;
         assert_eq!(req.deadline, Some(outer));
         assert_eq!(
@@ -134,7 +125,7 @@ mod tests {
         );
         assert!(Context::current().is_none());
 
-        let mut untraced = Request::new(Address::all(), "m", ContentType::Json, "").unwrap();
+        let mut untraced = request();
         Context::propagate(&mut untraced);
         assert_eq!(untraced.headers.get(TRACEPARENT), None);
     }

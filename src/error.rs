@@ -272,24 +272,23 @@ impl Error {
     /// The status a server sends for this error, when a handler fails with it.
     #[must_use]
     pub fn to_status(&self) -> Status {
-        match self {
-            Self::Remote(status) => status.clone(),
-            Self::Timeout { .. } => Status::new(Code::DeadlineExceeded, self.to_string()),
-            Self::Codec(CodecError::Unsupported(_)) => {
-                Status::new(Code::UnsupportedContentType, self.to_string())
-            }
+        let code = match self {
+            Self::Remote(status) => return status.clone(),
+            Self::Timeout { .. } => Code::DeadlineExceeded,
+            Self::Codec(CodecError::Unsupported(_)) => Code::UnsupportedContentType,
             Self::Codec(_)
             | Self::Name(_)
             | Self::InvalidRequest(_)
-            | Self::MulticastCall { .. } => Status::new(Code::BadRequest, self.to_string()),
-            Self::BodyTooLarge { .. } => Status::new(Code::PayloadTooLarge, self.to_string()),
+            | Self::MulticastCall { .. } => Code::BadRequest,
+            Self::BodyTooLarge { .. } => Code::PayloadTooLarge,
             Self::Unavailable { .. }
             | Self::Blocked { .. }
             | Self::Rejected { .. }
             | Self::Overloaded
-            | Self::Shutdown => Status::new(Code::Unavailable, self.to_string()),
-            _ => Status::new(Code::Internal, self.to_string()),
-        }
+            | Self::Shutdown => Code::Unavailable,
+            _ => Code::Internal,
+        };
+        Status::new(code, self.to_string())
     }
 
     /// The remote status, if this is a [`Error::Remote`].
@@ -372,16 +371,17 @@ mod tests {
         assert!(std::error::Error::source(&err).is_some());
     }
 
+    async fn slow(_: ()) -> Result<(), Error> {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        Ok(())
+    }
+
     #[tokio::test]
     async fn tower_timeout_and_load_shedding_map_to_their_variants() {
-        let slow = service_fn(|()| async {
-            tokio::time::sleep(Duration::from_secs(10)).await;
-            Ok::<_, Error>(())
-        });
         let mut timed = ServiceBuilder::new()
             .map_err(Error::from)
             .timeout(Duration::from_millis(10))
-            .service(slow);
+            .service(service_fn(slow));
         let err = timed.ready().await.unwrap().call(()).await.unwrap_err();
         assert!(matches!(err, Error::Timeout { .. }), "{err:?}");
 
@@ -389,10 +389,7 @@ mod tests {
             .map_err(Error::from)
             .load_shed()
             .concurrency_limit(1)
-            .service(service_fn(|()| async {
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                Ok::<_, Error>(())
-            }));
+            .service(service_fn(slow));
         let first = shed.ready().await.unwrap().call(());
         let err = shed.ready().await.unwrap().call(()).await.unwrap_err();
         assert!(matches!(err, Error::Overloaded), "{err:?}");

@@ -130,13 +130,6 @@ impl Request {
         self
     }
 
-    /// Sets an absolute deadline.
-    #[must_use]
-    pub fn with_deadline(mut self, deadline: Instant) -> Self {
-        self.deadline = Some(deadline);
-        self
-    }
-
     /// Adds a header.
     #[must_use]
     pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
@@ -144,18 +137,16 @@ impl Request {
         self
     }
 
-    /// Sets how the request is delivered (see [`Delivery`]).
-    #[must_use]
-    pub fn with_delivery(mut self, delivery: Delivery) -> Self {
-        self.delivery = delivery;
-        self
-    }
-
-    /// Marks the request as safe to run twice.
-    #[must_use]
-    pub fn idempotent(mut self, yes: bool) -> Self {
-        self.idempotent = yes;
-        self
+    setters! {
+        /// Sets an absolute deadline.
+        #[must_use]
+        fn with_deadline(deadline: Instant) => Some(deadline);
+        /// Sets how the request is delivered (see [`Delivery`]).
+        #[must_use]
+        fn with_delivery(delivery: Delivery);
+        /// Marks the request as safe to run twice.
+        #[must_use]
+        fn idempotent(idempotent: bool);
     }
 
     /// Time left before the deadline; `None` when there is no deadline.
@@ -327,11 +318,10 @@ impl Gather {
         }
     }
 
-    /// Stops as soon as `n` replies came.
-    #[must_use]
-    pub fn expect(mut self, n: usize) -> Self {
-        self.expect = Some(n);
-        self
+    setters! {
+        /// Stops as soon as `expect` replies came.
+        #[must_use]
+        fn expect(expect: usize) => Some(expect);
     }
 }
 
@@ -389,6 +379,22 @@ impl Message for Gather {
         false
     }
 }
+
+/// Builder methods that each set one field: `fn name(field: Type);` makes
+/// `pub fn name(mut self, field: Type) -> Self` setting `self.field` to
+/// the argument, or to the expression after `=>` (`=> Some(field)`).
+macro_rules! setters {
+    ($($(#[$attr:meta])* fn $name:ident($field:ident: $ty:ty) $(=> $value:expr)?;)*) => {$(
+        $(#[$attr])*
+        pub fn $name(mut self, $field: $ty) -> Self {
+            self.$field = $crate::message::setters!(@value $field $($value)?);
+            self
+        }
+    )*};
+    (@value $field:ident) => { $field };
+    (@value $field:ident $value:expr) => { $value };
+}
+pub(crate) use setters;
 
 /// Implements `tower::Service<Request>` and `tower::Service<Gather>` for a
 /// cloneable transport whose inherent `call` and `gather` do the work: the

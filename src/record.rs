@@ -21,11 +21,8 @@ impl Call {
         Self {
             #[cfg(feature = "metrics")]
             calls: crate::metrics::get().map(|m| {
-                if gather {
-                    m.gathers.get(method)
-                } else {
-                    m.client.get(method)
-                }
+                let family = if gather { &m.gathers } else { &m.client };
+                family.get(method)
             }),
         }
     }
@@ -131,7 +128,7 @@ pub(crate) fn reconnected() {
 /// or not metrics are on yet: connections usually open first.
 pub(crate) fn connection(state: &tokio::sync::watch::Sender<crate::ConnectionState>) {
     #[cfg(feature = "metrics")]
-    watched()
+    crate::metrics::watched()
         .connections
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -146,7 +143,7 @@ pub(crate) fn node(
     consumers: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) {
     #[cfg(feature = "metrics")]
-    watched()
+    crate::metrics::watched()
         .nodes
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -156,11 +153,6 @@ pub(crate) fn node(
             concurrency,
             consumers: std::sync::Arc::downgrade(consumers),
         });
-}
-
-#[cfg(feature = "metrics")]
-fn watched() -> &'static crate::metrics::Watched {
-    crate::metrics::watched()
 }
 
 #[cfg(feature = "metrics")]

@@ -113,12 +113,9 @@ struct Wire<D> {
     code: Code,
     #[serde(default)]
     message: String,
-    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    // Absent reads as `None`: serde's rule for an `Option`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<D>,
-}
-
-fn none<D>() -> Option<D> {
-    None
 }
 
 impl Status {

@@ -27,24 +27,41 @@ pub struct TraceId(pub(crate) u128);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SpanId(pub(crate) u64);
 
+/// The bytes and hex digits of an id type over the integer `$int`, `$n`
+/// bytes long.
+macro_rules! id_bytes {
+    ($ty:ident, $int:ty, $n:literal) => {
+        impl $ty {
+            #[doc = concat!("The id's ", $n, " bytes, big-endian.")]
+            #[must_use]
+            pub fn to_bytes(self) -> [u8; $n] {
+                self.0.to_be_bytes()
+            }
+
+            #[doc = concat!("The id of ", $n, " bytes, big-endian; `None` for all zeros (invalid).")]
+            #[must_use]
+            pub fn from_bytes(bytes: [u8; $n]) -> Option<Self> {
+                let v = <$int>::from_be_bytes(bytes);
+                (v != 0).then_some(Self(v))
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:0digits$x}", self.0, digits = 2 * $n)
+            }
+        }
+    };
+}
+
+id_bytes!(TraceId, u128, 16);
+id_bytes!(SpanId, u64, 8);
+
 impl TraceId {
     /// A random trace id.
     #[must_use]
     pub fn random() -> Self {
         Self(uuid::Uuid::new_v4().as_u128().max(1))
-    }
-
-    /// The id's 16 bytes, big-endian.
-    #[must_use]
-    pub fn to_bytes(self) -> [u8; 16] {
-        self.0.to_be_bytes()
-    }
-
-    /// The id of 16 bytes, big-endian; `None` for all zeros (invalid).
-    #[must_use]
-    pub fn from_bytes(bytes: [u8; 16]) -> Option<Self> {
-        let v = u128::from_be_bytes(bytes);
-        (v != 0).then_some(Self(v))
     }
 }
 
@@ -54,31 +71,6 @@ impl SpanId {
     pub fn random() -> Self {
         // The low half of a v4 UUID: 62 random bits.
         Self((uuid::Uuid::new_v4().as_u128() as u64).max(1))
-    }
-
-    /// The id's 8 bytes, big-endian.
-    #[must_use]
-    pub fn to_bytes(self) -> [u8; 8] {
-        self.0.to_be_bytes()
-    }
-
-    /// The id of 8 bytes, big-endian; `None` for all zeros (invalid).
-    #[must_use]
-    pub fn from_bytes(bytes: [u8; 8]) -> Option<Self> {
-        let v = u64::from_be_bytes(bytes);
-        (v != 0).then_some(Self(v))
-    }
-}
-
-impl fmt::Display for TraceId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:032x}", self.0)
-    }
-}
-
-impl fmt::Display for SpanId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:016x}", self.0)
     }
 }
 

@@ -5,7 +5,7 @@ use crate::address::{Address, Peer, ServiceType};
 use crate::codec::{CodecError, ContentType};
 use crate::error::Error;
 use crate::headers::Headers;
-use crate::message::{Delivery, Gather, Request, Response};
+use crate::message::{setters, Delivery, Gather, Request, Response};
 use crate::status::Code;
 use bytes::Bytes;
 use futures::future::Either;
@@ -48,13 +48,6 @@ impl CallOptions {
         }
     }
 
-    /// Sends to `address` instead.
-    #[must_use]
-    pub fn address(mut self, address: Address) -> Self {
-        self.address = address;
-        self
-    }
-
     /// The same options, addressed to every instance of the service: where
     /// a typed gather goes unless told otherwise.
     #[must_use]
@@ -70,24 +63,22 @@ impl CallOptions {
         &self.service
     }
 
-    /// Gives each call `timeout` from the moment it is made.
-    #[must_use]
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self
+    setters! {
+        /// Sends to `address` instead.
+        #[must_use]
+        fn address(address: Address);
+        /// Gives each call `timeout` from the moment it is made.
+        #[must_use]
+        fn timeout(timeout: Duration) => Some(timeout);
+        /// Encodes requests (and so gets replies) in `content_type`.
+        #[must_use]
+        fn content_type(content_type: ContentType);
     }
 
     /// Adds a header to every request.
     #[must_use]
     pub fn header(mut self, name: String, value: String) -> Self {
         self.headers.insert(name, value);
-        self
-    }
-
-    /// Encodes requests (and so gets replies) in `content_type`.
-    #[must_use]
-    pub fn content_type(mut self, content_type: ContentType) -> Self {
-        self.content_type = content_type;
         self
     }
 
@@ -193,12 +184,7 @@ where
 /// so the gather leaves it out. An instance of this service answering
 /// `unknown_method` (another version of it) stays in, as the error it is.
 fn other_service(service: &ServiceType, reply: &Response) -> bool {
-    reply.status == Code::UnknownMethod
-        && reply
-            .from
-            .service
-            .as_ref()
-            .is_some_and(|s| s.as_str() != service.as_str())
+    reply.status == Code::UnknownMethod && reply.from.service.as_ref().is_some_and(|s| s != service)
 }
 
 /// Decodes the reply of a method that returns a plain value.

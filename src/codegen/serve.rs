@@ -75,14 +75,8 @@ where
 }
 
 fn bad_arguments(request: &Request, error: &Error) -> BoxFuture<'static, Result<Response, Error>> {
-    let status = Status::new(
-        Code::BadRequest,
-        format!("bad arguments for `{}`: {error}", request.method),
-    );
-    Box::pin(future::ready(Ok(Response::error(
-        request.content_type,
-        &status,
-    ))))
+    let message = format!("bad arguments for `{}`: {error}", request.method);
+    refuse(request, Code::BadRequest, message)
 }
 
 /// The reply to a method the service does not have.
@@ -91,14 +85,21 @@ pub fn unknown_method(
     service: &str,
     methods: &[&str],
 ) -> BoxFuture<'static, Result<Response, Error>> {
-    let status = Status::new(
-        Code::UnknownMethod,
-        format!(
-            "service `{service}` has no method `{}`; it has: {}",
-            request.method,
-            methods.join(", ")
-        ),
+    let message = format!(
+        "service `{service}` has no method `{}`; it has: {}",
+        request.method,
+        methods.join(", ")
     );
+    refuse(request, Code::UnknownMethod, message)
+}
+
+/// An error reply to `request`, ready at once.
+fn refuse(
+    request: &Request,
+    code: Code,
+    message: String,
+) -> BoxFuture<'static, Result<Response, Error>> {
+    let status = Status::new(code, message);
     Box::pin(future::ready(Ok(Response::error(
         request.content_type,
         &status,

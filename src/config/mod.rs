@@ -12,6 +12,7 @@ pub(crate) use tls::read_file;
 pub use tls::TlsFiles;
 
 use crate::error::Error;
+use crate::message::setters;
 use retry::duration;
 use std::fmt;
 use std::time::Duration;
@@ -91,22 +92,17 @@ impl Eq for BrokerUrl {}
 /// URL should percent-encode, but people write) is hidden whole; an `@`
 /// further on only hides more than the password.
 fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_owned();
+    let password = || {
+        let start = url.find("://")? + 3;
+        let at = start + url[start..].rfind('@')?;
+        let colon = start + url[start..at].find(':')?;
+        Some(colon + 1..at)
     };
-    let rest = &url[scheme_end..];
-    let Some(at) = rest.rfind('@') else {
-        return url.to_owned();
-    };
-    match rest[..at].find(':') {
-        Some(colon) => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &rest[..colon],
-            &rest[at..]
-        ),
-        None => url.to_owned(),
+    let mut redacted = url.to_owned();
+    if let Some(password) = password() {
+        redacted.replace_range(password, "***");
     }
+    redacted
 }
 
 /// The full URL behind `expose`, and `Display`/`Debug` with the password
@@ -359,17 +355,16 @@ impl Config {
     /// [`Error::Config`] naming the variable whose value cannot be used;
     /// [`Error::InvalidUrl`] naming it for a broker URL.
     pub fn with_env_from(mut self, lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
-        fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, Error> {
-            v.trim()
-                .parse()
-                .map_err(|_| Error::Config(format!("{name}=`{v}` is not a valid number")))
-        }
         // A number from the variable `name`, if it is set.
         fn var<T: std::str::FromStr>(
             lookup: &dyn Fn(&str) -> Option<String>,
             name: &str,
         ) -> Result<Option<T>, Error> {
-            lookup(name).map(|v| num(name, &v)).transpose()
+            let Some(v) = lookup(name) else {
+                return Ok(None);
+            };
+            let invalid = |_| Error::Config(format!("{name}=`{v}` is not a valid number"));
+            v.trim().parse().map(Some).map_err(invalid)
         }
         let urls = ["WARREN_AMQP_URL", "RABBITMQ_URL"]
             .into_iter()
@@ -402,15 +397,11 @@ impl Config {
         if let Some(v) = lookup("WARREN_VHOST") {
             self = self.vhost_from("WARREN_VHOST", v)?;
         }
-        if let Some(v) = lookup("WARREN_EXCHANGE") {
-            self.exchange = v;
-        }
+        self.exchange = lookup("WARREN_EXCHANGE").unwrap_or(self.exchange);
         if let Some(v) = lookup("WARREN_QUEUE_TYPE") {
             self.queue_type = v.parse()?;
         }
-        if let Some(v) = lookup("WARREN_EVENTS_EXCHANGE") {
-            self.events_exchange = v;
-        }
+        self.events_exchange = lookup("WARREN_EVENTS_EXCHANGE").unwrap_or(self.events_exchange);
         self.prefetch = var(&lookup, "WARREN_PREFETCH")?.unwrap_or(self.prefetch);
         self.max_body = var(&lookup, "WARREN_MAX_BODY")?.unwrap_or(self.max_body);
         self.body_budget = var(&lookup, "WARREN_BODY_BUDGET")?.unwrap_or(self.body_budget);
@@ -418,8 +409,7 @@ impl Config {
         self.default_timeout = ms.map_or(self.default_timeout, Duration::from_millis);
         self.heartbeat =
             var(&lookup, "WARREN_HEARTBEAT_S")?.map_or(self.heartbeat, Duration::from_secs);
-        if let Some(v) = lookup("RABBITMQ_RETRY_ATTEMPTS") {
-            let n: u32 = num("RABBITMQ_RETRY_ATTEMPTS", &v)?;
+        if let Some(n) = var::<u32>(&lookup, "RABBITMQ_RETRY_ATTEMPTS")? {
             self.backoff.max_attempts = (n > 0).then_some(n);
         }
         if let Some(v) = lookup("RABBITMQ_RETRY_DELAY") {
@@ -573,65 +563,36 @@ impl Config {
         self.urls([url])
     }
 
-    /// Sets the type of the durable queues ([`Config::queue_type`]).
-    pub fn queue_type(mut self, queue_type: crate::events::QueueType) -> Self {
-        self.queue_type = queue_type;
-        self
-    }
-
-    /// Sets which URL a connection tries first ([`UrlOrder`]).
-    pub fn url_order(mut self, order: UrlOrder) -> Self {
-        self.url_order = order;
-        self
-    }
-
-    /// Sets the exchange name.
-    pub fn exchange(mut self, name: impl Into<String>) -> Self {
-        self.exchange = name.into();
-        self
-    }
-
-    /// Sets the exchange events are published on and subscribed to.
-    pub fn events_exchange(mut self, name: impl Into<String>) -> Self {
-        self.events_exchange = name.into();
-        self
-    }
-
-    /// Sets the default call deadline.
-    pub fn default_timeout(mut self, timeout: Duration) -> Self {
-        self.default_timeout = timeout;
-        self
-    }
-
-    /// Sets the prefetch of node consumers.
-    pub fn prefetch(mut self, prefetch: u16) -> Self {
-        self.prefetch = prefetch;
-        self
-    }
-
-    /// Sets the heartbeat interval.
-    pub fn heartbeat(mut self, heartbeat: Duration) -> Self {
-        self.heartbeat = heartbeat;
-        self
-    }
-
-    /// Sets how long one connection attempt may take.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Sets the largest request or reply body, in bytes.
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = bytes;
-        self
-    }
-
-    /// Sets the most body bytes a consumer holds unacknowledged
-    /// ([`Config::body_budget`]).
-    pub fn body_budget(mut self, bytes: usize) -> Self {
-        self.body_budget = bytes;
-        self
+    setters! {
+        /// Sets the type of the durable queues ([`Config::queue_type`]).
+        fn queue_type(queue_type: crate::events::QueueType);
+        /// Sets which URL a connection tries first ([`UrlOrder`]).
+        fn url_order(url_order: UrlOrder);
+        /// Sets the default call deadline.
+        fn default_timeout(default_timeout: Duration);
+        /// Sets the prefetch of node consumers.
+        fn prefetch(prefetch: u16);
+        /// Sets the heartbeat interval.
+        fn heartbeat(heartbeat: Duration);
+        /// Sets how long one connection attempt may take.
+        fn connect_timeout(connect_timeout: Duration);
+        /// Sets the largest request or reply body, in bytes.
+        fn max_body(max_body: usize);
+        /// Sets the most body bytes a consumer holds unacknowledged
+        /// ([`Config::body_budget`]).
+        fn body_budget(body_budget: usize);
+        /// Sets the connection backoff.
+        fn backoff(backoff: Backoff);
+        /// Sets what calls do while disconnected.
+        fn when_disconnected(when_disconnected: WhenDisconnected);
+        /// Sets the settling time after a reconnection ([`Config::settle`]).
+        fn settle(settle: Duration);
+        /// Sets the exchange name.
+        fn exchange(exchange: impl Into<String>) => exchange.into();
+        /// Sets the exchange events are published on and subscribed to.
+        fn events_exchange(events_exchange: impl Into<String>) => events_exchange.into();
+        /// Sets the connection name the broker shows.
+        fn connection_name(connection_name: impl Into<String>) => Some(connection_name.into());
     }
 
     /// The prefetch a consumer asking for `prefetch` gets: at most
@@ -641,30 +602,6 @@ impl Config {
     pub fn budgeted_prefetch(&self, prefetch: u16) -> u16 {
         let fits = self.body_budget / self.max_body.max(1);
         prefetch.min(u16::try_from(fits).unwrap_or(u16::MAX)).max(1)
-    }
-
-    /// Sets the connection name the broker shows.
-    pub fn connection_name(mut self, name: impl Into<String>) -> Self {
-        self.connection_name = Some(name.into());
-        self
-    }
-
-    /// Sets the connection backoff.
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = backoff;
-        self
-    }
-
-    /// Sets what calls do while disconnected.
-    pub fn when_disconnected(mut self, policy: WhenDisconnected) -> Self {
-        self.when_disconnected = policy;
-        self
-    }
-
-    /// Sets the settling time after a reconnection ([`Config::settle`]).
-    pub fn settle(mut self, settle: Duration) -> Self {
-        self.settle = settle;
-        self
     }
 
     /// Checks settings that cannot work.
@@ -710,7 +647,14 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+
+    /// The defaults with the variables `vars` set.
+    fn with_env(vars: &[(&str, &str)]) -> Result<Config, Error> {
+        Config::default().with_env_from(|k| {
+            let found = vars.iter().find(|(name, _)| *name == k);
+            found.map(|(_, v)| (*v).to_owned())
+        })
+    }
 
     #[test]
     fn passwords_never_print() {
@@ -732,45 +676,24 @@ mod tests {
 
     #[test]
     fn tls_files_from_the_environment() {
-        let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| (*v).to_owned())
-            }
-        };
-        let cfg = Config::default()
-            .with_env_from(env(&[
-                ("WARREN_TLS_CA", "/etc/ca.pem"),
-                ("WARREN_TLS_CERT", "/etc/c.pem"),
-                ("WARREN_TLS_KEY", "/etc/c.key"),
-            ]))
-            .unwrap();
-        assert_eq!(
-            cfg.tls.ca.as_deref(),
-            Some(std::path::Path::new("/etc/ca.pem"))
-        );
-        assert_eq!(
-            cfg.tls.key.as_deref(),
-            Some(std::path::Path::new("/etc/c.key"))
-        );
+        let cfg = with_env(&[
+            ("WARREN_TLS_CA", "/etc/ca.pem"),
+            ("WARREN_TLS_CERT", "/etc/c.pem"),
+            ("WARREN_TLS_KEY", "/etc/c.key"),
+        ])
+        .unwrap();
+        assert_eq!(cfg.tls.ca, Some("/etc/ca.pem".into()));
+        assert_eq!(cfg.tls.key, Some("/etc/c.key".into()));
         assert!(cfg.tls.setting.contains("WARREN_TLS_CA"));
-        let err = Config::default()
-            .with_env_from(env(&[("WARREN_TLS_CERT", "/etc/c.pem")]))
-            .unwrap_err();
+        let err = with_env(&[("WARREN_TLS_CERT", "/etc/c.pem")]).unwrap_err();
         assert!(
             matches!(&err, Error::Config(m) if m.contains("WARREN_TLS_KEY")),
             "{err}"
         );
         assert!(!Config::default().tls.is_set());
-        let cfg = Config::default()
-            .with_env_from(env(&[("WARREN_TLS_SERVER_NAME", "rabbit.internal")]))
-            .unwrap();
+        let cfg = with_env(&[("WARREN_TLS_SERVER_NAME", "rabbit.internal")]).unwrap();
         assert_eq!(cfg.tls.server_name.as_deref(), Some("rabbit.internal"));
-        let err = Config::default()
-            .with_env_from(env(&[("WARREN_TLS_SERVER_NAME", "rabbit/internal")]))
-            .unwrap_err();
+        let err = with_env(&[("WARREN_TLS_SERVER_NAME", "rabbit/internal")]).unwrap_err();
         assert!(
             matches!(&err, Error::Config(m) if m.contains("WARREN_TLS_SERVER_NAME") && m.contains("rabbit/internal")),
             "{err}"
@@ -784,9 +707,7 @@ mod tests {
             ("RABBITMQ_URL", "amqp://u:s3cret@h:5672/", "empty vhost"),
             ("RABBITMQ_URL", "http://u:s3cret@h", "amqp://"),
         ] {
-            let err = Config::default()
-                .with_env_from(|k| (k == var).then(|| url.to_owned()))
-                .unwrap_err();
+            let err = with_env(&[(var, url)]).unwrap_err();
             let Error::InvalidUrl { setting, .. } = &err else {
                 panic!("{var}={url}: {err}");
             };
@@ -818,7 +739,7 @@ mod tests {
 
     #[test]
     fn reads_the_environment() {
-        let env: HashMap<&str, &str> = [
+        let cfg = with_env(&[
             ("RABBITMQ_URL", "amqp://a:1@h1/%2f, amqp://a:1@h2/%2f"),
             ("WARREN_PREFETCH", "7"),
             ("WARREN_DEADLINE_MS", "1500"),
@@ -829,12 +750,8 @@ mod tests {
             ("WARREN_QUEUE_TYPE", "quorum"),
             ("WARREN_MAX_BODY", "1048576"),
             ("WARREN_BODY_BUDGET", "4194304"),
-        ]
-        .into_iter()
-        .collect();
-        let cfg = Config::default()
-            .with_env_from(|k| env.get(k).map(|v| (*v).to_owned()))
-            .unwrap();
+        ])
+        .unwrap();
         assert_eq!(cfg.url_order, UrlOrder::InOrder);
         assert_eq!(cfg.queue_type, crate::events::QueueType::Quorum);
         assert_eq!(Config::default().url_order, UrlOrder::Spread);
@@ -857,16 +774,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let err = Config::default()
-            .with_env_from(|k| (k == "WARREN_PREFETCH").then(|| "lots".to_owned()))
-            .unwrap_err();
+        let err = with_env(&[("WARREN_PREFETCH", "lots")]).unwrap_err();
         assert_eq!(
             err.to_string(),
             "invalid configuration: WARREN_PREFETCH=`lots` is not a valid number"
         );
-        let err = Config::default()
-            .with_env_from(|k| (k == "WARREN_QUEUE_TYPE").then(|| "mirrored".to_owned()))
-            .unwrap_err();
+        let err = with_env(&[("WARREN_QUEUE_TYPE", "mirrored")]).unwrap_err();
         assert!(
             err.to_string().contains("`mirrored` is not a queue type"),
             "{err}"
@@ -880,25 +793,19 @@ mod tests {
 
     #[test]
     fn retry_settings_from_the_environment() {
-        let env: HashMap<&str, &str> = [
+        let cfg = with_env(&[
             ("RABBITMQ_RETRY_DELAY", "250"),
             ("WARREN_RETRY_FACTOR", "1.5"),
             ("WARREN_WHEN_DISCONNECTED", "fail-fast"),
             ("WARREN_CONNECT_TIMEOUT_MS", "1500"),
-        ]
-        .into_iter()
-        .collect();
-        let cfg = Config::default()
-            .with_env_from(|k| env.get(k).map(|v| (*v).to_owned()))
-            .unwrap();
+        ])
+        .unwrap();
         assert_eq!(cfg.backoff.initial, Duration::from_millis(250));
         assert!((cfg.backoff.factor - 1.5).abs() < f64::EPSILON);
         assert_eq!(cfg.when_disconnected, WhenDisconnected::FailFast);
         assert_eq!(cfg.connect_timeout, Duration::from_millis(1500));
         // A unit may be given; a delay longer than the cap raises the cap.
-        let cfg = Config::default()
-            .with_env_from(|k| (k == "RABBITMQ_RETRY_DELAY").then(|| "5s".to_owned()))
-            .unwrap();
+        let cfg = with_env(&[("RABBITMQ_RETRY_DELAY", "5s")]).unwrap();
         assert_eq!(cfg.backoff.initial, Duration::from_secs(5));
         assert_eq!(cfg.backoff.max, Duration::from_secs(5));
         for (var, bad) in [
@@ -907,9 +814,7 @@ mod tests {
             ("WARREN_WHEN_DISCONNECTED", "panic"),
             ("WARREN_RETRY_FACTOR", "0.5"),
         ] {
-            let err = Config::default()
-                .with_env_from(|k| (k == var).then(|| bad.to_owned()))
-                .unwrap_err();
+            let err = with_env(&[(var, bad)]).unwrap_err();
             assert!(matches!(err, Error::Config(_)), "{var}={bad}: {err}");
         }
     }

@@ -40,33 +40,20 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    /// Sets the first delay.
-    #[must_use]
-    pub fn initial(mut self, delay: Duration) -> Self {
-        self.initial = delay;
-        self
-    }
-
-    /// Sets the factor each delay grows by (at least 1).
-    #[must_use]
-    pub fn factor(mut self, factor: f64) -> Self {
-        self.factor = factor;
-        self
-    }
-
-    /// Sets the longest delay.
-    #[must_use]
-    pub fn max(mut self, delay: Duration) -> Self {
-        self.max = delay;
-        self
-    }
-
-    /// Sets how many failed rounds make the connection `Down` (`None`:
-    /// never).
-    #[must_use]
-    pub fn max_attempts(mut self, attempts: Option<u32>) -> Self {
-        self.max_attempts = attempts;
-        self
+    crate::message::setters! {
+        /// Sets the first delay.
+        #[must_use]
+        fn initial(initial: Duration);
+        /// Sets the factor each delay grows by (at least 1).
+        #[must_use]
+        fn factor(factor: f64);
+        /// Sets the longest delay.
+        #[must_use]
+        fn max(max: Duration);
+        /// Sets how many failed rounds make the connection `Down` (`None`:
+        /// never).
+        #[must_use]
+        fn max_attempts(max_attempts: Option<u32>);
     }
 
     /// The delay after failed round number `attempt` (0-based): a random

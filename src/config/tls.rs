@@ -70,10 +70,10 @@ impl TlsFiles {
         let read = |what: &str, path: &Path| read_file(self.setting, what, path);
         let ca = match &self.ca {
             Some(path) => Some(String::from_utf8(read("CA file", path)?).map_err(|_| {
+                let path = path.display();
                 Error::Config(format!(
-                    "{}: the CA file `{}` is not PEM text",
-                    self.setting,
-                    path.display()
+                    "{}: the CA file `{path}` is not PEM text",
+                    self.setting
                 ))
             })?),
             None => None,
