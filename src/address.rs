@@ -68,14 +68,6 @@ const NAME_BYTES: [bool; 256] = {
     }
 };
 
-fn check_segment(what: &'static str, name: &str) -> Result<(), NameError> {
-    // Bytes through a table, not chars: a reply's sender is checked on
-    // every call.
-    let allowed = "ASCII letters, digits, `-` and `_`";
-    let ok = |b: u8| NAME_BYTES[usize::from(b)];
-    check_name(what, name, MAX_NAME_LEN, allowed, ok)
-}
-
 /// Checks that `name` is not empty, at most `max` bytes long, and made of
 /// ASCII bytes `ok` accepts (`allowed` describes them).
 fn check_name(
@@ -123,7 +115,10 @@ macro_rules! name_type {
             /// [`MAX_NAME_LEN`] or holds anything but `[A-Za-z0-9_-]`.
             pub fn new(name: impl AsRef<str>) -> Result<Self, NameError> {
                 let name = name.as_ref();
-                check_segment($what, name)?;
+                // Bytes through a table, not chars: a reply's sender is
+                // checked on every call.
+                let ok = |b: u8| NAME_BYTES[usize::from(b)];
+                check_name($what, name, MAX_NAME_LEN, "ASCII letters, digits, `-` and `_`", ok)?;
                 Ok(Self(Arc::from(name)))
             }
 

@@ -155,17 +155,9 @@ mod tests {
             let bytes = ct.encode(&v).unwrap();
             assert_eq!(ct.decode::<Args>(&bytes).unwrap(), v);
         }
-    }
-
-    #[test]
-    fn msgpack_structs_are_maps_with_names() {
-        let bytes = ContentType::MsgPack
-            .encode(&Args {
-                a: 1,
-                b: "y".into(),
-            })
-            .unwrap();
-        // fixmap of 2 entries, then the fixstr "a".
+        // MessagePack structs are maps with names: a fixmap of 2 entries,
+        // then the fixstr "a".
+        let bytes = ContentType::MsgPack.encode(&v).unwrap();
         assert_eq!(&bytes[..3], &[0x82, 0xa1, b'a']);
     }
 

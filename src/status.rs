@@ -8,71 +8,63 @@ use bytes::Bytes;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::fmt;
 
-/// What happened to a call, as the server saw it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Code {
-    /// The handler succeeded.
-    Ok,
-    /// The request was malformed: bad body, missing `reply_to`, bad arguments.
-    BadRequest,
-    /// No handler for the method.
-    UnknownMethod,
-    /// The request's content type is not MessagePack or JSON.
-    UnsupportedContentType,
-    /// The body is larger than the server accepts.
-    PayloadTooLarge,
-    /// The deadline passed before the handler finished.
-    DeadlineExceeded,
-    /// The handler failed or panicked.
-    Internal,
-    /// The server is shutting down or cannot serve now.
-    Unavailable,
-    /// The handler returned an application error; `details` holds it.
-    Application,
-    /// The caller did not authenticate (HTTP bearer token).
-    Unauthenticated,
-    /// A code this version does not know, kept as sent.
-    Other(String),
+/// `Code`, its variants each with their wire name, and the two ways
+/// between them, from one list.
+macro_rules! codes {
+    ($($(#[$doc:meta])* $variant:ident = $wire:literal,)*) => {
+        /// What happened to a call, as the server saw it.
+        #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Code {
+            $($(#[$doc])* $variant,)*
+            /// A code this version does not know, kept as sent.
+            Other(String),
+        }
+
+        impl Code {
+            /// The code as written on the wire (`ok`, `unknown_method`, …).
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                match self {
+                    $(Self::$variant => $wire,)*
+                    Self::Other(s) => s,
+                }
+            }
+
+            /// Reads a wire code, ignoring ASCII case; unknown codes are kept as
+            /// [`Code::Other`].
+            #[must_use]
+            pub fn from_wire(s: &str) -> Self {
+                match s.to_ascii_lowercase().as_str() {
+                    $($wire => Self::$variant,)*
+                    _ => Self::Other(s.to_owned()),
+                }
+            }
+        }
+    };
 }
 
-impl Code {
-    /// The code as written on the wire (`ok`, `unknown_method`, …).
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        match self {
-            Self::Ok => "ok",
-            Self::BadRequest => "bad_request",
-            Self::UnknownMethod => "unknown_method",
-            Self::UnsupportedContentType => "unsupported_content_type",
-            Self::PayloadTooLarge => "payload_too_large",
-            Self::DeadlineExceeded => "deadline_exceeded",
-            Self::Internal => "internal",
-            Self::Unavailable => "unavailable",
-            Self::Application => "application",
-            Self::Unauthenticated => "unauthenticated",
-            Self::Other(s) => s,
-        }
-    }
-
-    /// Reads a wire code, ignoring ASCII case; unknown codes are kept as
-    /// [`Code::Other`].
-    #[must_use]
-    pub fn from_wire(s: &str) -> Self {
-        match s.to_ascii_lowercase().as_str() {
-            "ok" => Self::Ok,
-            "bad_request" => Self::BadRequest,
-            "unknown_method" => Self::UnknownMethod,
-            "unsupported_content_type" => Self::UnsupportedContentType,
-            "payload_too_large" => Self::PayloadTooLarge,
-            "deadline_exceeded" => Self::DeadlineExceeded,
-            "internal" => Self::Internal,
-            "unavailable" => Self::Unavailable,
-            "application" => Self::Application,
-            "unauthenticated" => Self::Unauthenticated,
-            _ => Self::Other(s.to_owned()),
-        }
-    }
+codes! {
+    /// The handler succeeded.
+    Ok = "ok",
+    /// The request was malformed: bad body, missing `reply_to`, bad arguments.
+    BadRequest = "bad_request",
+    /// No handler for the method.
+    UnknownMethod = "unknown_method",
+    /// The request's content type is not MessagePack or JSON.
+    UnsupportedContentType = "unsupported_content_type",
+    /// The body is larger than the server accepts.
+    PayloadTooLarge = "payload_too_large",
+    /// The deadline passed before the handler finished.
+    DeadlineExceeded = "deadline_exceeded",
+    /// The handler failed or panicked.
+    Internal = "internal",
+    /// The server is shutting down or cannot serve now.
+    Unavailable = "unavailable",
+    /// The handler returned an application error; `details` holds it.
+    Application = "application",
+    /// The caller did not authenticate (HTTP bearer token).
+    Unauthenticated = "unauthenticated",
 }
 
 impl fmt::Display for Code {

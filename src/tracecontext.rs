@@ -27,11 +27,18 @@ pub struct TraceId(pub(crate) u128);
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct SpanId(pub(crate) u64);
 
-/// The bytes and hex digits of an id type over the integer `$int`, `$n`
-/// bytes long.
+/// The bytes, hex digits and random draw of an id type over the integer
+/// `$int`, `$n` bytes long.
 macro_rules! id_bytes {
-    ($ty:ident, $int:ty, $n:literal) => {
+    ($ty:ident, $what:literal, $int:ty, $n:literal) => {
         impl $ty {
+            #[doc = concat!("A random ", $what, " id.")]
+            #[must_use]
+            pub fn random() -> Self {
+                // A v4 UUID (122 random bits), or its low half (62) for a span id.
+                Self((uuid::Uuid::new_v4().as_u128() as $int).max(1))
+            }
+
             #[doc = concat!("The id's ", $n, " bytes, big-endian.")]
             #[must_use]
             pub fn to_bytes(self) -> [u8; $n] {
@@ -54,25 +61,8 @@ macro_rules! id_bytes {
     };
 }
 
-id_bytes!(TraceId, u128, 16);
-id_bytes!(SpanId, u64, 8);
-
-impl TraceId {
-    /// A random trace id.
-    #[must_use]
-    pub fn random() -> Self {
-        Self(uuid::Uuid::new_v4().as_u128().max(1))
-    }
-}
-
-impl SpanId {
-    /// A random span id.
-    #[must_use]
-    pub fn random() -> Self {
-        // The low half of a v4 UUID: 62 random bits.
-        Self((uuid::Uuid::new_v4().as_u128() as u64).max(1))
-    }
-}
+id_bytes!(TraceId, "trace", u128, 16);
+id_bytes!(SpanId, "span", u64, 8);
 
 /// A `traceparent` that does not follow the W3C format.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -12,6 +12,7 @@ pub(crate) use tls::read_file;
 pub use tls::TlsFiles;
 
 use crate::error::Error;
+use crate::events::QueueType;
 use crate::message::setters;
 use retry::duration;
 use std::fmt;
@@ -223,12 +224,11 @@ pub struct Config {
     /// The type of the durable queues that must outlive a broker node: a
     /// node's work queue (`<type>`), and the queues of event subscriptions
     /// that set no [`queue_type`](crate::events::Subscription::queue_type).
-    /// [`QueueType::Quorum`](crate::events::QueueType::Quorum) on a
-    /// cluster (see `docs/CLUSTER.md`); classic by default, declared
-    /// without `x-queue-type`. With quorum, a node's own instance queue is
-    /// declared transient (not durable), so that it is declared again on a
-    /// surviving node after its node is lost.
-    pub queue_type: crate::events::QueueType,
+    /// [`QueueType::Quorum`] on a cluster (see `docs/CLUSTER.md`); classic
+    /// by default, declared without `x-queue-type`. With quorum, a node's
+    /// own instance queue is declared transient (not durable), so that it
+    /// is declared again on a surviving node after its node is lost.
+    pub queue_type: QueueType,
     /// The durable topic exchange [events](crate::events) are published
     /// on (`app.events`).
     pub events_exchange: String,
@@ -288,7 +288,7 @@ impl Default for Config {
             }],
             url_order: UrlOrder::default(),
             exchange: "stage7".to_owned(),
-            queue_type: crate::events::QueueType::Classic,
+            queue_type: QueueType::Classic,
             events_exchange: "app.events".to_owned(),
             prefetch: 64,
             default_timeout: Duration::from_secs(30),
@@ -515,11 +515,10 @@ impl Config {
     pub fn tls_server_name(mut self, name: impl Into<String>) -> Result<Self, Error> {
         let name = name.into();
         let dns = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 253
+            // An empty name is one empty label.
+            s.len() <= 253
                 && s.split('.').all(|label| {
-                    !label.is_empty()
-                        && label.len() <= 63
+                    (1..=63).contains(&label.len())
                         && !label.starts_with('-')
                         && !label.ends_with('-')
                         && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
@@ -565,7 +564,7 @@ impl Config {
 
     setters! {
         /// Sets the type of the durable queues ([`Config::queue_type`]).
-        fn queue_type(queue_type: crate::events::QueueType);
+        fn queue_type(queue_type: QueueType);
         /// Sets which URL a connection tries first ([`UrlOrder`]).
         fn url_order(url_order: UrlOrder);
         /// Sets the default call deadline.
@@ -753,12 +752,9 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cfg.url_order, UrlOrder::InOrder);
-        assert_eq!(cfg.queue_type, crate::events::QueueType::Quorum);
+        assert_eq!(cfg.queue_type, QueueType::Quorum);
         assert_eq!(Config::default().url_order, UrlOrder::Spread);
-        assert_eq!(
-            Config::default().queue_type,
-            crate::events::QueueType::Classic
-        );
+        assert_eq!(Config::default().queue_type, QueueType::Classic);
         assert_eq!(cfg.events_exchange, "shop.events");
         assert_eq!(cfg.urls.len(), 2);
         assert_eq!(cfg.prefetch, 7);

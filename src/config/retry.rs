@@ -90,14 +90,9 @@ impl Backoff {
 /// A number in `[0, 1)`, random enough for spreading reconnects and
 /// connections.
 pub(super) fn random() -> f64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    use std::hash::BuildHasher;
+    let state = std::collections::hash_map::RandomState::new();
+    (state.hash_one(std::time::SystemTime::now()) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// What calls and sends do when the broker cannot take them right now:
@@ -178,10 +173,7 @@ mod tests {
     #[test]
     fn backoff_grows_and_is_capped() {
         for factor in [1.0, 1.5, 2.0, 10.0] {
-            let b = Backoff {
-                factor,
-                ..Backoff::default()
-            };
+            let b = Backoff::default().factor(factor);
             for attempt in 0..2000 {
                 let d = b.delay(attempt);
                 let full = b
@@ -196,10 +188,7 @@ mod tests {
                 );
             }
         }
-        let bad = Backoff {
-            factor: 0.5,
-            ..Backoff::default()
-        };
+        let bad = Backoff::default().factor(0.5);
         assert!(Config::default().backoff(bad).validate().is_err());
     }
 }
