@@ -245,10 +245,9 @@ impl Filter {
                         // The whole start of the frame at hand: read at once.
                         METHOD
                             if at == 0
-                                && self.method_at_once(
-                                    channel,
-                                    &buf[r..r + left.min(avail) as usize],
-                                ) =>
+                                && self
+                                    .method_at_once(channel, &buf[r..r + left.min(avail) as usize])
+                                    .is_some() =>
                         {
                             left.min(avail)
                         }
@@ -318,27 +317,22 @@ impl Filter {
     }
 
     /// Reads what matters of a method frame from `p`, its payload's first
-    /// bytes, if they hold it all; `false` if the frame is split before.
-    fn method_at_once(&mut self, channel: u16, p: &[u8]) -> bool {
-        let Some(ids) = p.get(..4) else { return false };
-        let ids = u32::from_be_bytes([ids[0], ids[1], ids[2], ids[3]]);
-        let tag_at = match (ids, p.get(4)) {
-            (DELIVER, Some(&len)) => 5 + usize::from(len),
-            (DELIVER, None) => return false,
-            (GET_OK, _) => 4,
+    /// bytes, if they hold it all; `None` if the frame is split before.
+    fn method_at_once(&mut self, channel: u16, p: &[u8]) -> Option<()> {
+        let ids = u32::from_be_bytes(p.get(..4)?.try_into().ok()?);
+        let tag_at = match ids {
+            DELIVER => 5 + usize::from(*p.get(4)?),
+            GET_OK => 4,
             _ => {
                 self.other_method(channel, ids);
                 self.scan.end = 0;
-                return true;
+                return Some(());
             }
         };
-        let Some(tag) = p.get(tag_at..tag_at + 8) else {
-            return false;
-        };
-        let tag = u64::from_be_bytes(tag.try_into().unwrap_or([0; 8]));
-        self.channel(channel).tag = Some(tag);
+        let tag = p.get(tag_at..tag_at + 8)?.try_into().ok()?;
+        self.channel(channel).tag = Some(u64::from_be_bytes(tag));
         self.scan.end = 0;
-        true
+        Some(())
     }
 
     /// Reads one byte of a method frame's payload, at offset `at`.
@@ -672,17 +666,9 @@ mod tests {
         out == seen && out_beats >= seen_beats
     }
 
-    /// One message on a channel.
-    #[derive(Clone, Debug)]
-    struct Message {
-        channel: u16,
-        size: usize,
-        get: bool,
-    }
-
-    fn message_on(channel: u16, size: usize, get: bool) -> Message {
-        Message { channel, size, get }
-    }
+    /// One message: its channel, its body size, and whether it comes as a
+    /// `basic.get-ok` rather than a `basic.deliver`.
+    type Message = (u16, usize, bool);
 
     const LIMIT: u64 = 100;
 
@@ -695,37 +681,35 @@ mod tests {
     /// The stream the broker sends, and what lapin must see. Messages are
     /// interleaved frame by frame across channels, with heartbeats.
     fn streams(messages: &[Message], frame_max: usize) -> (Vec<u8>, Vec<u8>, Cut) {
-        let mut sent = Vec::new();
-        let mut seen = Vec::new();
-        let mut cut = Vec::new();
+        let (mut sent, mut seen, mut cut) = (Vec::new(), Vec::new(), Vec::new());
         // Per channel, the frames still to send.
         let mut queues: Vec<(u16, Vec<Frame>)> = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
+        for (i, &(channel, size, get)) in messages.iter().enumerate() {
             let tag = i as u64 + 1;
-            let method = if m.get {
-                get_ok(m.channel, tag)
+            let method = if get {
+                get_ok(channel, tag)
             } else {
-                deliver(m.channel, "amq.ctag-x", tag)
+                deliver(channel, "amq.ctag-x", tag)
             };
-            let over = m.size as u64 > LIMIT;
+            let over = size as u64 > LIMIT;
             let mut frames = vec![
                 (method.clone(), method),
                 (
-                    header(m.channel, m.size as u64),
-                    header(m.channel, if over { 0 } else { m.size as u64 }),
+                    header(channel, size as u64),
+                    header(channel, if over { 0 } else { size as u64 }),
                 ),
             ];
-            let body: Vec<u8> = (0..m.size).map(|i| i as u8).collect();
+            let body: Vec<u8> = (0..size).map(|i| i as u8).collect();
             for chunk in body.chunks(frame_max) {
-                let f = frame(BODY, m.channel, chunk);
+                let f = frame(BODY, channel, chunk);
                 frames.push((f.clone(), if over { Vec::new() } else { f }));
             }
             if over {
-                cut.push((m.channel, tag, m.size as u64));
+                cut.push((channel, tag, size as u64));
             }
-            match queues.iter_mut().find(|(c, _)| *c == m.channel) {
+            match queues.iter_mut().find(|(c, _)| *c == channel) {
                 Some((_, q)) => q.extend(frames),
-                None => queues.push((m.channel, frames)),
+                None => queues.push((channel, frames)),
             }
         }
         let mut round = 0;
@@ -767,19 +751,20 @@ mod tests {
                 .unwrap_or(self.data.len())
                 .min(self.data.len());
             let n = (next - self.at).min(buf.len());
-            let at = self.at;
-            buf[..n].copy_from_slice(&self.data[at..at + n]);
+            buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
             self.at += n;
             Poll::Ready(Ok(n))
         }
     }
 
-    fn run(sent: &[u8], cuts: Vec<usize>, read_size: usize, table: &Arc<Oversized>) -> Vec<u8> {
+    /// What lapin reads of `sent` through a filter, and the filter's notes.
+    fn run(sent: &[u8], cuts: Vec<usize>, read_size: usize) -> (Vec<u8>, Arc<Oversized>) {
         let chunks = Chunks {
             data: sent.to_vec(),
             at: 0,
             cuts,
         };
+        let table = Arc::new(Oversized::default());
         let mut f = Filtered::new(chunks, Filter::new(LIMIT, table.clone()));
         let mut out = Vec::new();
         let mut buf = vec![0; read_size];
@@ -792,7 +777,7 @@ mod tests {
                 out.extend_from_slice(&buf[..n]);
             }
         });
-        out
+        (out, table)
     }
 
     fn message() -> impl Strategy<Value = Message> {
@@ -801,22 +786,16 @@ mod tests {
             prop_oneof![0usize..=100, 101usize..400],
             any::<bool>(),
         )
-            .prop_map(|(channel, size, get)| Message { channel, size, get })
     }
 
     #[test]
     fn nothing_over_the_limit_passes_unchanged() {
-        let messages = [
-            message_on(1, 50, false),
-            message_on(2, 100, true),
-            message_on(1, 0, false),
-        ];
+        let messages = [(1, 50, false), (2, 100, true), (1, 0, false)];
         let (sent, seen, _) = streams(&messages, 16);
         assert_eq!(sent, seen);
         for split in 1..sent.len() {
             for read_size in [1, 5, 7, 8, 13, 4096] {
-                let table = Arc::new(Oversized::default());
-                let out = run(&sent, vec![split, split + 9], read_size, &table);
+                let (out, _) = run(&sent, vec![split, split + 9], read_size);
                 assert_eq!(out, sent, "split at {split}, reads of {read_size}");
             }
         }
@@ -825,16 +804,15 @@ mod tests {
     #[test]
     fn every_split_point() {
         let messages = [
-            message_on(1, 50, false),
-            message_on(2, 300, false),
-            message_on(1, 101, true),
-            message_on(3, 100, false),
+            (1, 50, false),
+            (2, 300, false),
+            (1, 101, true),
+            (3, 100, false),
         ];
         let (sent, seen, cut) = streams(&messages, 64);
         for split in 1..sent.len() {
             for read_size in [1, 3, 7, 8, 64, 4096] {
-                let table = Arc::new(Oversized::default());
-                let out = run(&sent, vec![split], read_size, &table);
+                let (out, table) = run(&sent, vec![split], read_size);
                 assert!(
                     same_frames(&out, &seen),
                     "split at {split}, reads of {read_size}"
@@ -852,8 +830,7 @@ mod tests {
         let mut sent = deliver(5, "c", 1);
         sent.extend(header(5, 1000));
         sent.extend(frame(METHOD, 5, &[0, 20, 0, 41]));
-        let table = Arc::new(Oversized::default());
-        run(&sent, vec![], 4096, &table);
+        let (_, table) = run(&sent, vec![], 4096);
         assert_eq!(table.take(5, 1), None);
     }
 
@@ -866,8 +843,7 @@ mod tests {
             read_size in prop_oneof![1usize..16, 16usize..5000],
         ) {
             let (sent, seen, cut) = streams(&messages, frame_max);
-            let table = Arc::new(Oversized::default());
-            let out = run(&sent, cuts, read_size, &table);
+            let (out, table) = run(&sent, cuts, read_size);
             prop_assert!(same_frames(&out, &seen));
             for &(c, t, s) in &cut {
                 prop_assert_eq!(table.take(c, t), Some(s));

@@ -4,7 +4,7 @@ use super::confirm::Confirm;
 use super::connection::Connection;
 use super::session::{self, Reply, Session, Waiter};
 use super::wire::{self, Outgoing, REPLY_TO};
-use crate::address::{Address, Peer};
+use crate::address::{Address, Peer, ServiceId};
 use crate::config::WhenDisconnected;
 use crate::error::Error;
 use crate::layer::{Policy, PolicyLayer};
@@ -110,13 +110,7 @@ impl Client {
     /// A client on `conn`, with a random identity.
     #[must_use]
     pub fn new(conn: &Connection) -> Self {
-        Self::with_identity(
-            conn,
-            Peer {
-                id: Some(crate::address::ServiceId::random()),
-                service: None,
-            },
-        )
+        Self::with_identity(conn, Peer::new(None, Some(ServiceId::random())))
     }
 
     /// A client on `conn` that names itself `identity` in the requests it sends.
@@ -247,13 +241,8 @@ impl Amqp {
                 Box::pin(self.session(deadline, timeout, policy)).await?
             }
         };
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        if !session.wait(id, Waiter::One(tx)) {
-            return Err(not_sent("the reply channel closed"));
-        }
-        let _forget = Forget(&session, id);
-        tracing::Span::current().record("correlation_id", id);
+        let (id, _forget) = self.register(&session, Waiter::One(tx))?;
         // One bound (one timer) over the rest of the exchange: publish,
         // confirm and reply for a persistent call, the reply for others.
         if request.delivery.is_persistent() {
@@ -283,6 +272,22 @@ impl Amqp {
         .await
     }
 
+    /// Registers `waiter` on `session` under a new correlation id, which the
+    /// call's span records; the guard forgets it when the call ends.
+    fn register<'s>(
+        &self,
+        session: &'s Session,
+        waiter: Waiter,
+    ) -> Result<(u64, Forget<'s>), Error> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        if !session.wait(id, waiter) {
+            return Err(not_sent("the reply channel closed"));
+        }
+        let forget = Forget(session, id);
+        tracing::Span::current().record("correlation_id", id);
+        Ok((id, forget))
+    }
+
     /// Sends `gather.request` to every instance at its address and collects
     /// replies until `gather.expect` came or the deadline passed.
     async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
@@ -308,20 +313,10 @@ impl Amqp {
         deadline: Instant,
         timeout: Duration,
     ) -> Result<Vec<Response>, Error> {
-        let session = self
-            .session(
-                deadline,
-                timeout,
-                self.inner.conn.config().when_disconnected,
-            )
-            .await?;
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let policy = self.inner.conn.config().when_disconnected;
+        let session = self.session(deadline, timeout, policy).await?;
         let (tx, mut rx) = mpsc::unbounded_channel();
-        if !session.wait(id, Waiter::Many(tx)) {
-            return Err(not_sent("the reply channel closed"));
-        }
-        let _forget = Forget(&session, id);
-        tracing::Span::current().record("correlation_id", id);
+        let (id, _forget) = self.register(&session, Waiter::Many(tx))?;
         self.bounded(deadline, timeout, async {
             self.publish(&session, request, id, None, deadline, false)
                 .await?
@@ -624,8 +619,7 @@ impl Amqp {
             persistent: request.delivery.is_persistent(),
             app_id: self.inner.app_id.as_ref(),
         })?;
-        let exchange = &self.inner.conn.config().exchange;
-        let (exchange, key) = route(exchange, &request.address);
+        let (exchange, key) = route(&self.inner.conn.config().exchange, &request.address);
         let channel = if request.delivery.is_persistent() {
             &session.confirmed
         } else {

@@ -52,10 +52,7 @@ async fn open(
     if uri.query.heartbeat.is_none() {
         uri.query.heartbeat = Some(config.heartbeat.as_secs().clamp(1, 65_535) as u16);
     }
-    let name = config
-        .connection_name
-        .clone()
-        .unwrap_or_else(|| "warren".to_owned());
+    let name = config.connection_name.as_deref().unwrap_or("warren");
     let props = ConnectionProperties::default().with_connection_name(name.into());
     // The broker's frames reach lapin through the body filter
     // (`bodies.rs`); with TLS, the filter reads the decrypted stream.
@@ -186,8 +183,7 @@ pub(super) async fn supervise(shared: Arc<Shared>) {
             attempts += 1;
             let err = last_error.clone().unwrap_or_default();
             let delay = if config.backoff.max_attempts.is_some_and(|m| attempts >= m) {
-                let was_down = matches!(&*shared.state.borrow(), ConnectionState::Down { .. });
-                if !was_down {
+                if !matches!(&*shared.state.borrow(), ConnectionState::Down { .. }) {
                     error!(error = %err, attempts, "cannot reach the broker; still trying");
                 }
                 shared.state.send_replace(ConnectionState::Down {

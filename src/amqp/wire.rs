@@ -50,11 +50,8 @@ pub(crate) fn sender_app_id(peer: &Peer) -> Result<Option<ShortString>, Error> {
     if t.is_none() && id.is_none() {
         return Ok(None);
     }
-    let mut s = String::with_capacity(t.map_or(0, str::len) + id.map_or(0, str::len) + 1);
-    s.push_str(t.unwrap_or_default());
-    s.push('/');
-    s.push_str(id.unwrap_or_default());
-    short("the sender (app_id)", &s).map(Some)
+    let app_id = format!("{}/{}", t.unwrap_or_default(), id.unwrap_or_default());
+    short("the sender (app_id)", &app_id).map(Some)
 }
 
 /// The sender named by an `app_id`: `<type>/<id>` as warren sends it; a
@@ -305,6 +302,14 @@ pub(crate) fn content_type(props: &BasicProperties) -> Result<ContentType, Error
 mod tests {
     use super::*;
 
+    /// A peer of type `service`, instance `id`.
+    fn peer(service: Option<&str>, id: Option<&str>) -> Peer {
+        Peer::new(
+            service.map(|s| ServiceType::new(s).unwrap()),
+            id.map(|s| ServiceId::new(s).unwrap()),
+        )
+    }
+
     /// A transient call's request, as a client sends it.
     fn call<'a>(headers: &'a Headers, app_id: Option<&'a ShortString>) -> Outgoing<'a> {
         Outgoing {
@@ -323,7 +328,7 @@ mod tests {
     #[test]
     fn request_round_trip() {
         let headers: Headers = [("traceparent", "00-1-2-01")].into_iter().collect();
-        let sender = Peer::new(ServiceType::new("caller").ok(), ServiceId::new("c1").ok());
+        let sender = peer(Some("caller"), Some("c1"));
         let props =
             request_properties(&call(&headers, sender_app_id(&sender).unwrap().as_ref())).unwrap();
         assert_eq!(props.expiration().as_ref().unwrap().as_str(), "1500");
@@ -338,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_plain_call_and_an_ok_reply_carry_no_header_table() {
-        let sender = Peer::new(None, ServiceId::new("c1").ok());
+        let sender = peer(None, Some("c1"));
         let props = request_properties(&Outgoing {
             content_type: ContentType::MsgPack,
             timeout: Some(Duration::from_millis(20)),
@@ -352,11 +357,7 @@ mod tests {
         assert_eq!(props.app_id().as_ref().unwrap().as_str(), "/c1");
         assert_eq!(incoming(&props, None).sender, sender);
 
-        let me = sender_app_id(&Peer::new(
-            ServiceType::new("calc").ok(),
-            ServiceId::new("n1").ok(),
-        ))
-        .unwrap();
+        let me = sender_app_id(&peer(Some("calc"), Some("n1"))).unwrap();
         let none = Headers::default();
         let ok = reply_properties(None, ContentType::Json, &Code::Ok, &none, me.as_ref()).unwrap();
         assert_eq!(ok.headers(), &None);
@@ -396,12 +397,6 @@ mod tests {
     #[test]
     fn senders_are_read_from_app_id_or_older_headers() {
         let of = |app_id: &str| sender_of(app_id, None);
-        let peer = |service: Option<&str>, id: Option<&str>| {
-            Peer::new(
-                service.map(|s| ServiceType::new(s).unwrap()),
-                id.map(|s| ServiceId::new(s).unwrap()),
-            )
-        };
         assert_eq!(of("calc/n1"), peer(Some("calc"), Some("n1")));
         assert_eq!(of("calc/"), peer(Some("calc"), None));
         assert_eq!(of("billing-script"), peer(Some("billing-script"), None));

@@ -41,18 +41,17 @@ mod tests {
     #[tokio::test]
     async fn refuses_before_sending() {
         let policy = PolicyLayer::new(Duration::from_secs(1), 4);
+        let refused = async |req: Request| {
+            policy
+                .layer(service_fn(remaining))
+                .oneshot(req)
+                .await
+                .unwrap_err()
+        };
         let every = Address::every("t").unwrap();
-        let err = policy
-            .layer(service_fn(remaining))
-            .oneshot(request(every.clone(), "1"))
-            .await
-            .unwrap_err();
+        let err = refused(request(every.clone(), "1")).await;
         assert!(matches!(&err, Error::MulticastCall { address } if *address == every));
-        let err = policy
-            .layer(service_fn(remaining))
-            .oneshot(request(Address::any("t").unwrap(), "123456"))
-            .await
-            .unwrap_err();
+        let err = refused(request(Address::any("t").unwrap(), "123456")).await;
         assert!(matches!(err, Error::BodyTooLarge { size: 6, limit: 4 }));
         // A gather to the same address is what multicast is for.
         let gathered = policy
