@@ -60,8 +60,7 @@ where
         Some(Ok(Ok(resp))) => resp,
         Some(Ok(Err(e))) => Response::error(ct, &e.to_status()),
         Some(Err(panic)) => {
-            let what = panic_text(&*panic);
-            tracing::error!(%method, panic = what, "handler panicked");
+            tracing::error!(%method, panic = panic_text(&*panic), "handler panicked");
             Response::error(ct, &Status::new(Code::Internal, PANIC_MESSAGE))
         }
         None => {
@@ -126,8 +125,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let handler = self.inner.clone();
-        Box::pin(answer(handler, request).map(Ok))
+        Box::pin(answer(self.inner.clone(), request).map(Ok))
     }
 }
 
@@ -166,9 +164,8 @@ mod tests {
 
         let resp = serve.call(request("panic")).await.unwrap();
         assert_eq!(resp.status, Code::Internal);
-        let status = resp.into_result().unwrap_err();
-        let status = status.status().unwrap();
-        assert_eq!(status.message(), PANIC_MESSAGE);
+        let error = resp.into_result().unwrap_err();
+        assert_eq!(error.status().unwrap().message(), PANIC_MESSAGE);
 
         let resp = serve.call(request("fail")).await.unwrap();
         assert_eq!(resp.status, Code::Unavailable);

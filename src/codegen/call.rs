@@ -154,7 +154,7 @@ where
 /// Whatever building the request or the transport reported; a failure of
 /// one instance is in that instance's entry instead.
 pub async fn gather<T, R>(
-    mut transport: T,
+    transport: T,
     service: ServiceType,
     request: Result<Request, Error>,
     expect: Option<usize>,
@@ -167,10 +167,7 @@ where
         request: request?,
         expect,
     };
-    let replies = ServiceExt::<Gather>::ready(&mut transport)
-        .await?
-        .call(gather)
-        .await?;
+    let replies = transport.oneshot(gather).await?;
     Ok(replies
         .into_iter()
         .filter(|reply| !other_service(&service, reply))

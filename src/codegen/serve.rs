@@ -99,9 +99,6 @@ fn refuse(
     code: Code,
     message: String,
 ) -> BoxFuture<'static, Result<Response, Error>> {
-    let status = Status::new(code, message);
-    Box::pin(future::ready(Ok(Response::error(
-        request.content_type,
-        &status,
-    ))))
+    let response = Response::error(request.content_type, &Status::new(code, message));
+    Box::pin(future::ready(Ok(response)))
 }

@@ -8,7 +8,9 @@
 //! refuses connections is marked down for a while and tried last.
 
 use crate::address::{Address, ServiceId, ServiceType};
+use crate::error::Error;
 use crate::http::{HttpConfig, PeerUrl};
+use crate::local::reaches;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -107,15 +109,7 @@ impl State {
     }
 }
 
-/// Whether `address` reaches instance `id` of `service`.
-fn reaches(address: &Address, id: &ServiceId, service: &ServiceType) -> bool {
-    match address {
-        Address::Instance(want) => want == id,
-        Address::Any(t) | Address::Every(t) => t == service,
-        Address::All => true,
-    }
-}
-
+#[derive(Default)]
 struct Inner {
     state: RwLock<State>,
     next: AtomicUsize,
@@ -123,7 +117,7 @@ struct Inner {
 }
 
 /// The HTTP peers a caller knows. Cheap to clone; clones share one registry.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Peers {
     inner: Arc<Inner>,
 }
@@ -169,23 +163,11 @@ impl std::fmt::Debug for Peers {
     }
 }
 
-impl Default for Peers {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Peers {
     /// An empty registry.
     #[must_use]
     pub fn new() -> Self {
-        Self {
-            inner: Arc::new(Inner {
-                state: RwLock::new(State::default()),
-                next: AtomicUsize::new(0),
-                version: watch::channel(0).0,
-            }),
-        }
+        Self::default()
     }
 
     /// A registry holding the peers of `config` (`WARREN_HTTP_PEERS`).
@@ -277,12 +259,11 @@ impl Peers {
             .filter(|(id, e)| !s.expired(e, now) && reaches(address, id, &e.service))
             .map(|(_, e)| e.consuming)
             .collect();
-        let some = consuming.iter().any(|c| *c);
         match address {
             _ if consuming.is_empty() => Route::Amqp,
             Address::Every(_) | Address::All if consuming.iter().all(|c| *c) => Route::Amqp,
             Address::Every(_) | Address::All => Route::Http,
-            _ if some && s.probing.insert(key) => Route::Probe,
+            _ if consuming.contains(&true) && s.probing.insert(key) => Route::Probe,
             _ => Route::Http,
         }
     }
@@ -331,26 +312,31 @@ impl Peers {
     /// Where to send a request for `address`: one target for an instance;
     /// the live instances of a type (rotated, so calls spread, and those
     /// that refused recently last) for `any`; every known one for
-    /// `every`/`all`.
-    pub(crate) fn targets(&self, address: &Address) -> Vec<Target> {
+    /// `every`/`all`; [`Error::NoRoute`] if no peer is known there.
+    pub(crate) fn targets(&self, address: &Address) -> Result<Vec<Target>, Error> {
         let mut known: Vec<_> = self
             .list()
             .into_iter()
             .filter(|p| reaches(address, &p.id, &p.service))
             .collect();
-        if matches!(address, Address::Any(_)) && !known.is_empty() {
+        if known.is_empty() {
+            return Err(Error::NoRoute {
+                address: address.clone(),
+            });
+        }
+        if matches!(address, Address::Any(_)) {
             let n = self.inner.next.fetch_add(1, Ordering::Relaxed) % known.len();
             known.rotate_left(n);
             // Stable: the up ones keep their rotated order, then the down ones.
             known.sort_by_key(|p| p.down);
         }
-        known
+        Ok(known
             .into_iter()
             .map(|p| Target {
                 id: p.id,
                 url: p.url,
             })
-            .collect()
+            .collect())
     }
 
     /// Marks a peer as refusing connections.
@@ -408,6 +394,12 @@ mod tests {
         PeerUrl::parse(&format!("{t}/{id}=http://{id}:1")).unwrap()
     }
 
+    /// Records an announcement of `calc/<name>` at `http://<name>:2`.
+    fn heard(peers: &Peers, name: &str, every: Duration, methods: Vec<String>) {
+        let (t, id) = ("calc".parse().unwrap(), name.parse().unwrap());
+        peers.learn(t, id, format!("http://{name}:2"), every, methods);
+    }
+
     #[test]
     fn any_rotates_and_tries_down_peers_last() {
         let peers = Peers::new();
@@ -417,27 +409,26 @@ mod tests {
         peers.insert(peer("other", "z"));
         let any = Address::any("calc").unwrap();
         let firsts: std::collections::BTreeSet<_> = (0..3)
-            .map(|_| peers.targets(&any)[0].id.to_string())
+            .map(|_| peers.targets(&any).unwrap()[0].id.to_string())
             .collect();
         assert_eq!(firsts.len(), 3, "{firsts:?}");
         peers.mark_down(&"b".parse().unwrap());
         for _ in 0..3 {
-            let t = peers.targets(&any);
+            let t = peers.targets(&any).unwrap();
             assert_eq!(t.len(), 3);
             assert_eq!(t[2].id.as_str(), "b");
         }
         peers.mark_up(&"b".parse().unwrap());
         assert!(peers.list().iter().all(|p| !p.down));
-        assert_eq!(peers.targets(&Address::all()).len(), 4);
-        let one = peers.targets(&Address::instance("z").unwrap());
+        assert_eq!(peers.targets(&Address::all()).unwrap().len(), 4);
+        let one = peers.targets(&Address::instance("z").unwrap()).unwrap();
         assert_eq!(one[0].url, "http://z:1");
     }
 
     #[test]
     fn learned_peers_expire_only_while_listening() {
         let peers = Peers::new();
-        let (t, id) = ("calc".parse().unwrap(), "a".parse().unwrap());
-        peers.learn(t, id, "http://a:1".into(), Duration::ZERO, Vec::new());
+        heard(&peers, "a", Duration::ZERO, Vec::new());
         std::thread::sleep(Duration::from_millis(5));
         // Not listening (the broker is down): kept.
         assert_eq!(peers.list().len(), 1);
@@ -450,18 +441,10 @@ mod tests {
     fn after_a_loss_calls_wait_for_announcements_and_one_answer() {
         let peers = Peers::new();
         let t: ServiceType = "calc".parse().unwrap();
-        let hear = |id: &str| {
-            peers.learn(
-                t.clone(),
-                id.parse().unwrap(),
-                format!("http://{id}:1"),
-                Duration::from_secs(10),
-                Vec::new(),
-            );
-        };
+        let hear = |id| heard(&peers, id, Duration::from_secs(10), Vec::new());
         hear("a");
         hear("b");
-        let (any, every) = (Address::Any(t.clone()), Address::Every(t.clone()));
+        let (any, every) = (Address::Any(t.clone()), Address::Every(t));
         let a = Address::instance("a").unwrap();
         assert_eq!(peers.route(&any), Route::Amqp, "no loss yet");
         peers.listening(false);
@@ -495,13 +478,7 @@ mod tests {
     fn configuration_wins_over_announcements() {
         let peers = Peers::new();
         peers.insert(peer("calc", "a"));
-        peers.learn(
-            "calc".parse().unwrap(),
-            "a".parse().unwrap(),
-            "http://elsewhere:2".into(),
-            Duration::from_secs(1),
-            vec!["Calc.add".into()],
-        );
+        heard(&peers, "a", Duration::from_secs(1), vec!["Calc.add".into()]);
         let list = peers.list();
         assert_eq!(list[0].url, "http://a:1");
         assert_eq!(list[0].methods, ["Calc.add"]);

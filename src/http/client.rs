@@ -246,11 +246,10 @@ impl HttpClient {
 impl Http {
     async fn call(&self, request: Request) -> Result<Response, Error> {
         let deadline = request.fixed_deadline();
-        let targets = self.targets(&request.address)?;
         let mut refused = Vec::new();
         #[cfg(feature = "tls")]
         let mut tls_refused = None;
-        for target in targets {
+        for target in self.peers.targets(&request.address)? {
             tracing::Span::current().record("peer", target.id.as_str());
             match self.attempt(&target, &request, deadline).await {
                 Attempt::Replied(resp) => return resp.into_result(),
@@ -274,7 +273,7 @@ impl Http {
     async fn gather(&self, gather: Gather) -> Result<Vec<Response>, Error> {
         let Gather { request, expect } = gather;
         let deadline = request.fixed_deadline();
-        let targets = self.targets(&request.address)?;
+        let targets = self.peers.targets(&request.address)?;
         let mut pending: FuturesUnordered<_> = targets
             .iter()
             .map(|t| self.attempt(t, &request, deadline))
@@ -302,17 +301,6 @@ impl Http {
         Ok(replies)
     }
 
-    /// The peers known for `address`, or [`Error::NoRoute`].
-    fn targets(&self, address: &Address) -> Result<Vec<Target>, Error> {
-        let targets = self.peers.targets(address);
-        if targets.is_empty() {
-            return Err(Error::NoRoute {
-                address: address.clone(),
-            });
-        }
-        Ok(targets)
-    }
-
     async fn attempt(&self, target: &Target, request: &Request, deadline: Instant) -> Attempt {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -323,14 +311,11 @@ impl Http {
                 Ok(h) => h,
                 Err(e) => return Attempt::Failed(e),
             };
-        let url = format!(
-            "{}/rpc/{}",
-            target.url,
-            wire::encode_method(&request.method)
-        );
+        let Target { id, url } = target;
+        let method = wire::encode_method(&request.method);
         let sent = self
             .http
-            .post(&url)
+            .post(format!("{url}/rpc/{method}"))
             .headers(headers)
             .timeout(remaining)
             .body(request.body.clone())
@@ -345,7 +330,7 @@ impl Http {
             Err(e) if self.tls_failure(&e).is_some() => {
                 let reason = self.tls_failure(&e).unwrap_or_default();
                 return Attempt::TlsRefused(Error::Tls {
-                    url: target.url.clone(),
+                    url: url.clone(),
                     setting: self.tls.setting.clone().unwrap_or_else(|| {
                         "the platform's roots (no HttpClient::tls_ca / WARREN_HTTP_TLS_CA)".into()
                     }),
@@ -354,8 +339,8 @@ impl Http {
                 });
             }
             Err(e) if e.is_connect() => {
-                self.peers.mark_down(&target.id);
-                return Attempt::NotTaken(format!("{}: {e}", target.url));
+                self.peers.mark_down(id);
+                return Attempt::NotTaken(format!("{url}: {e}"));
             }
             Err(e) if e.is_timeout() => {
                 return Attempt::Failed(Error::Timeout { after: remaining })
@@ -363,12 +348,9 @@ impl Http {
             // Sent, then the connection broke: the peer may have run it.
             Err(_) => return Attempt::Failed(Error::ConnectionLost),
         };
-        self.peers.mark_up(&target.id);
+        self.peers.mark_up(id);
         if resp.status() == StatusCode::MISDIRECTED_REQUEST {
-            return Attempt::NotTaken(format!(
-                "{} is no longer instance {}",
-                target.url, target.id
-            ));
+            return Attempt::NotTaken(format!("{url} is no longer instance {id}"));
         }
         match outgoing::read(resp, self.max_body, remaining).await {
             Ok(r) => Attempt::Replied(r),
@@ -409,11 +391,9 @@ impl Http {
 
 /// No peer of `address` took the call; `refused` says why, peer by peer.
 fn not_taken(address: &Address, refused: &[String]) -> Error {
+    let refused = refused.join("; ");
     Error::Unavailable {
-        reason: format!(
-            "no HTTP peer of {address} took the call ({})",
-            refused.join("; ")
-        ),
+        reason: format!("no HTTP peer of {address} took the call ({refused})"),
     }
 }
 

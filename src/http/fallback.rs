@@ -127,9 +127,8 @@ impl<H> FallbackLayer<H> {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut set = (*self.policy.idempotent).clone();
+        let set = Arc::make_mut(&mut self.policy.idempotent);
         set.extend(methods.into_iter().map(Into::into));
-        self.policy.idempotent = Arc::new(set);
         self
     }
 }

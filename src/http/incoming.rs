@@ -39,13 +39,8 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
     let path = parts.uri.path().strip_prefix("/rpc/").unwrap_or_default();
     let method = wire::decode_method(path)
         .filter(|m| crate::address::check_method(m).is_ok())
-        .ok_or_else(|| {
-            refuse(
-                ct,
-                Code::BadRequest,
-                format!("`{path}` is not a method name"),
-            )
-        })?;
+        .ok_or_else(|| format!("`{path}` is not a method name"))
+        .map_err(|m| refuse(ct, Code::BadRequest, m))?;
     let address = address(s, h).map_err(|m| Refusal(refuse(ct, Code::Unavailable, m).0, true))?;
     let deadline = match h
         .get(envelope::TIMEOUT_MS)
@@ -66,8 +61,8 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
     let body = read_body(body, h, s.max_body)
         .await
         .map_err(|(code, msg)| refuse(ct, code, msg))?;
-    let from = wire::peer_of(h);
     let message_id = h.get(envelope::MESSAGE_ID).and_then(|v| v.to_str().ok());
+    let message_id = message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned);
     Ok(Request {
         address,
         method,
@@ -77,10 +72,8 @@ pub(super) async fn read(s: &Shared, req: axum::extract::Request) -> Result<Requ
         deadline,
         delivery: Delivery::Call,
         idempotent: false,
-        from,
-        message_id: Some(
-            message_id.map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned),
-        ),
+        from: wire::peer_of(h),
+        message_id: Some(message_id),
         under_policy: false,
     })
 }
@@ -91,11 +84,7 @@ fn address(s: &Shared, h: &HeaderMap) -> Result<Address, String> {
     let Some(v) = h.get(envelope::ADDRESS).and_then(|v| v.to_str().ok()) else {
         return Ok(Address::Instance(s.id.clone()));
     };
-    let ours = |a: &Address| match a {
-        Address::Instance(id) => *id == s.id,
-        Address::Any(t) | Address::Every(t) => *t == s.service,
-        Address::All => true,
-    };
+    let ours = |a: &Address| crate::local::reaches(a, &s.id, &s.service);
     envelope::parse_address(v).filter(ours).ok_or_else(|| {
         format!(
             "this is instance `{}` of `{}`, not {v}; the peer list is stale",

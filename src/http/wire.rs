@@ -87,18 +87,12 @@ pub(crate) fn encode_method(method: &str) -> String {
 
 /// Decodes a percent-encoded path segment; `None` if it is malformed.
 pub(crate) fn decode_method(path: &str) -> Option<String> {
-    let bytes = path.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
+    let mut parts = path.split('%');
+    let mut out = parts.next()?.as_bytes().to_vec();
+    for part in parts {
+        // Each `%` is followed by two hex digits.
+        out.push(u8::from_str_radix(part.get(..2)?, 16).ok()?);
+        out.extend_from_slice(&part.as_bytes()[2..]);
     }
     String::from_utf8(out).ok()
 }

@@ -171,8 +171,7 @@ impl Dispatch {
         .await;
     }
 
-    async fn run(&self, d: &Delivery, inc: Incoming) -> String {
-        let Incoming { request, reply_to } = inc;
+    async fn run(&self, d: &Delivery, Incoming { request, reply_to }: Incoming) -> String {
         let resp = crate::serve::answer(self.handler.clone(), request).await;
         let outcome = resp.status.to_string();
         match reply_to {

@@ -3,6 +3,7 @@
 
 use super::sides::NodeParts;
 use super::{Node, NodeBuilder};
+use crate::amqp::connection::until_closed;
 use crate::amqp::Connection;
 use crate::discovery::{announce, Announcement};
 use crate::error::Error;
@@ -82,13 +83,12 @@ impl Serving {
         let probe: Probe = {
             let (service, id) = (node.service.to_string(), node.id.to_string());
             let (permits, consumers) = (node.permits.clone(), node.consumers.clone());
-            let concurrency = node.concurrency;
             Arc::new(move || Health {
                 id: id.clone(),
                 service: service.clone(),
                 broker: state_name(&state.borrow()).to_owned(),
                 consumers: consumers.load(Ordering::Relaxed),
-                in_flight: concurrency.saturating_sub(permits.available_permits()),
+                in_flight: node.concurrency.saturating_sub(permits.available_permits()),
             })
         };
         let server = HttpServer::with_handler(node.service.clone(), node.id.clone(), node.handler)
@@ -97,9 +97,7 @@ impl Serving {
             .node(node.permits, probe, checks);
         let mut until = stopped.clone();
         let server = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = until.wait_for(|s| *s).await;
-            };
+            let shutdown = async move { until_closed(&mut until).await };
             if let Err(e) = server.serve_prepared(prepared, listener, shutdown).await {
                 warn!(error = %e, "the HTTP server stopped");
             }

@@ -117,8 +117,8 @@ pub struct Node {
     service: ServiceType,
     id: ServiceId,
     client: Client,
-    stop: Option<watch::Sender<bool>>,
-    done: Option<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    done: tokio::task::JoinHandle<()>,
     permits: Arc<Semaphore>,
     concurrency: usize,
     /// Broker consumers running now (readiness reads it).
@@ -195,15 +195,10 @@ impl Node {
     /// Stops taking deliveries, lets running handlers finish (up to the
     /// builder's grace period), then closes the node's channel. Deliveries
     /// not yet started go back to their queue for another instance.
-    pub async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            stop.send_replace(true);
-        }
-        let sides = std::mem::take(&mut self.sides);
-        if let Some(done) = self.done.take() {
-            let _ = done.await;
-        }
-        sides.shutdown(self.grace).await;
+    pub async fn shutdown(self) {
+        self.stop.send_replace(true);
+        let _ = self.done.await;
+        self.sides.shutdown(self.grace).await;
     }
 }
 
@@ -326,8 +321,8 @@ impl NodeBuilder {
             service: self.service,
             id: self.id,
             client: Client::with_identity(conn, identity),
-            stop: Some(stop),
-            done: Some(done),
+            stop,
+            done,
             permits,
             concurrency,
             consumers,

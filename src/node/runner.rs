@@ -195,9 +195,8 @@ impl Runner {
     }
 
     async fn drain(&self, channel: &lapin::Channel, tags: &[lapin::types::ShortString]) {
-        let what = self.what();
         drain(
-            &what,
+            &self.what(),
             channel,
             tags,
             &self.permits,

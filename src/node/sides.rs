@@ -39,7 +39,7 @@ pub(crate) struct SidesConfig {
 }
 
 /// The parts running beside a node's queues; stopped when dropped.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Sides {
     #[cfg(feature = "http")]
     pub(crate) http: Option<super::http::Serving>,

@@ -71,11 +71,10 @@ impl Topology {
     ///
     /// [`Layout`]: crate::Layout
     pub(crate) fn instance_layout(&self) -> (QueueLayout, Vec<BindingLayout>) {
-        let durable = self.instance_durable();
         let queue = QueueLayout {
             name: self.instance_queue(),
             kind: QueueKind::Instance,
-            durable,
+            durable: self.instance_durable(),
             arguments: Self::arguments(&self.queue_args()),
         };
         let bindings = self
@@ -162,22 +161,21 @@ impl Topology {
     /// other arguments; [`Error::Broker`] if the broker refuses otherwise.
     pub(crate) async fn declare(&self, channel: &Channel) -> Result<(), Error> {
         let exchange = declare_exchange(channel, &self.exchange, EXCHANGE_HINT).await?;
-        // A mismatch shows the queue's arguments and whether it is durable.
-        let queue_refused = |e, queue: &str, args: &FieldTable, durable: bool| {
-            let mut shown = Self::arguments(args);
-            shown.insert("durable".into(), durable.to_string());
-            refused(e, format!("queue `{queue}`"), shown, QUEUE_HINT)
-        };
-        let options = |durable| QueueDeclareOptions {
-            durable,
-            ..QueueDeclareOptions::default()
+        let declare = |queue: String, args: FieldTable, durable| async move {
+            let options = QueueDeclareOptions {
+                durable,
+                ..QueueDeclareOptions::default()
+            };
+            let declared = channel.queue_declare(queue.as_str().into(), options, args.clone());
+            // A mismatch shows the queue's arguments and whether it is durable.
+            declared.await.map(drop).map_err(|e| {
+                let mut shown = Self::arguments(&args);
+                shown.insert("durable".into(), durable.to_string());
+                refused(e, format!("queue `{queue}`"), shown, QUEUE_HINT)
+            })
         };
         let instance = self.instance_queue();
-        let (args, durable) = (self.queue_args(), self.instance_durable());
-        channel
-            .queue_declare(instance.as_str().into(), options(durable), args.clone())
-            .await
-            .map_err(|e| queue_refused(e, &instance, &args, durable))?;
+        declare(instance.clone(), self.queue_args(), self.instance_durable()).await?;
         for key in self.instance_keys() {
             channel
                 .queue_bind(
@@ -190,13 +188,7 @@ impl Topology {
                 .await
                 .map_err(|e| broker(format!("cannot bind queue `{instance}` to `{key}`"), e))?;
         }
-        let work = self.work_queue();
-        let args = self.work_args();
-        channel
-            .queue_declare(work.as_str().into(), options(true), args.clone())
-            .await
-            .map_err(|e| queue_refused(e, &work, &args, true))?;
-        Ok(())
+        declare(self.work_queue(), self.work_args(), true).await
     }
 }
 
