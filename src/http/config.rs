@@ -212,27 +212,24 @@ impl HttpConfig {
         Ok(self)
     }
 
-    /// Serves HTTP on `addr`.
-    pub fn listen(mut self, addr: SocketAddr) -> Self {
-        self.listen = Some(addr);
-        self
-    }
-
-    /// Requires (server) and sends (client) this bearer token.
-    pub fn token(mut self, token: Token) -> Self {
-        self.token = Some(token);
-        self
+    crate::message::setters! {
+        /// Serves HTTP on `listen`.
+        fn listen(listen: SocketAddr) => Some(listen);
+        /// Requires (server) and sends (client) this bearer token.
+        fn token(token: Token) => Some(token);
+        /// Sets the largest request body the server reads.
+        fn max_body(max_body: usize) => Some(max_body);
+        /// Trusts the CAs in the PEM file `tls_ca` for `https://` peers
+        /// (client side), besides the platform's.
+        #[cfg(feature = "tls")]
+        fn tls_ca(tls_ca: impl Into<std::path::PathBuf>) => Some(tls_ca.into());
+        /// Sets the time between announcements (10 ms at least).
+        fn announce_every(announce_every: Duration) => announce_every.max(Duration::from_millis(10));
     }
 
     /// Adds a known peer.
     pub fn peer(mut self, peer: PeerUrl) -> Self {
         self.peers.push(peer);
-        self
-    }
-
-    /// Sets the largest request body the server reads.
-    pub fn max_body(mut self, bytes: usize) -> Self {
-        self.max_body = Some(bytes);
         self
     }
 
@@ -259,20 +256,6 @@ impl HttpConfig {
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::listen::ServerTls) -> Self {
         self.listener = self.listener.tls(tls);
-        self
-    }
-
-    /// Trusts the CAs in the PEM file `ca` for `https://` peers (client
-    /// side), besides the platform's.
-    #[cfg(feature = "tls")]
-    pub fn tls_ca(mut self, ca: impl Into<std::path::PathBuf>) -> Self {
-        self.tls_ca = Some(ca.into());
-        self
-    }
-
-    /// Sets the time between announcements.
-    pub fn announce_every(mut self, every: Duration) -> Self {
-        self.announce_every = every.max(Duration::from_millis(10));
         self
     }
 }

@@ -203,29 +203,18 @@ impl Node {
 }
 
 impl NodeBuilder {
-    /// Sets the instance id (default: random). A restarted instance with
-    /// the same id gets what waited in its queue.
-    pub fn id(mut self, id: ServiceId) -> Self {
-        self.id = id;
-        self
-    }
-
-    /// Handlers run at once at most (default: the connection's prefetch).
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = Some(n.max(1));
-        self
-    }
-
-    /// How long the queues live on once no instance uses them (default 5 min).
-    pub fn queue_expires(mut self, ttl: Duration) -> Self {
-        self.queue_expires = ttl;
-        self
-    }
-
-    /// Sends rejected messages (those that cannot be answered) to this exchange.
-    pub fn dead_letter_exchange(mut self, exchange: impl Into<String>) -> Self {
-        self.dead_letter_exchange = Some(exchange.into());
-        self
+    crate::message::setters! {
+        /// Sets the instance id (default: random). A restarted instance with
+        /// the same id gets what waited in its queue.
+        fn id(id: ServiceId);
+        /// Handlers run at once at most (default: the connection's prefetch).
+        fn concurrency(concurrency: usize) => Some(concurrency.max(1));
+        /// How long the queues live on once no instance uses them (default 5 min).
+        fn queue_expires(queue_expires: Duration);
+        /// Sends rejected messages (those that cannot be answered) to this exchange.
+        fn dead_letter_exchange(dead_letter_exchange: impl Into<String>) => Some(dead_letter_exchange.into());
+        /// How long [`Node::shutdown`] waits for running handlers (default 10 s).
+        fn shutdown_grace(shutdown_grace: Duration);
     }
 
     /// The wire names of the methods the node serves (`Greeter.hello`),
@@ -237,12 +226,6 @@ impl NodeBuilder {
         S: Into<String>,
     {
         self.methods = methods.into_iter().map(Into::into).collect();
-        self
-    }
-
-    /// How long [`Node::shutdown`] waits for running handlers (default 10 s).
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
         self
     }
 
