@@ -271,6 +271,17 @@ impl Address {
     pub fn is_multicast(&self) -> bool {
         matches!(self, Self::Every(_) | Self::All)
     }
+
+    /// Whether this address reaches instance `id` of `service`, as the
+    /// broker routes it (`message.<id>`, `message.<type>`, `message.all`);
+    /// `Local`, the HTTP endpoint and the HTTP peer registry route the same.
+    pub(crate) fn reaches(&self, id: &ServiceId, service: &ServiceType) -> bool {
+        match self {
+            Self::Instance(want) => want == id,
+            Self::Any(t) | Self::Every(t) => t == service,
+            Self::All => true,
+        }
+    }
 }
 
 /// Reads an address as it prints: `instance(calc-1)`, `any(calc)`,

@@ -134,7 +134,7 @@ impl Servers {
         let mut matching: Vec<_> = reg
             .instances
             .iter()
-            .filter(|i| reaches(address, &i.id, &i.service))
+            .filter(|i| address.reaches(&i.id, &i.service))
             .map(|i| (peer(i), i.handler.clone()))
             .collect();
         if matching.is_empty() {
@@ -186,16 +186,6 @@ impl Servers {
             }
         }
         Ok(replies)
-    }
-}
-
-/// Whether `address` reaches instance `id` of `service`, as the broker
-/// routes it (and the HTTP transport after it).
-pub(crate) fn reaches(address: &Address, id: &ServiceId, service: &ServiceType) -> bool {
-    match address {
-        Address::Instance(want) => want == id,
-        Address::Any(t) | Address::Every(t) => t == service,
-        Address::All => true,
     }
 }
 

@@ -10,7 +10,6 @@
 use crate::address::{Address, ServiceId, ServiceType};
 use crate::error::Error;
 use crate::http::{HttpConfig, PeerUrl};
-use crate::local::reaches;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -256,7 +255,7 @@ impl Peers {
         let consuming: Vec<bool> = s
             .entries
             .iter()
-            .filter(|(id, e)| !s.expired(e, now) && reaches(address, id, &e.service))
+            .filter(|(id, e)| !s.expired(e, now) && address.reaches(id, &e.service))
             .map(|(_, e)| e.consuming)
             .collect();
         match address {
@@ -317,7 +316,7 @@ impl Peers {
         let mut known: Vec<_> = self
             .list()
             .into_iter()
-            .filter(|p| reaches(address, &p.id, &p.service))
+            .filter(|p| address.reaches(&p.id, &p.service))
             .collect();
         if known.is_empty() {
             return Err(Error::NoRoute {

@@ -84,7 +84,7 @@ fn address(s: &Shared, h: &HeaderMap) -> Result<Address, String> {
     let Some(v) = h.get(envelope::ADDRESS).and_then(|v| v.to_str().ok()) else {
         return Ok(Address::Instance(s.id.clone()));
     };
-    let ours = |a: &Address| crate::local::reaches(a, &s.id, &s.service);
+    let ours = |a: &Address| a.reaches(&s.id, &s.service);
     envelope::parse_address(v).filter(ours).ok_or_else(|| {
         format!(
             "this is instance `{}` of `{}`, not {v}; the peer list is stale",
