@@ -337,18 +337,13 @@ impl From<Status> for Error {
 /// stack gives a transport a generated client takes: see [`crate::layer`].
 impl From<tower::BoxError> for Error {
     fn from(error: tower::BoxError) -> Self {
-        let error = match error.downcast::<Self>() {
-            Ok(error) => return *error,
-            Err(error) => error,
-        };
-        if error.is::<tower::timeout::error::Elapsed>() {
-            Self::Timeout {
+        match error.downcast::<Self>() {
+            Ok(error) => *error,
+            Err(e) if e.is::<tower::timeout::error::Elapsed>() => Self::Timeout {
                 after: Duration::ZERO,
-            }
-        } else if error.is::<tower::load_shed::error::Overloaded>() {
-            Self::Overloaded
-        } else {
-            Self::Layer(Arc::from(error))
+            },
+            Err(e) if e.is::<tower::load_shed::error::Overloaded>() => Self::Overloaded,
+            Err(e) => Self::Layer(Arc::from(e)),
         }
     }
 }

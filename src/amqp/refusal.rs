@@ -98,10 +98,10 @@ pub(super) fn connect_failure(
         }
         _ => None,
     };
-    match permanent {
-        Some(e) => ConnectFailure::Permanent(e),
-        None => ConnectFailure::Transient(e.to_string()),
-    }
+    permanent.map_or_else(
+        || ConnectFailure::Transient(e.to_string()),
+        ConnectFailure::Permanent,
+    )
 }
 
 /// The broker's account of a declaration it refused because the queue or

@@ -71,13 +71,6 @@ impl BrokerUrl {
         }
         Ok(Self { url, setting })
     }
-
-    /// Where the URL was set: `WARREN_AMQP_URL`, `RABBITMQ_URL` (also for
-    /// the default URL, when neither is set), or `Config::urls`.
-    #[must_use]
-    pub fn setting(&self) -> &'static str {
-        self.setting
-    }
 }
 
 impl PartialEq for BrokerUrl {
@@ -106,15 +99,22 @@ fn redact(url: &str) -> String {
     redacted
 }
 
-/// The full URL behind `expose`, and `Display`/`Debug` with the password
-/// as `***`, for a URL type holding `url` and `setting`.
+/// The full URL behind `expose`, where it was set behind `setting`, and
+/// `Display`/`Debug` with the password as `***`, for a URL type holding
+/// `url` and `setting`.
 macro_rules! redacted_url {
-    ($ty:ident) => {
+    ($ty:ident, $settings:literal) => {
         impl $ty {
             /// The full URL, password included. Do not log it.
             #[must_use]
             pub fn expose(&self) -> &str {
                 &self.url
+            }
+
+            #[doc = concat!("Where the URL was set: ", $settings, ".")]
+            #[must_use]
+            pub fn setting(&self) -> &'static str {
+                self.setting
             }
         }
 
@@ -132,8 +132,15 @@ macro_rules! redacted_url {
     };
 }
 
-redacted_url!(BrokerUrl);
-redacted_url!(ManagementUrl);
+redacted_url!(
+    BrokerUrl,
+    "`WARREN_AMQP_URL`, `RABBITMQ_URL` (also for the default URL, when \
+     neither is set), or `Config::urls`"
+);
+redacted_url!(
+    ManagementUrl,
+    "`WARREN_MANAGEMENT_URL` or `Config::management_url`"
+);
 
 /// The URL of the broker's management HTTP API (the `rabbitmq_management`
 /// plugin), such as `http://monitor:secret@127.0.0.1:15672`: what
@@ -175,13 +182,6 @@ impl ManagementUrl {
             return Err(invalid("it names no host"));
         }
         Ok(Self { url, setting })
-    }
-
-    /// Where the URL was set: `WARREN_MANAGEMENT_URL` or
-    /// `Config::management_url`.
-    #[must_use]
-    pub fn setting(&self) -> &'static str {
-        self.setting
     }
 }
 
@@ -398,9 +398,7 @@ impl Config {
             self = self.vhost_from("WARREN_VHOST", v)?;
         }
         self.exchange = lookup("WARREN_EXCHANGE").unwrap_or(self.exchange);
-        if let Some(v) = lookup("WARREN_QUEUE_TYPE") {
-            self.queue_type = v.parse()?;
-        }
+        self.queue_type = lookup("WARREN_QUEUE_TYPE").map_or(Ok(self.queue_type), |v| v.parse())?;
         self.events_exchange = lookup("WARREN_EVENTS_EXCHANGE").unwrap_or(self.events_exchange);
         self.prefetch = var(&lookup, "WARREN_PREFETCH")?.unwrap_or(self.prefetch);
         self.max_body = var(&lookup, "WARREN_MAX_BODY")?.unwrap_or(self.max_body);
@@ -426,12 +424,9 @@ impl Config {
         if let Some(v) = lookup("WARREN_MANAGEMENT_URL") {
             self.management_url = Some(ManagementUrl::from_setting(v, "WARREN_MANAGEMENT_URL")?);
         }
-        if let Some(v) = lookup("WARREN_URL_ORDER") {
-            self.url_order = v.parse()?;
-        }
-        if let Some(v) = lookup("WARREN_WHEN_DISCONNECTED") {
-            self.when_disconnected = v.parse()?;
-        }
+        self.url_order = lookup("WARREN_URL_ORDER").map_or(Ok(self.url_order), |v| v.parse())?;
+        self.when_disconnected =
+            lookup("WARREN_WHEN_DISCONNECTED").map_or(Ok(self.when_disconnected), |v| v.parse())?;
         self.validate()?;
         Ok(self)
     }

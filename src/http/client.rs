@@ -352,10 +352,8 @@ impl Http {
         if resp.status() == StatusCode::MISDIRECTED_REQUEST {
             return Attempt::NotTaken(format!("{url} is no longer instance {id}"));
         }
-        match outgoing::read(resp, self.max_body, remaining).await {
-            Ok(r) => Attempt::Replied(r),
-            Err(e) => Attempt::Failed(e),
-        }
+        let read = outgoing::read(resp, self.max_body, remaining).await;
+        read.map_or_else(Attempt::Failed, Attempt::Replied)
     }
 
     /// What the TLS library said, if `e` is a failed TLS handshake.
