@@ -934,6 +934,74 @@ async fn postgres_inbox_skips_an_event_published_again() {
     the_inbox_skips_an_event_published_again(&store, &p).await;
 }
 
+/// `Store::purge` deletes the outbox rows sent longer ago than
+/// `keep_sent` and the inbox rows older than `inbox_retention`, and
+/// nothing else: not a row still to publish, not a row younger than its
+/// retention.
+async fn purge_keeps_what_is_young_or_unsent<DB: Backend>(url: &str)
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    i64: for<'r> sqlx::Decode<'r, DB> + sqlx::Type<DB>,
+    usize: sqlx::ColumnIndex<DB::Row>,
+{
+    let p = prefix();
+    let options = StoreOptions::new().table_prefix(&p);
+    let store = Store::<DB>::open(url, options.clone()).await.unwrap();
+    let exchange = support::unique("events");
+    let conn = support::connect(support::config().events_exchange(&exchange)).await;
+    let (sub, handled) = inbox_subscriber(&store, &conn, &format!("{p}handled")).await;
+    let relay = Relay::new(&store, Publisher::new(&conn)).start();
+    commit(&store, "p", 1..=3).await;
+    handled
+        .until("the events", Duration::from_secs(30), |n| n >= 3)
+        .await;
+    let mut status = relay.watch();
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        status.wait_for(|s| s.published >= 3),
+    )
+    .await
+    .expect("published")
+    .unwrap();
+    relay.shutdown().await;
+    sub.shutdown().await;
+    commit(&store, "p", 4..=4).await;
+    let count = |table: &str| {
+        let sql = format!("SELECT COUNT(*) FROM {p}{table}");
+        let pool = store.pool().clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(&sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!((count("outbox").await, count("inbox").await), (4, 3));
+
+    // The defaults keep sent rows an hour and inbox rows a week.
+    assert_eq!(store.purge().await.unwrap(), 0);
+    assert_eq!((count("outbox").await, count("inbox").await), (4, 3));
+
+    let zero = options
+        .keep_sent(Duration::ZERO)
+        .inbox_retention(Duration::ZERO);
+    let eager = Store::<DB>::open(url, zero).await.unwrap();
+    assert_eq!(eager.purge().await.unwrap(), 6, "3 sent rows, 3 inbox rows");
+    assert_eq!((count("outbox").await, count("inbox").await), (1, 0));
+    assert_eq!(eager.pending().await.unwrap(), 1, "the unsent row stays");
+}
+
+#[tokio::test]
+async fn sqlite_purge_keeps_what_is_young_or_unsent() {
+    purge_keeps_what_is_young_or_unsent::<Sqlite>(&sqlite_url("purge")).await;
+}
+
+#[tokio::test]
+async fn postgres_purge_keeps_what_is_young_or_unsent() {
+    purge_keeps_what_is_young_or_unsent::<Postgres>(&database_url()).await;
+}
+
 /// The outbox gauges and counters of `table`, from the process's registry
 /// (the same text `GET /metrics` serves): pending, lag in seconds,
 /// published, failed rounds.

@@ -165,6 +165,125 @@ pub(crate) mod backend {
         pub traceparent: Option<String>,
     }
 
+    /// The statements that read the same on both databases, written once
+    /// and expanded in each `impl Ops`: numbered placeholders (`$1`, which
+    /// SQLite takes too) and no casts. (A function generic over the
+    /// database would need an sqlx bound for each type bound and each
+    /// executor.) `migrate_in` creates or upgrades the tables in the open
+    /// transaction on its connection, `id` being the database's type for
+    /// an auto-incremented key.
+    macro_rules! shared_statements {
+        () => {
+            fn migrate_in<'a>(
+                conn: &'a mut Self::Connection,
+                tables: &'a Tables,
+                id: &'a str,
+            ) -> BoxFuture<'a, Result<(), Error>> {
+                boxed(async move {
+                    let failed = |e| database("cannot migrate the outbox tables", e);
+                    let migrations = tables.migrations();
+                    sqlx::query(&format!(
+                        "CREATE TABLE IF NOT EXISTS {migrations} (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
+                    ))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(failed)?;
+                    let found: i64 = sqlx::query_scalar(&format!(
+                        "SELECT COALESCE(MAX(version), 0) FROM {migrations}"
+                    ))
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(failed)?;
+                    if found > SCHEMA_VERSION {
+                        return Err(Error::SchemaMismatch {
+                            tables: tables.describe(),
+                            found,
+                            supported: SCHEMA_VERSION,
+                        });
+                    }
+                    for version in found + 1..=SCHEMA_VERSION {
+                        for statement in tables.migration(version, id) {
+                            sqlx::query(&statement)
+                                .execute(&mut *conn)
+                                .await
+                                .map_err(failed)?;
+                        }
+                        sqlx::query(&format!(
+                            "INSERT INTO {migrations} (version, applied_ms) VALUES ($1, $2)"
+                        ))
+                        .bind(version)
+                        .bind(now_ms())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(failed)?;
+                    }
+                    Ok(())
+                })
+            }
+
+            fn backlog<'a>(
+                pool: &'a Pool<Self>,
+                tables: &'a Tables,
+            ) -> BoxFuture<'a, Result<(i64, Option<i64>), sqlx::Error>> {
+                boxed(async move {
+                    let sql = format!(
+                        "SELECT COUNT(*), MIN(created_ms) FROM {} WHERE sent_ms IS NULL",
+                        tables.outbox()
+                    );
+                    sqlx::query_as(&sql).fetch_one(pool).await
+                })
+            }
+
+            fn purge<'a>(
+                pool: &'a Pool<Self>,
+                tables: &'a Tables,
+                sent_before: i64,
+                handled_before: i64,
+            ) -> BoxFuture<'a, Result<u64, sqlx::Error>> {
+                boxed(async move {
+                    let sent = format!(
+                        "DELETE FROM {} WHERE sent_ms IS NOT NULL AND sent_ms <= $1",
+                        tables.outbox()
+                    );
+                    let handled = format!("DELETE FROM {} WHERE handled_ms <= $1", tables.inbox());
+                    let a = sqlx::query(&sent).bind(sent_before).execute(pool).await?;
+                    let b = sqlx::query(&handled)
+                        .bind(handled_before)
+                        .execute(pool)
+                        .await?;
+                    Ok(a.rows_affected() + b.rows_affected())
+                })
+            }
+
+            fn record<'a>(
+                conn: &'a mut Self::Connection,
+                tables: &'a Tables,
+                service: &'a str,
+                event_id: &'a str,
+                now_ms: i64,
+            ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
+                boxed(async move {
+                    // On PostgreSQL, a concurrent delivery of the same event
+                    // waits here for the first one's transaction, then finds
+                    // the row.
+                    let sql = format!(
+                        "INSERT INTO {} (service, event_id, handled_ms) VALUES ($1, $2, $3)
+                         ON CONFLICT (service, event_id) DO NOTHING",
+                        tables.inbox()
+                    );
+                    let done = sqlx::query(&sql)
+                        .bind(service)
+                        .bind(event_id)
+                        .bind(now_ms)
+                        .execute(conn)
+                        .await?;
+                    Ok(done.rows_affected() == 1)
+                })
+            }
+        };
+    }
+    pub(in crate::outbox) use shared_statements;
+
     /// The statements of one database.
     pub trait Ops: sqlx::Database + Sized {
         /// Whether [`Outbox::add`](super::Outbox::add) wakes the relays
@@ -178,6 +297,15 @@ pub(crate) mod backend {
         fn migrate<'a>(
             pool: &'a Pool<Self>,
             tables: &'a Tables,
+        ) -> BoxFuture<'a, Result<(), Error>>;
+
+        /// Creates or upgrades the tables in the open transaction on
+        /// `conn`, `id` being the type of an auto-incremented key
+        /// ([`shared_statements`]).
+        fn migrate_in<'a>(
+            conn: &'a mut Self::Connection,
+            tables: &'a Tables,
+            id: &'a str,
         ) -> BoxFuture<'a, Result<(), Error>>;
 
         /// Inserts `row` in the transaction on `conn` (and, for PostgreSQL,

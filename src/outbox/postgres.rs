@@ -4,7 +4,7 @@
 //! round commits; the key's later rows follow the locked one in the same
 //! round. A commit notifies the relays (`pg_notify`, delivered at commit).
 
-use super::backend::{row, NewRow, Ops};
+use super::backend::{row, shared_statements, NewRow, Ops};
 use super::publish::{Published, Publishing};
 use super::tables::{now_ms, Tables, SCHEMA_VERSION};
 use super::{boxed, database};
@@ -49,44 +49,12 @@ impl Ops for Postgres {
                     .await
                     .map_err(failed)?;
             }
-            let migrations = tables.migrations();
-            sqlx::query(&format!(
-                "CREATE TABLE IF NOT EXISTS {migrations} (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
-            ))
-            .execute(&mut *tx)
-            .await
-            .map_err(failed)?;
-            let found: i64 = sqlx::query_scalar(&format!(
-                "SELECT COALESCE(MAX(version), 0)::BIGINT FROM {migrations}"
-            ))
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(failed)?;
-            if found > SCHEMA_VERSION {
-                return Err(Error::SchemaMismatch {
-                    tables: tables.describe(),
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
-            }
-            for version in found + 1..=SCHEMA_VERSION {
-                for statement in
-                    tables.migration(version, "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY")
-                {
-                    sqlx::query(&statement)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(failed)?;
-                }
-                sqlx::query(&format!(
-                    "INSERT INTO {migrations} (version, applied_ms) VALUES ($1, $2)"
-                ))
-                .bind(version)
-                .bind(now_ms())
-                .execute(&mut *tx)
-                .await
-                .map_err(failed)?;
-            }
+            Self::migrate_in(
+                &mut tx,
+                tables,
+                "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+            )
+            .await?;
             tx.commit().await.map_err(failed)
         })
     }
@@ -171,64 +139,7 @@ impl Ops for Postgres {
         })
     }
 
-    fn backlog<'a>(
-        pool: &'a Pool<Self>,
-        tables: &'a Tables,
-    ) -> BoxFuture<'a, Result<(i64, Option<i64>), sqlx::Error>> {
-        boxed(async move {
-            let sql = format!(
-                "SELECT COUNT(*)::BIGINT, MIN(created_ms)::BIGINT FROM {} WHERE sent_ms IS NULL",
-                tables.outbox()
-            );
-            sqlx::query_as(&sql).fetch_one(pool).await
-        })
-    }
-
-    fn purge<'a>(
-        pool: &'a Pool<Self>,
-        tables: &'a Tables,
-        sent_before: i64,
-        handled_before: i64,
-    ) -> BoxFuture<'a, Result<u64, sqlx::Error>> {
-        boxed(async move {
-            let sent = format!(
-                "DELETE FROM {} WHERE sent_ms IS NOT NULL AND sent_ms <= $1",
-                tables.outbox()
-            );
-            let handled = format!("DELETE FROM {} WHERE handled_ms <= $1", tables.inbox());
-            let a = sqlx::query(&sent).bind(sent_before).execute(pool).await?;
-            let b = sqlx::query(&handled)
-                .bind(handled_before)
-                .execute(pool)
-                .await?;
-            Ok(a.rows_affected() + b.rows_affected())
-        })
-    }
-
-    fn record<'a>(
-        conn: &'a mut PgConnection,
-        tables: &'a Tables,
-        service: &'a str,
-        event_id: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
-        boxed(async move {
-            // A concurrent delivery of the same event waits here for the
-            // first one's transaction, then finds the row.
-            let sql = format!(
-                "INSERT INTO {} (service, event_id, handled_ms) VALUES ($1, $2, $3)
-                 ON CONFLICT (service, event_id) DO NOTHING",
-                tables.inbox()
-            );
-            let done = sqlx::query(&sql)
-                .bind(service)
-                .bind(event_id)
-                .bind(now_ms)
-                .execute(conn)
-                .await?;
-            Ok(done.rows_affected() == 1)
-        })
-    }
+    shared_statements!();
 
     fn release<'a>(
         _: &'a Pool<Self>,

@@ -2,7 +2,7 @@
 //! per database file (the process that owns it) takes the oldest pending
 //! rows without locking them.
 
-use super::backend::{row, NewRow, Ops};
+use super::backend::{row, shared_statements, NewRow, Ops};
 use super::publish::{Published, Publishing};
 use super::tables::{now_ms, Tables, SCHEMA_VERSION};
 use super::{boxed, database};
@@ -57,7 +57,8 @@ impl Ops for Sqlite {
                 .execute(&mut *conn)
                 .await
                 .map_err(failed)?;
-            let result = migrate_in(&mut conn, tables).await;
+            let result =
+                Self::migrate_in(&mut conn, tables, "INTEGER PRIMARY KEY AUTOINCREMENT").await;
             let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
             let ended = sqlx::query(end).execute(&mut *conn).await;
             result?;
@@ -128,62 +129,7 @@ impl Ops for Sqlite {
         })
     }
 
-    fn backlog<'a>(
-        pool: &'a Pool<Self>,
-        tables: &'a Tables,
-    ) -> BoxFuture<'a, Result<(i64, Option<i64>), sqlx::Error>> {
-        boxed(async move {
-            let sql = format!(
-                "SELECT COUNT(*), MIN(created_ms) FROM {} WHERE sent_ms IS NULL",
-                tables.outbox()
-            );
-            sqlx::query_as(&sql).fetch_one(pool).await
-        })
-    }
-
-    fn purge<'a>(
-        pool: &'a Pool<Self>,
-        tables: &'a Tables,
-        sent_before: i64,
-        handled_before: i64,
-    ) -> BoxFuture<'a, Result<u64, sqlx::Error>> {
-        boxed(async move {
-            let sent = format!(
-                "DELETE FROM {} WHERE sent_ms IS NOT NULL AND sent_ms <= ?",
-                tables.outbox()
-            );
-            let handled = format!("DELETE FROM {} WHERE handled_ms <= ?", tables.inbox());
-            let a = sqlx::query(&sent).bind(sent_before).execute(pool).await?;
-            let b = sqlx::query(&handled)
-                .bind(handled_before)
-                .execute(pool)
-                .await?;
-            Ok(a.rows_affected() + b.rows_affected())
-        })
-    }
-
-    fn record<'a>(
-        conn: &'a mut SqliteConnection,
-        tables: &'a Tables,
-        service: &'a str,
-        event_id: &'a str,
-        now_ms: i64,
-    ) -> BoxFuture<'a, Result<bool, sqlx::Error>> {
-        boxed(async move {
-            let sql = format!(
-                "INSERT INTO {} (service, event_id, handled_ms) VALUES (?, ?, ?)
-                 ON CONFLICT (service, event_id) DO NOTHING",
-                tables.inbox()
-            );
-            let done = sqlx::query(&sql)
-                .bind(service)
-                .bind(event_id)
-                .bind(now_ms)
-                .execute(conn)
-                .await?;
-            Ok(done.rows_affected() == 1)
-        })
-    }
+    shared_statements!();
 
     fn release<'a>(
         pool: &'a Pool<Self>,
@@ -224,46 +170,4 @@ async fn lease(pool: &Pool<Sqlite>, tables: &Tables, relay: &str) -> Result<bool
         .execute(pool)
         .await?;
     Ok(done.rows_affected() == 1)
-}
-
-/// Creates or upgrades the tables in the open transaction on `conn`.
-async fn migrate_in(conn: &mut SqliteConnection, tables: &Tables) -> Result<(), Error> {
-    let failed = |e| database("cannot migrate the outbox tables", e);
-    let migrations = tables.migrations();
-    sqlx::query(&format!(
-        "CREATE TABLE IF NOT EXISTS {migrations} (version BIGINT PRIMARY KEY, applied_ms BIGINT NOT NULL)"
-    ))
-    .execute(&mut *conn)
-    .await
-    .map_err(failed)?;
-    let found: i64 = sqlx::query_scalar(&format!(
-        "SELECT COALESCE(MAX(version), 0) FROM {migrations}"
-    ))
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(failed)?;
-    if found > SCHEMA_VERSION {
-        return Err(Error::SchemaMismatch {
-            tables: tables.describe(),
-            found,
-            supported: SCHEMA_VERSION,
-        });
-    }
-    for version in found + 1..=SCHEMA_VERSION {
-        for statement in tables.migration(version, "INTEGER PRIMARY KEY AUTOINCREMENT") {
-            sqlx::query(&statement)
-                .execute(&mut *conn)
-                .await
-                .map_err(failed)?;
-        }
-        sqlx::query(&format!(
-            "INSERT INTO {migrations} (version, applied_ms) VALUES (?, ?)"
-        ))
-        .bind(version)
-        .bind(now_ms())
-        .execute(&mut *conn)
-        .await
-        .map_err(failed)?;
-    }
-    Ok(())
 }
