@@ -190,8 +190,7 @@ impl Connection {
         let conn = Self::start(config)?;
         let mut state = conn.state();
         loop {
-            let now = state.borrow_and_update().clone();
-            match now {
+            match state.borrow_and_update().clone() {
                 ConnectionState::Connected { .. } => return Ok(conn),
                 ConnectionState::Down { last_error, .. } => {
                     conn.close();
@@ -420,6 +419,18 @@ pub(crate) fn consume_again(
             }
         },
     }
+}
+
+/// The deliveries of `consumer`, each with `tag`, then `None` once it ends:
+/// merged with others, it tells which one ended while the rest may go on.
+pub(crate) fn tagged<T: Clone>(
+    consumer: lapin::Consumer,
+    tag: T,
+) -> impl futures::Stream<Item = Option<(T, lapin::Result<lapin::message::Delivery>)>> {
+    use futures::StreamExt;
+    consumer
+        .map(move |d| Some((tag.clone(), d)))
+        .chain(futures::stream::once(std::future::ready(None)))
 }
 
 /// Stops `what` consuming (cancels `tags`), waits up to `grace` for running

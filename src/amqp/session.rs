@@ -21,7 +21,7 @@
 //! gone with the channel), and a new session is opened on the next
 //! connection.
 
-use super::connection::{until_closed, Connection, Link, Links};
+use super::connection::{tagged, until_closed, Connection, Link, Links};
 use super::wire::{self, REPLY_TO};
 use crate::codec::ContentType;
 use crate::message::Response;
@@ -306,14 +306,9 @@ pub(crate) async fn run(conn: Connection, slot: Weak<watch::Sender<Option<Arc<Se
         tokio::spawn(session.clone().sweep());
         // Both consumers as one stream: it ends when either does.
         let [calls, confirmed] = replies;
-        let (calls_id, confirmed_id) = (session.calls.id(), session.confirmed.id());
         let mut replies = futures::stream::select(
-            calls
-                .map(move |d| Some((calls_id, d)))
-                .chain(futures::stream::once(futures::future::ready(None))),
-            confirmed
-                .map(move |d| Some((confirmed_id, d)))
-                .chain(futures::stream::once(futures::future::ready(None))),
+            tagged(calls, session.calls.id()),
+            tagged(confirmed, session.confirmed.id()),
         );
         let mut last = wire::LastSender::default();
         // One wait for the close, kept across replies (not set up anew for

@@ -292,10 +292,8 @@ pub(crate) fn incoming(props: &BasicProperties, last: Option<&mut LastSender>) -
 /// The content type of an incoming message. A message without one is taken
 /// as JSON, the lingua franca of hand-written peers.
 pub(crate) fn content_type(props: &BasicProperties) -> Result<ContentType, Error> {
-    match props.content_type() {
-        Some(ct) => Ok(ContentType::parse(ct.as_str())?),
-        None => Ok(ContentType::Json),
-    }
+    let ct = props.content_type().as_ref().map(|ct| ct.as_str());
+    Ok(ct.map_or(Ok(ContentType::Json), ContentType::parse)?)
 }
 
 #[cfg(test)]
@@ -394,6 +392,12 @@ mod tests {
         );
     }
 
+    /// What is read from a message carrying the header table `headers`.
+    fn with_headers<const N: usize>(headers: [(&str, AMQPValue); N]) -> Incoming {
+        let t: std::collections::BTreeMap<_, _> = headers.map(|(k, v)| (k.into(), v)).into();
+        incoming(&BasicProperties::default().with_headers(t.into()), None)
+    }
+
     #[test]
     fn senders_are_read_from_app_id_or_older_headers() {
         let of = |app_id: &str| sender_of(app_id, None);
@@ -402,13 +406,10 @@ mod tests {
         assert_eq!(of("billing-script"), peer(Some("billing-script"), None));
         assert_eq!(of("/"), peer(None, None));
 
-        let mut t = FieldTable::default();
-        t.insert("x-sender-id".into(), AMQPValue::LongString("py-1".into()));
-        t.insert(
-            "x-sender-type".into(),
-            AMQPValue::LongString("python".into()),
-        );
-        let inc = incoming(&BasicProperties::default().with_headers(t), None);
+        let inc = with_headers([
+            ("x-sender-id", AMQPValue::LongString("py-1".into())),
+            ("x-sender-type", AMQPValue::LongString("python".into())),
+        ]);
         assert_eq!(inc.sender, peer(Some("python"), Some("py-1")));
         assert!(inc.headers.is_empty());
     }
@@ -430,25 +431,20 @@ mod tests {
 
     #[test]
     fn foreign_integer_and_string_headers_are_read() {
-        let mut t = FieldTable::default();
-        t.insert("x-timeout-ms".into(), AMQPValue::LongString("250".into()));
-        t.insert(
-            "x-status".into(),
-            AMQPValue::LongString("application".into()),
-        );
-        t.insert("n".into(), AMQPValue::LongInt(5));
-        t.insert("f".into(), AMQPValue::Double(0.5));
-        t.insert("yes".into(), AMQPValue::Boolean(true));
-        let inc = incoming(&BasicProperties::default().with_headers(t), None);
+        let inc = with_headers([
+            ("x-timeout-ms", AMQPValue::LongString("250".into())),
+            ("x-status", AMQPValue::LongString("application".into())),
+            ("n", AMQPValue::LongInt(5)),
+            ("f", AMQPValue::Double(0.5)),
+            ("yes", AMQPValue::Boolean(true)),
+        ]);
         assert_eq!(inc.timeout, Some(Duration::from_millis(250)));
         assert_eq!(inc.status, Some(Code::Application));
         assert_eq!(inc.headers.get("n"), Some("5"));
         assert_eq!(inc.headers.get("f"), Some("0.5"));
         assert_eq!(inc.headers.get("yes"), Some("true"));
 
-        let mut t = FieldTable::default();
-        t.insert("x-timeout-ms".into(), AMQPValue::Double(1500.0));
-        let inc = incoming(&BasicProperties::default().with_headers(t), None);
+        let inc = with_headers([("x-timeout-ms", AMQPValue::Double(1500.0))]);
         assert_eq!(inc.timeout, Some(Duration::from_millis(1500)));
     }
 }

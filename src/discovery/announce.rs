@@ -70,12 +70,10 @@ pub(crate) async fn announce(
             declare_exchange(&channel, exchange_name.into()).await?;
             Ok::<_, lapin::Error>(channel)
         };
-        let channel = match opened.await {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "cannot open the announcement channel; retrying");
-                continue;
-            }
+        let Ok(channel) = opened.await.inspect_err(|e| {
+            debug!(error = %e, "cannot open the announcement channel; retrying");
+        }) else {
+            continue;
         };
         let gen = Some(link.generation);
         let replaced = |l: &Option<Link>| l.as_ref().map(|l| l.generation) != gen;
@@ -126,12 +124,11 @@ impl Peers {
 async fn learn(conn: Connection, peers: WeakPeers) {
     let mut links = Links::new(&conn);
     while let Some(link) = links.next(std::future::pending()).await {
-        let (channel, consumer) = match subscribe(&link, &conn.config().exchange).await {
-            Ok(c) => c,
-            Err(e) => {
-                debug!(error = %e, "cannot listen to announcements; retrying");
-                continue;
-            }
+        let Ok((channel, consumer)) = subscribe(&link, &conn.config().exchange)
+            .await
+            .inspect_err(|e| debug!(error = %e, "cannot listen to announcements; retrying"))
+        else {
+            continue;
         };
         match peers.upgrade() {
             Some(p) => p.listening(true),

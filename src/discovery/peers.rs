@@ -173,9 +173,7 @@ impl Peers {
     #[must_use]
     pub fn from_config(config: &HttpConfig) -> Self {
         let peers = Self::new();
-        for p in &config.peers {
-            peers.insert(p.clone());
-        }
+        config.peers.iter().cloned().for_each(|p| peers.insert(p));
         peers
     }
 
@@ -340,11 +338,7 @@ impl Peers {
 
     /// Marks a peer as refusing connections.
     pub(crate) fn mark_down(&self, id: &ServiceId) {
-        self.write(|s| {
-            if let Some(e) = s.entries.get_mut(id) {
-                e.down_until = Some(Instant::now() + DOWN_FOR);
-            }
-        });
+        self.set_down_until(id, Some(Instant::now() + DOWN_FOR));
     }
 
     /// Marks a peer as answering again.
@@ -355,12 +349,16 @@ impl Peers {
             .get(id)
             .is_some_and(|e| e.down_until.is_some());
         if down {
-            self.write(|s| {
-                if let Some(e) = s.entries.get_mut(id) {
-                    e.down_until = None;
-                }
-            });
+            self.set_down_until(id, None);
         }
+    }
+
+    fn set_down_until(&self, id: &ServiceId, until: Option<Instant>) {
+        self.write(|s| {
+            if let Some(e) = s.entries.get_mut(id) {
+                e.down_until = until;
+            }
+        });
     }
 
     /// A handle that does not keep the registry alive (for the learning

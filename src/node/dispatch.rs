@@ -189,30 +189,26 @@ impl Dispatch {
     /// Publishes `resp` to `reply_to`, then acks the request.
     async fn reply(&self, d: &Delivery, reply_to: Option<&ShortString>, resp: Response) {
         if let Some(to) = reply_to {
-            let props = wire::reply_properties(
-                d.properties.correlation_id().as_ref(),
-                resp.content_type,
-                &resp.status,
-                &resp.headers,
-                self.sender.as_ref(),
-            );
-            let sent = match props {
-                Ok(props) => {
-                    let publish = self.channel.basic_publish(
-                        "".into(),
-                        to.clone(),
-                        BasicPublishOptions::default(),
-                        &resp.body,
-                        props,
-                    );
-                    match self.settle(publish).await {
-                        Some(r) => r.map(drop).map_err(|e| e.to_string()),
-                        None => Err("the channel closed".to_owned()),
-                    }
-                }
-                Err(e) => Err(e.to_string()),
+            let sent = async {
+                let props = wire::reply_properties(
+                    d.properties.correlation_id().as_ref(),
+                    resp.content_type,
+                    &resp.status,
+                    &resp.headers,
+                    self.sender.as_ref(),
+                )
+                .map_err(|e| e.to_string())?;
+                let publish = self.channel.basic_publish(
+                    "".into(),
+                    to.clone(),
+                    BasicPublishOptions::default(),
+                    &resp.body,
+                    props,
+                );
+                let published = self.settle(publish).await.ok_or("the channel closed")?;
+                published.map(drop).map_err(|e| e.to_string())
             };
-            if let Err(e) = sent {
+            if let Err(e) = sent.await {
                 // The channel is gone: no ack either, so the broker will
                 // deliver the request again on the next connection.
                 warn!(error = %e, "could not send a reply");

@@ -95,13 +95,7 @@ impl Runner {
                     }
                 })?;
             tags.push(consumer.tag());
-            // `None` last: this consumer ended while others may go on.
-            let ended = futures::stream::once(std::future::ready(None));
-            consumers.push(
-                consumer
-                    .map(move |d| Some((d, address.clone())))
-                    .chain(ended),
-            );
+            consumers.push(crate::amqp::connection::tagged(consumer, address));
         }
         self.consumers.store(tags.len(), Ordering::Relaxed);
         self.serving.send_replace(Some(link.generation));
@@ -126,7 +120,7 @@ impl Runner {
                 () = until_closed(stopped) => return Ok(self.stop(&channel, &tags).await),
                 _ = links.wait_for(replaced).map(|r| r.is_ok()) => return Ok(Finish::Lost),
                 next = consumers.next() => match next.flatten() {
-                    Some((Ok(delivery), address)) => {
+                    Some((address, Ok(delivery))) => {
                         let received = Instant::now();
                         // Waiting for a free handler slot must not hide a
                         // stop: a delivery not yet started goes back to the
@@ -167,7 +161,7 @@ impl Runner {
                     // of two.
                     ended => {
                         match ended {
-                            Some((Err(e), _)) => warn!(error = %e, "consumer failed; consuming again"),
+                            Some((_, Err(e))) => warn!(error = %e, "consumer failed; consuming again"),
                             _ => warn!("the broker cancelled a consumer; consuming again"),
                         }
                         // On a connection that is going away, the
