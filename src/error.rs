@@ -269,6 +269,13 @@ pub enum Error {
 }
 
 impl Error {
+    /// [`Error::NoRoute`] to `address`.
+    pub(crate) fn no_route(address: &Address) -> Self {
+        Self::NoRoute {
+            address: address.clone(),
+        }
+    }
+
     /// The status a server sends for this error, when a handler fails with it.
     #[must_use]
     pub fn to_status(&self) -> Status {

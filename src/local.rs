@@ -138,9 +138,7 @@ impl Servers {
             .map(|i| (peer(i), i.handler.clone()))
             .collect();
         if matching.is_empty() {
-            return Err(Error::NoRoute {
-                address: address.clone(),
-            });
+            return Err(Error::no_route(address));
         }
         if matches!(address, Address::Any(_)) {
             let n = reg.next.fetch_add(1, Ordering::Relaxed) % matching.len();

@@ -118,10 +118,7 @@ impl Client {
     pub fn with_identity(conn: &Connection, identity: Peer) -> Self {
         let session = Arc::new(watch::Sender::new(None));
         tokio::spawn(session::run(conn.clone(), Arc::downgrade(&session)));
-        let app_id = wire::sender_app_id(&identity)
-            .inspect_err(|e| tracing::warn!(error = %e, "requests will not name their sender"))
-            .ok()
-            .flatten();
+        let app_id = wire::sender_app_id(&identity);
         let amqp = Amqp {
             inner: Arc::new(Inner {
                 conn: conn.clone(),
@@ -145,13 +142,7 @@ impl Client {
     /// Calls waiting for a reply right now.
     #[must_use]
     pub fn in_flight(&self) -> usize {
-        self.stack
-            .get_ref()
-            .inner
-            .session
-            .borrow()
-            .as_ref()
-            .map_or(0, |s| s.waiting())
+        self.stack.get_ref().current().map_or(0, |s| s.waiting())
     }
 
     /// Sends `request` and waits for its one reply.
@@ -336,11 +327,7 @@ impl Amqp {
                     &too_large(size, limit).to_status(),
                 )),
                 // Returned: no queue is bound to the address at all.
-                Ok(Some(Reply::Returned)) => {
-                    return Err(Error::NoRoute {
-                        address: request.address.clone(),
-                    })
-                }
+                Ok(Some(Reply::Returned)) => return Err(Error::no_route(&request.address)),
                 Ok(None) if replies.is_empty() => return Err(Error::ConnectionLost),
                 Ok(None) | Err(_) => break,
             }
@@ -421,12 +408,7 @@ impl Amqp {
     ///
     /// [`Config::settle`]: crate::Config::settle
     async fn unroutable_pause(&self, returned: &mut u32, deadline: Instant) -> bool {
-        let settling = self
-            .inner
-            .session
-            .borrow()
-            .as_ref()
-            .is_some_and(|s| s.settling());
+        let settling = self.current().is_some_and(|s| s.settling());
         let pause = UNROUTABLE_PAUSE * 2u32.pow((*returned).min(3));
         if !settling || Instant::now() + pause >= deadline {
             return false;
@@ -441,9 +423,14 @@ impl Amqp {
         true
     }
 
+    /// The session, if there is one.
+    fn current(&self) -> Option<Arc<Session>> {
+        self.inner.session.borrow().clone()
+    }
+
     /// The live session, if there is one and the broker takes publishes.
     fn live_session(&self) -> Option<Arc<Session>> {
-        let session = self.inner.session.borrow().clone()?;
+        let session = self.current()?;
         self.inner.conn.blocked().is_none().then_some(session)
     }
 
@@ -652,9 +639,7 @@ fn reply_or_lost(
 ) -> Result<Response, Error> {
     match reply {
         Ok(Reply::Response(response)) => (*response).into_result(),
-        Ok(Reply::Returned) => Err(Error::NoRoute {
-            address: address.clone(),
-        }),
+        Ok(Reply::Returned) => Err(Error::no_route(address)),
         Ok(Reply::TooLarge { size, limit }) => Err(too_large(size, limit)),
         Err(_) => Err(Error::ConnectionLost),
     }

@@ -33,13 +33,10 @@ impl Confirm {
     /// Waits for the broker: `Ok` once it took the message, [`Error::NoRoute`]
     /// if it came back unroutable.
     pub(crate) async fn outcome(&mut self, address: &Address) -> Result<(), Error> {
-        if self.routed().await? {
-            Ok(())
-        } else {
-            Err(Error::NoRoute {
-                address: address.clone(),
-            })
-        }
+        self.routed()
+            .await?
+            .then_some(())
+            .ok_or_else(|| Error::no_route(address))
     }
 
     /// Waits for the broker: `Ok(true)` once it took the message,

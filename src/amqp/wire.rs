@@ -43,15 +43,20 @@ fn short(what: &str, s: &str) -> Result<ShortString, Error> {
 
 /// The sender as an `app_id`: `<type>/<id>`, either side empty when
 /// unknown; `None` when both are. A client's or node's, computed once and
-/// sent with each of its requests or replies.
-pub(crate) fn sender_app_id(peer: &Peer) -> Result<Option<ShortString>, Error> {
+/// sent with each of its requests or replies. Always a short string: each
+/// name is at most [`MAX_NAME_LEN`](crate::address::MAX_NAME_LEN) bytes.
+pub(crate) fn sender_app_id(peer: &Peer) -> Option<ShortString> {
     let t = peer.service.as_ref().map(ServiceType::as_str);
     let id = peer.id.as_ref().map(ServiceId::as_str);
     if t.is_none() && id.is_none() {
-        return Ok(None);
+        return None;
     }
-    let app_id = format!("{}/{}", t.unwrap_or_default(), id.unwrap_or_default());
-    short("the sender (app_id)", &app_id).map(Some)
+    ShortString::try_new(format!(
+        "{}/{}",
+        t.unwrap_or_default(),
+        id.unwrap_or_default()
+    ))
+    .ok()
 }
 
 /// The sender named by an `app_id`: `<type>/<id>` as warren sends it; a
@@ -327,8 +332,7 @@ mod tests {
     fn request_round_trip() {
         let headers: Headers = [("traceparent", "00-1-2-01")].into_iter().collect();
         let sender = peer(Some("caller"), Some("c1"));
-        let props =
-            request_properties(&call(&headers, sender_app_id(&sender).unwrap().as_ref())).unwrap();
+        let props = request_properties(&call(&headers, sender_app_id(&sender).as_ref())).unwrap();
         assert_eq!(props.expiration().as_ref().unwrap().as_str(), "1500");
         assert_eq!(props.kind().as_ref().unwrap().as_str(), "Calc.add");
         assert_eq!(props.delivery_mode(), &None);
@@ -345,17 +349,16 @@ mod tests {
         let props = request_properties(&Outgoing {
             content_type: ContentType::MsgPack,
             timeout: Some(Duration::from_millis(20)),
-            ..call(
-                &Headers::default(),
-                sender_app_id(&sender).unwrap().as_ref(),
-            )
+            ..call(&Headers::default(), sender_app_id(&sender).as_ref())
         })
         .unwrap();
         assert_eq!(props.headers(), &None);
         assert_eq!(props.app_id().as_ref().unwrap().as_str(), "/c1");
         assert_eq!(incoming(&props, None).sender, sender);
+        let longest = "x".repeat(crate::address::MAX_NAME_LEN);
+        assert!(sender_app_id(&peer(Some(&longest), Some(&longest))).is_some());
 
-        let me = sender_app_id(&peer(Some("calc"), Some("n1"))).unwrap();
+        let me = sender_app_id(&peer(Some("calc"), Some("n1")));
         let none = Headers::default();
         let ok = reply_properties(None, ContentType::Json, &Code::Ok, &none, me.as_ref()).unwrap();
         assert_eq!(ok.headers(), &None);

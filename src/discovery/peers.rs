@@ -317,9 +317,7 @@ impl Peers {
             .filter(|p| address.reaches(&p.id, &p.service))
             .collect();
         if known.is_empty() {
-            return Err(Error::NoRoute {
-                address: address.clone(),
-            });
+            return Err(Error::no_route(address));
         }
         if matches!(address, Address::Any(_)) {
             let n = self.inner.next.fetch_add(1, Ordering::Relaxed) % known.len();

@@ -103,10 +103,7 @@ impl Runner {
         if let Some(ready) = ready.take() {
             let _ = ready.send(Ok(()));
         }
-        let sender = crate::amqp::wire::sender_app_id(&self.identity)
-            .inspect_err(|e| warn!(error = %e, "replies will not name their sender"))
-            .ok()
-            .flatten();
+        let sender = crate::amqp::wire::sender_app_id(&self.identity);
         // Dropped when this returns: every dispatch still waiting on this
         // channel (for its reply or ack to go out) gives up then, so its
         // handler slot comes back even if lapin never settles the wait.
